@@ -1,0 +1,72 @@
+"""The FastAPI application: ``/graphql`` (HTTP and graphql-transport-ws) and ``/health``.
+
+:func:`create_app` only wires routes to the :class:`~api.services.Services` it
+is given; it starts and stops nothing. The composition root owns the
+connections and the background tasks (log tail, dispatcher, sweeper).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from strawberry.fastapi import GraphQLRouter
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+
+from api.context import make_context_getter
+from api.graphql.schema import schema
+from api.services import Services
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(title="plantcore", docs_url=None, redoc_url=None)
+    graphql: GraphQLRouter[Any, None] = GraphQLRouter(
+        schema,
+        context_getter=make_context_getter(services),
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+    )
+    app.include_router(graphql, prefix="/graphql")
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        """Each service ``ok`` or ``error`` with the reason; HTTP 503 when any is down."""
+        report = await check_health(services)
+        healthy = all(entry["status"] == "ok" for entry in report.values())
+        body = {"status": "ok" if healthy else "error", "services": report}
+        return JSONResponse(body, status_code=200 if healthy else 503)
+
+    return app
+
+
+async def check_health(services: Services) -> dict[str, dict[str, str]]:
+    async def postgres() -> None:
+        await services.store.call(services.app.recorder.max_notification_id)
+
+    async def nats() -> None:
+        if not services.nats.is_connected:
+            raise ConnectionError("not connected")
+        await services.nats.flush(timeout=math.ceil(services.health_timeout))
+
+    async def redis() -> None:
+        await services.redis.ping()
+
+    names = ("postgresql", "nats", "redis")
+    results = await asyncio.gather(
+        *(_probe(check(), services.health_timeout) for check in (postgres, nats, redis))
+    )
+    return dict(zip(names, results, strict=True))
+
+
+async def _probe(check: Awaitable[None], seconds: float) -> dict[str, str]:
+    try:
+        async with asyncio.timeout(seconds):
+            await check
+    except TimeoutError:
+        return {"status": "error", "detail": f"no answer within {seconds:g} s"}
+    except Exception as exc:  # any failure of a probe is that service's report, not ours
+        return {"status": "error", "detail": f"{type(exc).__name__}: {exc}"}
+    return {"status": "ok", "detail": ""}

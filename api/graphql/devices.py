@@ -1,0 +1,186 @@
+"""Live plant state: the ``devices`` query and the ``tagUpdates`` subscription.
+
+Values: a tag's ``value`` is a ``Float`` (integers as floats, booleans as 1.0
+and 0.0, so every tag can be plotted); ``boolValue`` is set, in addition, only
+when the sample is a boolean. Both are null when the device has no value (bad
+quality after a lost connection).
+
+``tagUpdates(device)`` first sends a snapshot of every tag from Redis
+(``snapshot: true``), then each sample of ``plant.telemetry.<device>`` read by
+a core NATS subscription that opens *before* the snapshot is read, so nothing
+is missed in between. Every sample is sent, changed or not; only samples not
+newer than what was already sent for a tag are dropped (the overlap between the
+snapshot and the stream). A subscriber too slow for the stream loses the
+oldest pending messages (the NATS client's pending limit below), never the
+connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator
+from datetime import datetime
+
+import strawberry
+from nats.aio.msg import Msg
+
+from api.context import PlantContext
+from api.graphql.errors import UNKNOWN_DEVICE, api_error
+from domain.catalog import TagLimits
+from domain.messages import (
+    TELEMETRY_SUBJECT,
+    ConnectionState,
+    DeviceStatus,
+    MalformedMessage,
+    Quality,
+    Sample,
+    TelemetryBatch,
+)
+from projections.live_reader import read_device, read_status
+
+log = logging.getLogger(__name__)
+
+# Messages a slow tagUpdates subscriber may have waiting before NATS drops them.
+PENDING_MESSAGES_LIMIT = 1000
+
+# The wire enums become GraphQL enums as they are (values GOOD, UNCERTAIN, BAD, ...).
+strawberry.enum(Quality, name="Quality")
+strawberry.enum(ConnectionState, name="ConnectionState")
+
+
+def _number(value: float | int | bool | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _boolean(value: float | int | bool | None) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+@strawberry.type(name="DeviceStatus")
+class DeviceStatusType:
+    state: ConnectionState
+    ts: datetime
+    detail: str
+    reconnects: int
+
+    @classmethod
+    def from_model(cls, status: DeviceStatus) -> DeviceStatusType:
+        return cls(
+            state=status.state, ts=status.ts, detail=status.detail, reconnects=status.reconnects
+        )
+
+
+@strawberry.type
+class Tag:
+    name: str
+    value: float | None
+    bool_value: bool | None
+    quality: Quality | None
+    unit: str
+    ts: datetime | None
+    writable: bool
+    kind: str | None
+    low: float | None
+    high: float | None
+
+    @classmethod
+    def from_model(cls, name: str, sample: Sample | None, limits: TagLimits | None) -> Tag:
+        """A tag from its latest sample (``None`` if never seen) and its catalogue entry."""
+        value = sample.value if sample is not None else None
+        return cls(
+            name=name,
+            value=_number(value),
+            bool_value=_boolean(value),
+            quality=sample.quality if sample is not None else None,
+            unit=sample.unit if sample is not None else (limits.unit if limits else ""),
+            ts=sample.ts if sample is not None else None,
+            writable=limits.writable if limits is not None else False,
+            kind=limits.kind.value if limits is not None else None,
+            low=limits.low if limits is not None else None,
+            high=limits.high if limits is not None else None,
+        )
+
+
+@strawberry.type
+class Device:
+    id: strawberry.ID
+    limits: strawberry.Private[list[TagLimits]]
+
+    @classmethod
+    def from_model(cls, device: str, limits: list[TagLimits]) -> Device:
+        return cls(id=strawberry.ID(device), limits=limits)
+
+    @strawberry.field
+    async def status(self, info: strawberry.Info[PlantContext, None]) -> DeviceStatusType | None:
+        status = await read_status(info.context.services.redis, self.id)
+        return DeviceStatusType.from_model(status) if status is not None else None
+
+    @strawberry.field
+    async def tags(self, info: strawberry.Info[PlantContext, None]) -> list[Tag]:
+        samples = {s.tag: s for s in await read_device(info.context.services.redis, self.id)}
+        catalogued = {limits.tag: limits for limits in self.limits}
+        names = sorted(catalogued.keys() | samples.keys())
+        return [Tag.from_model(name, samples.get(name), catalogued.get(name)) for name in names]
+
+
+@strawberry.type
+class TagUpdate:
+    device: str
+    tag: str
+    value: float | None
+    bool_value: bool | None
+    quality: Quality
+    unit: str
+    ts: datetime
+    snapshot: bool
+
+    @classmethod
+    def from_model(cls, device: str, sample: Sample, *, snapshot: bool) -> TagUpdate:
+        return cls(
+            device=device,
+            tag=sample.tag,
+            value=_number(sample.value),
+            bool_value=_boolean(sample.value),
+            quality=sample.quality,
+            unit=sample.unit,
+            ts=sample.ts,
+            snapshot=snapshot,
+        )
+
+
+async def devices(info: strawberry.Info[PlantContext, None]) -> list[Device]:
+    info.context.user  # noqa: B018 - raises unless authenticated
+    catalog = info.context.services.catalog
+    return [Device.from_model(device, catalog.tags(device)) for device in catalog.devices()]
+
+
+async def tag_updates(
+    info: strawberry.Info[PlantContext, None], device: str
+) -> AsyncGenerator[TagUpdate, None]:
+    info.context.user  # noqa: B018 - raises unless authenticated
+    services = info.context.services
+    if device not in services.catalog.devices():
+        raise api_error(f"unknown device {device!r}", UNKNOWN_DEVICE)
+    subject = TELEMETRY_SUBJECT.format(device=device)
+    subscription = await services.nats.subscribe(subject, pending_msgs_limit=PENDING_MESSAGES_LIMIT)
+    try:
+        last_sent: dict[str, datetime] = {}
+        for sample in await read_device(services.redis, device):
+            last_sent[sample.tag] = sample.ts
+            yield TagUpdate.from_model(device, sample, snapshot=True)
+        async for message in subscription.messages:
+            for sample in _samples(message):
+                if sample.tag in last_sent and sample.ts <= last_sent[sample.tag]:
+                    continue
+                last_sent[sample.tag] = sample.ts
+                yield TagUpdate.from_model(device, sample, snapshot=False)
+    finally:
+        await subscription.unsubscribe()
+
+
+def _samples(message: Msg) -> tuple[Sample, ...]:
+    try:
+        return TelemetryBatch.decode(message.data).samples
+    except MalformedMessage as exc:
+        log.warning("dropping a malformed batch on %s: %s", message.subject, exc)
+        return ()

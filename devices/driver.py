@@ -1,0 +1,53 @@
+"""The contract every protocol driver fulfils for its supervisor.
+
+A driver owns one connection to one device and moves *raw* values (see
+:mod:`devices.tags`); scaling, timing, reconnecting and publishing are the
+supervisor's. It never reconnects by itself and never knows NATS.
+
+Failures are reported at two levels:
+
+- a tag that cannot be read (an illegal address, an exception response, a
+  timeout on a connection that stays up) comes back as a :class:`Reading` with
+  ``Quality.BAD``, its reason logged, while the other tags of the batch are
+  still read;
+- a lost or refused connection raises
+  :class:`~devices.errors.DeviceConnectionError` from any method.
+
+``write`` raises :class:`~devices.errors.DeviceRequestError` when the device
+refuses the write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+from devices.tags import RawValue, TagConfig
+from domain.messages import Quality
+
+
+class Reading(NamedTuple):
+    """One tag's raw value, ``None`` unless the quality is good."""
+
+    value: RawValue | None
+    quality: Quality
+
+
+BAD_READING = Reading(None, Quality.BAD)
+
+
+class Driver(Protocol):
+    @property
+    def connected(self) -> bool: ...
+
+    async def connect(self) -> None:
+        """Open the connection; raises DeviceConnectionError when the device is unreachable."""
+
+    async def close(self) -> None:
+        """Close the connection; safe to call when it is already closed."""
+
+    async def read(self, tags: Sequence[TagConfig]) -> dict[str, Reading]:
+        """A reading for every tag, keyed by tag name."""
+
+    async def write(self, tag: TagConfig, value: RawValue) -> None:
+        """Write one raw value (already checked to fit the tag's type)."""

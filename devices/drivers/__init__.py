@@ -1,0 +1,1 @@
+"""Protocol drivers, one module per protocol, each implementing :class:`devices.driver.Driver`."""

@@ -1,0 +1,181 @@
+"""Modbus TCP driver on pymodbus's ``AsyncModbusTcpClient``.
+
+Reads are planned by :func:`plan_reads` (pure): tags of one area at contiguous
+or overlapping addresses share one request, up to the protocol's limits of 125
+registers or 2000 bits. A request that fails (exception response such as an
+illegal address, or a timeout while the socket stays open) makes only its own
+tags bad; a closed socket raises :class:`DeviceConnectionError`.
+
+pymodbus's own reconnect is disabled (``reconnect_delay=0``) and its retries
+set to zero: the supervisor decides when and how often to reconnect.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from itertools import groupby
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusIOException
+from pymodbus.pdu import ModbusPDU
+
+from devices.config import ModbusConnection
+from devices.driver import BAD_READING, Reading
+from devices.errors import DeviceConnectionError, DeviceRequestError
+from devices.tags import BIT_AREAS, Area, RawValue, TagConfig, raw_to_registers, registers_to_raw
+from domain.messages import Quality
+
+log = logging.getLogger(__name__)
+
+MAX_READ_REGISTERS = 125
+MAX_READ_BITS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class ReadBlock:
+    """One read request: ``count`` registers (or bits) of ``area`` from ``start``."""
+
+    area: Area
+    start: int
+    count: int
+    tags: tuple[TagConfig, ...]
+
+
+def plan_reads(tags: Sequence[TagConfig]) -> list[ReadBlock]:
+    """Group tags into as few requests as the protocol allows, never bridging a gap.
+
+    A gap may be an address the device does not have, which would fail the whole
+    request, so only adjacent or overlapping tags are merged.
+    """
+    blocks: list[ReadBlock] = []
+    by_area = sorted(tags, key=lambda tag: (tag.area, tag.address))
+    for area, group in groupby(by_area, key=lambda tag: tag.area):
+        limit = MAX_READ_BITS if area in BIT_AREAS else MAX_READ_REGISTERS
+        start, end, members = -1, -1, list[TagConfig]()
+        for tag in group:
+            tag_end = tag.address + tag.register_count
+            if members and tag.address <= end and max(end, tag_end) - start <= limit:
+                end = max(end, tag_end)
+                members.append(tag)
+                continue
+            if members:
+                blocks.append(ReadBlock(area, start, end - start, tuple(members)))
+            start, end, members = tag.address, tag_end, [tag]
+        blocks.append(ReadBlock(area, start, end - start, tuple(members)))
+    return blocks
+
+
+class ModbusDriver:
+    def __init__(self, device: str, connection: ModbusConnection) -> None:
+        self._device = device
+        self._connection = connection
+        self._client: AsyncModbusTcpClient | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.connected
+
+    async def connect(self) -> None:
+        await self.close()
+        conn = self._connection
+        client = AsyncModbusTcpClient(
+            conn.host,
+            port=conn.port,
+            name=self._device,
+            timeout=conn.timeout_seconds,
+            retries=0,
+            reconnect_delay=0,
+        )
+        if not await client.connect():
+            client.close()
+            raise DeviceConnectionError(self._device, f"cannot connect to {conn.host}:{conn.port}")
+        self._client = client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def read(self, tags: Sequence[TagConfig]) -> dict[str, Reading]:
+        readings: dict[str, Reading] = {}
+        for block in plan_reads(tags):
+            try:
+                words = await self._read_block(block)
+            except DeviceRequestError as exc:
+                log.warning(
+                    "device %s: read of %s %d+%d failed, tags %s bad: %s",
+                    self._device, block.area, block.start, block.count,
+                    ",".join(tag.name for tag in block.tags), exc.reason,
+                )  # fmt: skip
+                readings.update((tag.name, BAD_READING) for tag in block.tags)
+                continue
+            for tag in block.tags:
+                offset = tag.address - block.start
+                raw = _decode(tag, words[offset : offset + tag.register_count])
+                readings[tag.name] = Reading(raw, Quality.GOOD)
+        return readings
+
+    async def write(self, tag: TagConfig, value: RawValue) -> None:
+        client = self._require_client()
+        unit = self._connection.device_id
+        what = f"write {tag.name}"
+        if tag.area == "coil":
+            await self._execute(
+                what, lambda: client.write_coil(tag.address, bool(value), device_id=unit)
+            )
+            return
+        if tag.area != "holding":
+            raise DeviceRequestError(self._device, f"{what}: area {tag.area} is read-only")
+        words = raw_to_registers(value, tag.type, tag.word_order)
+        if len(words) == 1:
+            await self._execute(
+                what, lambda: client.write_register(tag.address, words[0], device_id=unit)
+            )
+        else:
+            await self._execute(
+                what, lambda: client.write_registers(tag.address, words, device_id=unit)
+            )
+
+    async def _read_block(self, block: ReadBlock) -> Sequence[int] | Sequence[bool]:
+        client = self._require_client()
+        read = {
+            "holding": client.read_holding_registers,
+            "input": client.read_input_registers,
+            "coil": client.read_coils,
+            "discrete": client.read_discrete_inputs,
+        }[block.area]
+        unit = self._connection.device_id
+        what = f"read {block.area} {block.start}+{block.count}"
+        response = await self._execute(
+            what, lambda: read(block.start, count=block.count, device_id=unit)
+        )
+        return response.bits if block.area in BIT_AREAS else response.registers
+
+    async def _execute(self, what: str, request: Callable[[], Awaitable[ModbusPDU]]) -> ModbusPDU:
+        """Run one request, translating pymodbus's failures into the device errors."""
+        try:
+            response = await request()
+        except ConnectionException as exc:
+            raise DeviceConnectionError(self._device, f"{what}: not connected") from exc
+        except ModbusIOException as exc:
+            if not self.connected:
+                raise DeviceConnectionError(self._device, f"{what}: connection lost") from exc
+            raise DeviceRequestError(self._device, f"{what}: no response") from exc
+        if response.isError():
+            raise DeviceRequestError(
+                self._device, f"{what}: exception code {response.exception_code}"
+            )
+        return response
+
+    def _require_client(self) -> AsyncModbusTcpClient:
+        if self._client is None or not self._client.connected:
+            raise DeviceConnectionError(self._device, "not connected")
+        return self._client
+
+
+def _decode(tag: TagConfig, words: Sequence[int] | Sequence[bool]) -> RawValue:
+    if tag.area in BIT_AREAS:
+        return bool(words[0])
+    return registers_to_raw([int(word) for word in words], tag.type, tag.word_order)

@@ -1,0 +1,408 @@
+"""One device's supervisor: the only task that touches its connection.
+
+The connection is a small state machine (:class:`~domain.messages.ConnectionState`)::
+
+    STOPPED ──run()──▶ CONNECTING ──connect ok──▶ CONNECTED ──loss──▶ DISCONNECTED
+                         ▲     │                   │    ▲                │
+                         │     └──── refused ──────┼────┼──────────────▶ │ retries with backoff
+                         └──── scheduled reconnect ┘    └── connect ok ──┘
+    (any state) ──cancelled──▶ STOPPED
+
+Every change of state is published as a :class:`DeviceStatus`, and the current
+state again as a heartbeat every ``heartbeat_seconds``. While connected the
+supervisor polls on a fixed grid (``start + k * period``: a slow cycle skips
+ticks instead of drifting) and publishes one :class:`TelemetryBatch` per cycle.
+On a loss it publishes one batch with every tag bad and a ``disconnected``
+status, then retries with exponential backoff. ``force_reconnect_every_sec``
+rotates a healthy connection; ``max_consecutive_fails`` polls in which no tag
+read good count as a loss (seed 003).
+
+Writes are checked against the tag catalogue when submitted, then wait in a
+bounded queue (full: refused at once with ``busy``) that the run loop serves
+between polls, on the same connection; while the device is offline they are
+answered ``device_offline``.
+
+Time comes from an injected ``clock`` (monotonic seconds) and ``sleep`` so tests
+drive it; sample timestamps are wall-clock UTC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import NamedTuple, Protocol
+
+from devices.backoff import Backoff, Jitter
+from devices.catalog import device_catalog
+from devices.config import DeviceConfig, PlantConfig
+from devices.driver import BAD_READING, Driver, Reading
+from devices.errors import DeviceConnectionError, DeviceRequestError, TagValueError
+from devices.tags import TagConfig, to_engineering, to_raw
+from domain.errors import InvalidWrite, NotWritable, OutOfLimits, UnknownDevice, UnknownTag
+from domain.messages import (
+    ConnectionState,
+    DeviceStatus,
+    Quality,
+    Sample,
+    TagValue,
+    TelemetryBatch,
+    WriteErrorKind,
+    WriteReply,
+    WriteRequest,
+)
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class TelemetrySink(Protocol):
+    """Where a supervisor's output goes. Implementations never raise: they log and count."""
+
+    async def publish_batch(self, batch: TelemetryBatch) -> None: ...
+
+    async def publish_status(self, status: DeviceStatus) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisionPolicy:
+    poll_seconds: float = 1.0
+    force_reconnect_every_sec: float | None = None
+    max_consecutive_fails: int = 10
+    heartbeat_seconds: float = 10.0
+    # Writes come from operators through the domain's rate limit; more than this
+    # waiting means the device is stuck, so further writes are refused as busy.
+    write_queue_size: int = 16
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    jitter: Jitter = "full"
+
+    @classmethod
+    def for_device(cls, plant: PlantConfig, device: DeviceConfig) -> SupervisionPolicy:
+        return cls(
+            poll_seconds=device.poll_seconds or plant.poll_seconds,
+            force_reconnect_every_sec=plant.force_reconnect_every_sec,
+            max_consecutive_fails=plant.max_consecutive_fails,
+        )
+
+
+@dataclass(slots=True)
+class SupervisorCounters:
+    """Monotonic counters for metrics."""
+
+    cycles: int = 0
+    failed_cycles: int = 0
+    samples_published: int = 0
+    reconnects: int = 0
+    writes: int = 0
+    writes_refused_busy: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _WriteJob:
+    request: WriteRequest
+    reply: asyncio.Future[WriteReply]
+
+    def resolve(self, reply: WriteReply) -> None:
+        # The submitter may have given up (cancelled) or been answered already.
+        if not self.reply.done():
+            self.reply.set_result(reply)
+
+
+class _SessionEnd(NamedTuple):
+    reason: str
+    planned: bool  # a scheduled rotation, not a failure: reconnect at once, no bad batch
+
+
+class DeviceSupervisor:
+    def __init__(
+        self,
+        config: DeviceConfig,
+        driver: Driver,
+        sink: TelemetrySink,
+        *,
+        policy: SupervisionPolicy | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._config = config
+        self._driver = driver
+        self._sink = sink
+        self._policy = policy or SupervisionPolicy()
+        self._clock = clock
+        self._sleep = sleep
+        self._backoff = Backoff(
+            self._policy.backoff_base, self._policy.backoff_cap, self._policy.jitter,
+            rng or random.Random(),
+        )  # fmt: skip
+        self._catalog = device_catalog(config)
+        self._writes: asyncio.Queue[_WriteJob] = asyncio.Queue(
+            maxsize=self._policy.write_queue_size
+        )
+        self._write_queued = asyncio.Event()
+        self._state = ConnectionState.STOPPED
+        self._detail = ""
+        self._ever_connected = False
+        self._next_heartbeat = 0.0
+        self.counters = SupervisorCounters()
+
+    @property
+    def device_id(self) -> str:
+        return self._config.id
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._state
+
+    @property
+    def queued_writes(self) -> int:
+        return self._writes.qsize()
+
+    async def run(self) -> None:
+        """Supervise the device until cancelled."""
+        self._next_heartbeat = self._clock() + self._policy.heartbeat_seconds
+        await self._set_state(ConnectionState.CONNECTING, "starting")
+        try:
+            while True:
+                end = await self._session()
+                if end.planned:
+                    await self._set_state(ConnectionState.CONNECTING, end.reason)
+                    continue
+                await self._lost(end.reason)
+                await self._idle_until(self._clock() + self._backoff.next_delay())
+        finally:
+            self._state = ConnectionState.STOPPED
+            self._refuse_queued("supervisor stopped")
+            await self._driver.close()
+            await self._publish_status()
+
+    async def submit_write(self, request: WriteRequest) -> WriteReply:
+        """Check the request, queue it for the run loop and wait for its reply."""
+        refusal = self._check(request)
+        if refusal is not None:
+            return refusal
+        if self._state is ConnectionState.STOPPED:
+            return _offline(request, "supervisor is not running")
+        job = _WriteJob(request, asyncio.get_running_loop().create_future())
+        try:
+            self._writes.put_nowait(job)
+            self._write_queued.set()
+        except asyncio.QueueFull:
+            self.counters.writes_refused_busy += 1
+            return WriteReply.failure(
+                request.tag, WriteErrorKind.BUSY, f"{self._writes.maxsize} writes already waiting"
+            )
+        return await job.reply
+
+    # -- the connection ------------------------------------------------------------------
+
+    async def _session(self) -> _SessionEnd:
+        """Connect, then poll and serve writes until the connection ends; say why it ended."""
+        try:
+            await self._driver.connect()
+            return await self._connected()
+        except DeviceConnectionError as exc:
+            return _SessionEnd(exc.reason, planned=False)
+        except Exception as exc:
+            # The one place that must survive a driver's unknown failure (a bug, an
+            # unexpected library error): it is a connection loss, never a dead device.
+            log.exception("device %s: driver failed unexpectedly", self.device_id)
+            return _SessionEnd(f"driver failure: {exc!r}", planned=False)
+        finally:
+            await self._driver.close()
+
+    async def _connected(self) -> _SessionEnd:
+        policy = self._policy
+        if self._ever_connected:
+            self.counters.reconnects += 1
+        self._ever_connected = True
+        await self._set_state(ConnectionState.CONNECTED, "")
+        log.info("device %s: connected", self.device_id)
+        connected_at = next_poll = self._clock()
+        fails = 0
+        while True:
+            rotate = policy.force_reconnect_every_sec
+            if rotate is not None and self._clock() - connected_at >= rotate:
+                return _SessionEnd(f"scheduled reconnect after {rotate:g} s", planned=True)
+            await self._idle_until(next_poll)
+            if await self._poll():
+                fails = 0
+                self._backoff.reset()
+            else:
+                fails += 1
+                if fails >= policy.max_consecutive_fails:
+                    return _SessionEnd(f"{fails} consecutive polls without a good value", False)
+            next_poll = next_tick(next_poll, policy.poll_seconds, self._clock())
+
+    async def _lost(self, reason: str) -> None:
+        log.warning("device %s: connection lost: %s", self.device_id, reason)
+        if self._state is not ConnectionState.DISCONNECTED:
+            ts = _utc_now()
+            bad = tuple(_sample(tag, BAD_READING, ts) for tag in self._config.tags)
+            await self._publish(TelemetryBatch(self.device_id, ts, bad))
+        await self._set_state(ConnectionState.DISCONNECTED, reason)
+
+    async def _poll(self) -> bool:
+        """Read every tag once and publish the batch; whether any tag read good."""
+        readings = await self._driver.read(self._config.tags)
+        ts = _utc_now()
+        samples = tuple(
+            _sample(tag, readings.get(tag.name, BAD_READING), ts) for tag in self._config.tags
+        )
+        await self._publish(TelemetryBatch(self.device_id, ts, samples))
+        self.counters.cycles += 1
+        good = any(sample.quality is Quality.GOOD for sample in samples)
+        if not good:
+            self.counters.failed_cycles += 1
+        return good
+
+    # -- waiting, writes and heartbeats ----------------------------------------------------
+
+    async def _idle_until(self, deadline: float) -> None:
+        """Wait for ``deadline``, serving writes as they come and heartbeats when due."""
+        while True:
+            now = self._clock()
+            if now >= self._next_heartbeat:
+                self._next_heartbeat = now + self._policy.heartbeat_seconds
+                await self._publish_status()
+            if now >= deadline:
+                return
+            if self._writes.empty():
+                await self._wait_for_write(min(deadline, self._next_heartbeat) - now)
+            else:
+                # No await between taking a job and _serve_write: a taken job is always answered.
+                await self._serve_write(self._writes.get_nowait())
+
+    async def _wait_for_write(self, wait_seconds: float) -> None:
+        """Return when a write is queued, or after ``wait_seconds`` of the injected sleep."""
+        self._write_queued.clear()
+        signal = asyncio.ensure_future(self._write_queued.wait())
+        timer = asyncio.ensure_future(self._sleep(wait_seconds))
+        try:
+            await asyncio.wait({signal, timer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            signal.cancel()
+            timer.cancel()
+
+    async def _serve_write(self, job: _WriteJob) -> None:
+        if job.reply.done():
+            return
+        request = job.request
+        # Answers the submitter if the driver fails unexpectedly or the supervisor is stopped.
+        reply = WriteReply.failure(
+            request.tag, WriteErrorKind.WRITE_FAILED, "write interrupted, outcome unknown"
+        )
+        try:
+            reply = await self._execute(request)
+        except DeviceConnectionError as exc:
+            # Sent or not, nobody knows: the dispatcher settles it by reading back later.
+            reply = WriteReply.failure(
+                request.tag, WriteErrorKind.WRITE_FAILED, f"connection lost: {exc.reason}"
+            )
+            raise
+        finally:
+            job.resolve(reply)
+
+    async def _execute(self, request: WriteRequest) -> WriteReply:
+        if self._state is not ConnectionState.CONNECTED:
+            return _offline(request, f"device {self.device_id} is offline: {self._detail}")
+        tag = self._config.tag(request.tag)
+        assert tag is not None  # _check() refused unknown tags before queueing
+        if request.op == "write":
+            try:
+                await self._driver.write(tag, to_raw(tag, request.value))
+            except TagValueError as exc:
+                return WriteReply.failure(tag.name, WriteErrorKind.OUT_OF_LIMITS, str(exc))
+            except DeviceRequestError as exc:
+                return WriteReply.failure(tag.name, WriteErrorKind.WRITE_FAILED, exc.reason)
+            self.counters.writes += 1
+        readings = await self._driver.read([tag])
+        value, quality = _engineering(tag, readings.get(tag.name, BAD_READING))
+        if quality is not Quality.GOOD:
+            return WriteReply.failure(tag.name, WriteErrorKind.WRITE_FAILED, "read-back failed")
+        return WriteReply(ok=True, tag=tag.name, read_back=value)
+
+    def _check(self, request: WriteRequest) -> WriteReply | None:
+        """The second safety net behind the domain's: the same catalogue, checked again here."""
+        try:
+            if request.op == "read":
+                self._catalog.lookup(self.device_id, request.tag)
+            else:
+                self._catalog.check_write(self.device_id, request.tag, request.value)
+        except InvalidWrite as exc:
+            return WriteReply.failure(request.tag, _refusal_kind(exc), str(exc))
+        return None
+
+    def _refuse_queued(self, reason: str) -> None:
+        while not self._writes.empty():
+            job = self._writes.get_nowait()
+            job.resolve(_offline(job.request, reason))
+
+    # -- publishing ----------------------------------------------------------------------
+
+    async def _set_state(self, state: ConnectionState, detail: str) -> None:
+        changed = state is not self._state
+        self._state, self._detail = state, detail
+        if changed:
+            await self._publish_status()
+
+    async def _publish_status(self) -> None:
+        await self._sink.publish_status(
+            DeviceStatus(
+                device=self.device_id,
+                state=self._state,
+                ts=_utc_now(),
+                detail=self._detail,
+                reconnects=self.counters.reconnects,
+            )
+        )
+
+    async def _publish(self, batch: TelemetryBatch) -> None:
+        await self._sink.publish_batch(batch)
+        self.counters.samples_published += len(batch.samples)
+
+
+def next_tick(previous: float, period: float, now: float) -> float:
+    """The first time on the grid ``previous + k * period`` after ``now`` (missed ticks skipped)."""
+    return previous + max(1, math.floor((now - previous) / period) + 1) * period
+
+
+def _sample(tag: TagConfig, reading: Reading, ts: datetime) -> Sample:
+    value, quality = _engineering(tag, reading)
+    return Sample(tag.name, value, quality, tag.unit, ts)
+
+
+def _engineering(tag: TagConfig, reading: Reading) -> tuple[TagValue, Quality]:
+    if reading.quality is not Quality.GOOD or reading.value is None:
+        return None, Quality.BAD
+    value = to_engineering(tag, reading.value)
+    # A float register can hold NaN or infinity, which JSON (and the sample contract) cannot.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, Quality.BAD
+    return value, reading.quality
+
+
+def _refusal_kind(error: InvalidWrite) -> WriteErrorKind:
+    if isinstance(error, UnknownTag | UnknownDevice):
+        return WriteErrorKind.UNKNOWN_TAG
+    if isinstance(error, NotWritable):
+        return WriteErrorKind.NOT_WRITABLE
+    if isinstance(error, OutOfLimits):
+        return WriteErrorKind.OUT_OF_LIMITS
+    return WriteErrorKind.BAD_REQUEST  # ValueNotNumeric: the value's type does not fit the tag
+
+
+def _offline(request: WriteRequest, reason: str) -> WriteReply:
+    return WriteReply.failure(request.tag, WriteErrorKind.DEVICE_OFFLINE, reason)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)

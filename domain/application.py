@@ -1,0 +1,261 @@
+"""PlantApplication: the use cases, each one "load, let the aggregate decide, save".
+
+Every method takes the time (``at``, timezone-aware) and the acting user from
+its caller and answers with a result or a :class:`~domain.errors.DomainError`.
+A refusal that must stay on record (a rejected request, a failed or late
+confirmation) is saved first and raised afterwards.
+
+Persistence is the eventsourcing library's, chosen by ``env`` alone: with no
+``env`` it is the in-memory store (unit tests); the composition root passes
+the PostgreSQL settings. Unlike the library's default, the process
+environment is never read here.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import NoReturn, ParamSpec, TypeVar, cast
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import DomainEvent
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import Environment
+
+from domain.catalog import TagCatalog
+from domain.command import (
+    CONFIRMATION_METHOD,
+    REJECTION_REASONS,
+    ConfirmationFailure,
+    ControlCommand,
+)
+from domain.errors import (
+    CodeReused,
+    CommandClosed,
+    CommandNotFound,
+    CommandRefused,
+    ConfirmationRefused,
+    ConfirmationTooLate,
+    InvalidWrite,
+    OperatorExists,
+    UnknownOperator,
+)
+from domain.operator import Operator, operator_id
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_CONFIRM_WINDOW = timedelta(seconds=30)
+# Concurrent writers of one aggregate (an HMI and the expiry sweeper, a double
+# click) meet as a version conflict in the store; the loser decides again on
+# fresh state, which turns the conflict into the right domain error.
+_CONFLICT_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class CommandTicket:
+    """What the requester needs to answer the challenge in time."""
+
+    command_id: UUID
+    challenge: str
+    expires_at: datetime
+
+
+def _retry_on_conflict(use_case: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(use_case)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        for _ in range(_CONFLICT_ATTEMPTS - 1):
+            try:
+                return use_case(*args, **kwargs)
+            except IntegrityError:
+                continue
+        return use_case(*args, **kwargs)
+
+    return run
+
+
+def _utc(at: datetime) -> datetime:
+    # A naive time would be stored without an offset and compare wrongly later.
+    if at.tzinfo is None:
+        raise ValueError(f"times must be timezone-aware, got {at!r}")
+    return at.astimezone(UTC)
+
+
+class PlantApplication(Application[UUID]):
+    def __init__(
+        self,
+        catalog: TagCatalog,
+        env: Mapping[str, str] | None = None,
+        confirm_window: timedelta = DEFAULT_CONFIRM_WINDOW,
+    ) -> None:
+        self.catalog = catalog
+        self.confirm_window = confirm_window
+        super().__init__(env)
+
+    def construct_env(self, name: str, env: Mapping[str, str] | None = None) -> Environment:
+        # The library merges os.environ in here; the domain takes its settings from
+        # the composition root only, so a stray variable can never redirect the store.
+        return Environment(name, env)
+
+    # -- operators ---------------------------------------------------------------------------
+
+    def register_operator(
+        self,
+        *,
+        username: str,
+        full_name: str,
+        role: str,
+        password_hash: str,
+        totp_secret: str,
+        actor: str,
+        at: datetime,
+    ) -> UUID:
+        operator = Operator(
+            username=username,
+            full_name=full_name,
+            role=role,
+            password_hash=password_hash,
+            totp_secret=totp_secret,
+            actor=actor,
+            at=_utc(at),
+        )
+        try:
+            self.save(operator)
+        except IntegrityError as exc:
+            raise OperatorExists(username) from exc
+        return operator.id
+
+    def find_operator(self, username: str) -> Operator | None:
+        try:
+            operator: Operator = self.repository.get(operator_id(username))
+        except AggregateNotFoundError:
+            return None
+        return operator
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def request_command(
+        self, *, actor: str, device: str, tag: str, value: object, at: datetime
+    ) -> CommandTicket:
+        """Record the request, then its rejection or its challenge, in one save."""
+        at = _utc(at)
+        try:
+            checked = self.catalog.check_write(device, tag, value)
+        except InvalidWrite as refusal:
+            command = ControlCommand.request(
+                device=device, tag=tag, value=value, actor=actor, at=at
+            )
+            reason = REJECTION_REASONS[type(refusal)]
+            command.reject(reason=reason, detail=str(refusal), actor=actor, at=at)
+            self.save(command)
+            raise CommandRefused(command.id, reason, str(refusal)) from refusal
+        # The accepted value is recorded as it will be written (5.0 for an integer tag is 5).
+        command = ControlCommand.request(device=device, tag=tag, value=checked, actor=actor, at=at)
+        expires_at = at + self.confirm_window
+        command.issue_challenge(expires_at=expires_at, actor=actor, at=at)
+        self.save(command)
+        return CommandTicket(command.id, CONFIRMATION_METHOD, expires_at)
+
+    @_retry_on_conflict
+    def confirm_command(
+        self, *, actor: str, command_id: UUID, totp_step: int | None, at: datetime
+    ) -> ControlCommand:
+        """Answer the challenge; ``totp_step`` is ``None`` when the code was wrong.
+
+        The API verifies the TOTP code against the operator's secret and passes
+        the time step it matched; the domain decides whether that step may
+        still be used, and counts failures.
+        """
+        at = _utc(at)
+        command = self.get_command(command_id)
+        command.check_confirmable(actor)
+        if self._expire_if_overdue(command, actor, at):
+            raise ConfirmationTooLate(command_id)
+        if totp_step is None:
+            self._refuse_confirmation(command, ConfirmationFailure.WRONG_CODE, actor, at)
+        operator = self.find_operator(actor)
+        if operator is None:
+            raise UnknownOperator(actor)
+        try:
+            operator.use_totp_step(totp_step, at)
+        except CodeReused:
+            self._refuse_confirmation(command, ConfirmationFailure.CODE_REUSED, actor, at)
+        command.confirm(actor=actor, at=at)
+        # One atomic save: the step is spent if and only if the command is confirmed.
+        self.save(command, operator)
+        return command
+
+    @_retry_on_conflict
+    def cancel_command(self, *, actor: str, command_id: UUID, at: datetime) -> None:
+        at = _utc(at)
+        command = self.get_command(command_id)
+        command.check_cancellable(actor)
+        if self._expire_if_overdue(command, actor, at):
+            raise CommandClosed(command_id, command.status)
+        command.cancel(actor=actor, at=at)
+        self.save(command)
+
+    @_retry_on_conflict
+    def expire_command(self, command_id: UUID, at: datetime, actor: str = "system") -> bool:
+        """Record ``Expired`` if the command still awaits a confirmation past its deadline."""
+        at = _utc(at)
+        return self._expire_if_overdue(self.get_command(command_id), actor, at)
+
+    @_retry_on_conflict
+    def record_dispatch(self, command_id: UUID, at: datetime, actor: str = "dispatcher") -> None:
+        command = self.get_command(command_id)
+        command.dispatch(actor=actor, at=_utc(at))
+        self.save(command)
+
+    @_retry_on_conflict
+    def record_write_succeeded(
+        self,
+        command_id: UUID,
+        read_back: float | int | bool | None,
+        at: datetime,
+        actor: str = "dispatcher",
+    ) -> None:
+        command = self.get_command(command_id)
+        command.write_succeeded(read_back=read_back, actor=actor, at=_utc(at))
+        self.save(command)
+
+    @_retry_on_conflict
+    def record_write_failed(
+        self, command_id: UUID, reason: str, at: datetime, actor: str = "dispatcher"
+    ) -> None:
+        command = self.get_command(command_id)
+        command.write_failed(reason=reason, actor=actor, at=_utc(at))
+        self.save(command)
+
+    def get_command(self, command_id: UUID) -> ControlCommand:
+        try:
+            command: object = self.repository.get(command_id)
+        except AggregateNotFoundError:
+            raise CommandNotFound(command_id) from None
+        # Another aggregate's id (an operator's) is not a command either.
+        if not isinstance(command, ControlCommand):
+            raise CommandNotFound(command_id)
+        return command
+
+    def command_events(self, command_id: UUID, after_version: int = 0) -> list[DomainEvent]:
+        """The command's stored events after ``after_version``, oldest first (empty if none)."""
+        # Every event of a ControlCommand is an aggregate event, hence a DomainEvent.
+        return cast(list[DomainEvent], list(self.events.get(command_id, gt=after_version)))
+
+    def _expire_if_overdue(self, command: ControlCommand, actor: str, at: datetime) -> bool:
+        """Record ``Expired`` (and save it) if the command's window has closed."""
+        if not command.is_overdue(at):
+            return False
+        command.expire(actor=actor, at=at)
+        self.save(command)
+        return True
+
+    def _refuse_confirmation(
+        self, command: ControlCommand, reason: ConfirmationFailure, actor: str, at: datetime
+    ) -> NoReturn:
+        command.fail_confirmation(reason=reason, actor=actor, at=at)
+        self.save(command)
+        raise ConfirmationRefused(command.id, reason, command.attempts_left)

@@ -1,0 +1,159 @@
+"""The domain's errors: one small tree, each error carrying what its caller needs.
+
+::
+
+    DomainError
+    ├── InvalidWrite                  the catalogue refuses a write (nothing recorded yet)
+    │   ├── UnknownDevice             device
+    │   ├── UnknownTag                device, tag
+    │   ├── NotWritable               device, tag
+    │   ├── ValueNotNumeric           device, tag, value (wrong type, NaN/inf, bool vs number)
+    │   └── OutOfLimits               device, tag, value, low, high
+    ├── CommandNotFound               command_id
+    ├── CommandClosed                 command_id, status (the command already ended)
+    ├── ConfirmationTooLate           command_id (raised after ``Expired`` was recorded)
+    ├── NotRequester                  command_id, actor
+    ├── CommandRefused                command_id, reason, detail (after Requested + Rejected)
+    ├── ConfirmationRefused           command_id, reason, attempts_left (after ConfirmationFailed)
+    ├── InvalidTransition             command_id, status, action (not allowed in this status)
+    ├── OperatorExists                username
+    ├── UnknownOperator               username
+    └── CodeReused                    username, step (a TOTP time step already accepted)
+
+Some errors are raised *after* an event was saved, so the caller knows the
+refusal itself is on record: ``CommandRefused``, ``ConfirmationRefused`` and
+``ConfirmationTooLate``. All the others leave the event store untouched.
+
+Statuses and reasons are carried as plain strings (the values of the domain's
+``StrEnum``\\ s) so that this module depends on nothing else in the domain.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+
+class DomainError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+
+class InvalidWrite(DomainError):
+    """The tag catalogue refuses a write; each subclass is one rejection reason."""
+
+
+class UnknownDevice(InvalidWrite):
+    def __init__(self, device: str) -> None:
+        super().__init__(f"unknown device {device!r}")
+        self.device = device
+
+
+class UnknownTag(InvalidWrite):
+    def __init__(self, device: str, tag: str) -> None:
+        super().__init__(f"device {device!r} has no tag {tag!r}")
+        self.device = device
+        self.tag = tag
+
+
+class NotWritable(InvalidWrite):
+    def __init__(self, device: str, tag: str) -> None:
+        super().__init__(f"tag {device}/{tag} is read-only")
+        self.device = device
+        self.tag = tag
+
+
+class ValueNotNumeric(InvalidWrite):
+    """The value's type does not fit the tag (also NaN and infinities)."""
+
+    def __init__(self, device: str, tag: str, value: object, expected: str = "a number") -> None:
+        super().__init__(f"tag {device}/{tag} expects {expected}, got {value!r}")
+        self.device = device
+        self.tag = tag
+        self.value = value
+
+
+class OutOfLimits(InvalidWrite):
+    def __init__(
+        self, device: str, tag: str, value: float, low: float | None, high: float | None
+    ) -> None:
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "+inf" if high is None else f"{high:g}"
+        super().__init__(f"{value!r} is outside the limits [{lo}, {hi}] of tag {device}/{tag}")
+        self.device = device
+        self.tag = tag
+        self.value = value
+        self.low = low
+        self.high = high
+
+
+class CommandNotFound(DomainError):
+    def __init__(self, command_id: UUID) -> None:
+        super().__init__(f"no command {command_id}")
+        self.command_id = command_id
+
+
+class CommandClosed(DomainError):
+    def __init__(self, command_id: UUID, status: str) -> None:
+        super().__init__(f"command {command_id} already ended ({status})")
+        self.command_id = command_id
+        self.status = status
+
+
+class ConfirmationTooLate(DomainError):
+    def __init__(self, command_id: UUID) -> None:
+        super().__init__(f"command {command_id} expired before it was confirmed")
+        self.command_id = command_id
+
+
+class NotRequester(DomainError):
+    def __init__(self, command_id: UUID, actor: str) -> None:
+        super().__init__(f"{actor!r} did not request command {command_id}")
+        self.command_id = command_id
+        self.actor = actor
+
+
+class CommandRefused(DomainError):
+    def __init__(self, command_id: UUID, reason: str, detail: str) -> None:
+        super().__init__(f"command {command_id} rejected ({reason}): {detail}")
+        self.command_id = command_id
+        self.reason = reason
+        self.detail = detail
+
+
+class ConfirmationRefused(DomainError):
+    """A failed confirmation; ``attempts_left == 0`` means the command ended with it."""
+
+    def __init__(self, command_id: UUID, reason: str, attempts_left: int) -> None:
+        super().__init__(
+            f"confirmation of command {command_id} refused ({reason}),"
+            f" {attempts_left} attempt(s) left"
+        )
+        self.command_id = command_id
+        self.reason = reason
+        self.attempts_left = attempts_left
+
+
+class InvalidTransition(DomainError):
+    def __init__(self, command_id: UUID, status: str, action: str) -> None:
+        super().__init__(f"cannot {action} command {command_id} while it is {status}")
+        self.command_id = command_id
+        self.status = status
+        self.action = action
+
+
+class OperatorExists(DomainError):
+    def __init__(self, username: str) -> None:
+        super().__init__(f"operator {username!r} already exists")
+        self.username = username
+
+
+class UnknownOperator(DomainError):
+    def __init__(self, username: str) -> None:
+        super().__init__(f"no operator {username!r}")
+        self.username = username
+
+
+class CodeReused(DomainError):
+    def __init__(self, username: str, step: int) -> None:
+        super().__init__(f"the TOTP code of time step {step} was already used by {username!r}")
+        self.username = username
+        self.step = step

@@ -1,0 +1,324 @@
+"""The wire contracts shared by supervisors, projections, the API and integrators.
+
+Every payload on NATS is JSON with a ``schema`` version. Encoding and decoding
+are pure functions here so that every side of a subject agrees on one shape and
+each can be tested without a server. ``decode_*`` raises :class:`MalformedMessage`
+with the reason when a payload does not match; callers log it and move on (a
+projection acks and drops it, a supervisor replies with an error).
+
+Subjects (documented in ``docs/nats.md``):
+
+- ``plant.telemetry.<device>``: one :class:`TelemetryBatch` per poll cycle.
+- ``plant.status.<device>``: :class:`DeviceStatus` on every state change and as
+  a heartbeat.
+- ``plant.write.<device>``: request/reply, :class:`WriteRequest` answered by
+  :class:`WriteReply`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+TELEMETRY_SUBJECT = "plant.telemetry.{device}"
+STATUS_SUBJECT = "plant.status.{device}"
+WRITE_SUBJECT = "plant.write.{device}"
+
+TagValue = float | int | bool | None
+
+
+class MalformedMessage(ValueError):
+    """A payload that does not follow its subject's contract."""
+
+
+class Quality(StrEnum):
+    GOOD = "good"
+    UNCERTAIN = "uncertain"
+    BAD = "bad"
+
+
+class ConnectionState(StrEnum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    STOPPED = "stopped"
+
+
+class WriteErrorKind(StrEnum):
+    BAD_REQUEST = "bad_request"
+    UNKNOWN_TAG = "unknown_tag"
+    NOT_WRITABLE = "not_writable"
+    OUT_OF_LIMITS = "out_of_limits"
+    DEVICE_OFFLINE = "device_offline"
+    WRITE_FAILED = "write_failed"
+    BUSY = "busy"
+
+
+def format_ts(ts: datetime) -> str:
+    """UTC with milliseconds and a ``Z``, the normalised sample's timestamp format."""
+    if ts.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_ts(text: object) -> datetime:
+    if not isinstance(text, str):
+        raise MalformedMessage(f"timestamp must be a string, got {text!r}")
+    try:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise MalformedMessage(f"bad timestamp {text!r}") from exc
+    if ts.tzinfo is None:
+        raise MalformedMessage(f"timestamp {text!r} has no time zone")
+    return ts.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One normalised reading of one tag (seed 000's internal format)."""
+
+    tag: str
+    value: TagValue
+    quality: Quality
+    unit: str
+    ts: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "value": self.value,
+            "quality": self.quality.value,
+            "unit": self.unit,
+            "ts": format_ts(self.ts),
+        }
+
+    @classmethod
+    def from_json(cls, raw: object) -> Sample:
+        obj = _require_object(raw, "sample")
+        value = obj.get("value")
+        if value is not None and not isinstance(value, bool | int | float):
+            raise MalformedMessage(f"sample value must be a number, bool or null: {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise MalformedMessage(f"sample value must be finite: {value!r}")
+        try:
+            quality = Quality(_require_str(obj, "quality"))
+        except ValueError as exc:
+            raise MalformedMessage(f"unknown quality {obj.get('quality')!r}") from exc
+        return cls(
+            tag=_require_str(obj, "tag"),
+            value=value,
+            quality=quality,
+            unit=_optional_str(obj, "unit"),
+            ts=parse_ts(obj.get("ts")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryBatch:
+    """What one supervisor publishes per poll cycle on ``plant.telemetry.<device>``."""
+
+    device: str
+    ts: datetime
+    samples: tuple[Sample, ...]
+
+    def encode(self) -> bytes:
+        return _dump(
+            {
+                "schema": SCHEMA_VERSION,
+                "device": self.device,
+                "ts": format_ts(self.ts),
+                "samples": [s.to_json() for s in self.samples],
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> TelemetryBatch:
+        obj = _load(data)
+        samples = obj.get("samples")
+        if not isinstance(samples, list):
+            raise MalformedMessage("'samples' must be a list")
+        return cls(
+            device=_require_str(obj, "device"),
+            ts=parse_ts(obj.get("ts")),
+            samples=tuple(Sample.from_json(s) for s in samples),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """Connection state of one device, on ``plant.status.<device>``."""
+
+    device: str
+    state: ConnectionState
+    ts: datetime
+    detail: str = ""
+    reconnects: int = 0
+
+    def encode(self) -> bytes:
+        return _dump(
+            {
+                "schema": SCHEMA_VERSION,
+                "device": self.device,
+                "state": self.state.value,
+                "ts": format_ts(self.ts),
+                "detail": self.detail,
+                "reconnects": self.reconnects,
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> DeviceStatus:
+        obj = _load(data)
+        try:
+            state = ConnectionState(_require_str(obj, "state"))
+        except ValueError as exc:
+            raise MalformedMessage(f"unknown state {obj.get('state')!r}") from exc
+        reconnects = obj.get("reconnects", 0)
+        if not isinstance(reconnects, int) or isinstance(reconnects, bool):
+            raise MalformedMessage("'reconnects' must be an integer")
+        return cls(
+            device=_require_str(obj, "device"),
+            state=state,
+            ts=parse_ts(obj.get("ts")),
+            detail=_optional_str(obj, "detail"),
+            reconnects=reconnects,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRequest:
+    """A request on ``plant.write.<device>``.
+
+    ``op`` is ``write`` (write ``value``, then read it back) or ``read`` (only
+    read back: how the dispatcher settles a write whose outcome it lost).
+    """
+
+    tag: str
+    command_id: str
+    op: str = "write"
+    value: float | int | bool | None = None
+
+    def encode(self) -> bytes:
+        return _dump(
+            {
+                "schema": SCHEMA_VERSION,
+                "op": self.op,
+                "tag": self.tag,
+                "command_id": self.command_id,
+                "value": self.value,
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> WriteRequest:
+        obj = _load(data)
+        op = obj.get("op", "write")
+        if op not in ("write", "read"):
+            raise MalformedMessage(f"unknown op {op!r}")
+        value = obj.get("value")
+        if op == "write" and (
+            not isinstance(value, bool | int | float)
+            or (isinstance(value, float) and not math.isfinite(value))
+        ):
+            raise MalformedMessage(f"write value must be a finite number or bool: {value!r}")
+        return cls(
+            tag=_require_str(obj, "tag"),
+            command_id=_optional_str(obj, "command_id"),
+            op=op,
+            value=value,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WriteReply:
+    """The supervisor's answer: the value read back after the write, or why not."""
+
+    ok: bool
+    tag: str
+    read_back: TagValue = None
+    error: str = ""
+    kind: WriteErrorKind | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return _dump(
+            {
+                "schema": SCHEMA_VERSION,
+                "ok": self.ok,
+                "tag": self.tag,
+                "read_back": self.read_back,
+                "error": self.error,
+                "kind": self.kind.value if self.kind else None,
+                **self.extra,
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> WriteReply:
+        obj = _load(data)
+        ok = obj.get("ok")
+        if not isinstance(ok, bool):
+            raise MalformedMessage("'ok' must be a boolean")
+        kind_raw = obj.get("kind")
+        try:
+            kind = WriteErrorKind(kind_raw) if kind_raw is not None else None
+        except ValueError as exc:
+            raise MalformedMessage(f"unknown error kind {kind_raw!r}") from exc
+        read_back = obj.get("read_back")
+        if read_back is not None and not isinstance(read_back, bool | int | float):
+            raise MalformedMessage(f"'read_back' must be a number or bool: {read_back!r}")
+        return cls(
+            ok=ok,
+            tag=_optional_str(obj, "tag"),
+            read_back=read_back,
+            error=_optional_str(obj, "error"),
+            kind=kind,
+        )
+
+    @classmethod
+    def failure(cls, tag: str, kind: WriteErrorKind, error: str) -> WriteReply:
+        return cls(ok=False, tag=tag, error=error, kind=kind)
+
+
+def _dump(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _load(data: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedMessage(f"not JSON: {exc}") from exc
+    obj = _require_object(obj, "message")
+    schema = obj.get("schema")
+    if schema != SCHEMA_VERSION:
+        raise MalformedMessage(f"unsupported schema {schema!r}, expected {SCHEMA_VERSION}")
+    return obj
+
+
+def _require_object(raw: object, what: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise MalformedMessage(f"{what} must be a JSON object")
+    return raw
+
+
+def _require_str(obj: dict[str, Any], key: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value:
+        raise MalformedMessage(f"{key!r} must be a non-empty string")
+    return value
+
+
+def _optional_str(obj: dict[str, Any], key: str) -> str:
+    value = obj.get(key, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise MalformedMessage(f"{key!r} must be a string")
+    return value

@@ -1,0 +1,64 @@
+"""Makes the eventsourcing stored-events table append-only, inside PostgreSQL itself.
+
+Privileges alone cannot do it: the table's owner and superusers bypass them, and
+any role granted ``ALL`` on the table gets ``UPDATE`` and ``DELETE`` back. Triggers
+bind every role, the owner and superusers included, so a changed or removed
+event needs someone to disable the triggers on purpose (which the hash chain of
+a later issue detects). ``REVOKE ... FROM PUBLIC`` is kept as a second line, so
+an ordinary role is refused before a trigger even runs.
+
+The guard is installed once at start-up, from a thread, with a synchronous
+psycopg connection; installing it again changes nothing.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+# Serialises concurrent installs: two ``CREATE OR REPLACE FUNCTION`` racing on the
+# same function fail with "tuple concurrently updated".
+_INSTALL_LOCK_KEY = 0x706C616E74_01  # "plant" + guard
+
+_REFUSE_FUNCTION = """
+CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'plantcore: % is append-only', TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'events are never changed: append a new event instead';
+END
+$$
+"""
+
+_ROW_TRIGGER = """
+CREATE OR REPLACE TRIGGER plantcore_append_only_rows
+BEFORE UPDATE OR DELETE ON {table}
+FOR EACH ROW EXECUTE FUNCTION {function}()
+"""
+
+# TRUNCATE never fires row triggers, so it needs its own statement-level one.
+_TRUNCATE_TRIGGER = """
+CREATE OR REPLACE TRIGGER plantcore_append_only_truncate
+BEFORE TRUNCATE ON {table}
+FOR EACH STATEMENT EXECUTE FUNCTION {function}()
+"""
+
+_REVOKE = "REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM PUBLIC"
+
+
+def install_append_only_guard(conninfo: str, table: str) -> None:
+    """Refuse UPDATE, DELETE and TRUNCATE on ``table`` for every role.
+
+    ``table`` is the library's events table, e.g. ``plantapplication_events``,
+    optionally qualified as ``schema.table``; the trigger function is created in
+    the same schema. The error raised on a refused change has SQLSTATE 42501
+    (insufficient privilege) and the message ``plantcore: <table> is append-only``.
+    """
+    *schema, name = table.split(".")
+    table_id = sql.Identifier(*schema, name)
+    function_id = sql.Identifier(*schema, "plantcore_refuse_change")
+    names = {"table": table_id, "function": function_id}
+    with psycopg.connect(conninfo, autocommit=False) as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_INSTALL_LOCK_KEY,))
+        for statement in (_REFUSE_FUNCTION, _ROW_TRIGGER, _TRUNCATE_TRIGGER, _REVOKE):
+            conn.execute(sql.SQL(statement).format(**names))

@@ -1,0 +1,5 @@
+import sys
+
+from plantcore.cli import main
+
+sys.exit(main())

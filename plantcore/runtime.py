@@ -1,0 +1,269 @@
+"""The composition root: builds every adapter from the settings and runs them together.
+
+One process runs, for the plant file's devices: a supervisor per device and its
+write service on NATS; the live-state and history projections; the event-log
+tail feeding the command dispatcher and the expiry sweeper; and the API. Each
+runs as its own task; if any of them ends on its own (a bug or a lost
+dependency it cannot survive), the whole runtime stops with an error rather
+than limping on without, say, its dispatcher: the service manager restarts it
+and every part resumes from its durable position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+
+import asyncpg
+import nats
+import redis.asyncio as aioredis
+import uvicorn
+from nats.aio.client import Client as NatsClient
+
+from api.app import create_app
+from api.auth import TokenSettings
+from api.services import Services
+from devices.catalog import tag_catalog
+from devices.config import PlantConfig
+from devices.dispatcher import CommandDispatcher
+from devices.drivers.modbus import ModbusDriver
+from devices.expiry import ExpirySweeper
+from devices.nats_bridge import NatsTelemetrySink, serve_writes
+from devices.supervisor import DeviceSupervisor, SupervisionPolicy
+from domain.application import PlantApplication
+from eventstore.executor import StoreExecutor
+from eventstore.guard import install_append_only_guard
+from eventstore.log_tail import LogTail, TrackedPosition
+from eventstore.postgres import event_store_env
+from plantcore.settings import Settings, token_settings
+from plantcore.streams import ensure_telemetry_stream
+from projections.history import HistoryWriter, history_consumer
+from projections.history_schema import ensure_history_schema
+from projections.live_state import LiveState, live_state_consumer
+
+log = logging.getLogger(__name__)
+
+EVENTS_TABLE = "plantapplication_events"
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    database_url: str
+    nats_url: str
+    redis_url: str
+    plant: PlantConfig
+    tokens: TokenSettings
+    http_host: str
+    http_port: int
+    telemetry_stream: str = "TELEMETRY"
+    telemetry_max_age_hours: int = 72
+    # Prepended to the durable consumer names, so that two plant cores (or a
+    # test) can share one NATS without sharing, and so splitting, a consumer.
+    consumer_prefix: str = ""
+
+
+def runtime_config(
+    settings: Settings,
+    *,
+    plant: PlantConfig,
+    database_url: str | None = None,
+    nats_url: str | None = None,
+    redis_url: str | None = None,
+    http_port: int | None = None,
+) -> RuntimeConfig:
+    """The runtime's configuration from the settings; the demo overrides where things run."""
+    return RuntimeConfig(
+        database_url=database_url or settings.database_url,
+        nats_url=nats_url or settings.nats_url,
+        redis_url=redis_url or settings.redis_url,
+        plant=plant,
+        tokens=token_settings(settings),
+        http_host=settings.http_host,
+        http_port=settings.http_port if http_port is None else http_port,
+        telemetry_stream=settings.telemetry_stream,
+        telemetry_max_age_hours=settings.telemetry_max_age_hours,
+        consumer_prefix=settings.consumer_prefix,
+    )
+
+
+class _ApiServer(uvicorn.Server):
+    # The runtime owns SIGINT/SIGTERM and stops every part in order; uvicorn must
+    # not take the signals for itself.
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class PlantRuntime:
+    """Everything one plantcore process runs, started and stopped together."""
+
+    def __init__(self, config: RuntimeConfig) -> None:
+        self.config = config
+        self.app: PlantApplication | None = None
+        self.server: _ApiServer | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def api_url(self) -> str:
+        if self.server is None or not self.server.started:
+            raise RuntimeError("the API is not serving yet")
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://{self.config.http_host}:{port}"
+
+    async def run(self, ready: Callable[[PlantRuntime], Awaitable[None]] | None = None) -> None:
+        """Run until cancelled, or until a part ends on its own (then raise)."""
+        async with self._started():
+            if ready is not None:
+                await ready(self)
+            done, _ = await asyncio.wait(self._tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                name = task.get_name()
+                error = task.exception()
+                if error is not None:
+                    raise RuntimeError(f"{name} failed: {error!r}") from error
+                raise RuntimeError(f"{name} stopped on its own")
+
+    @contextlib.asynccontextmanager
+    async def _started(self) -> AsyncIterator[None]:
+        config = self.config
+        async with contextlib.AsyncExitStack() as stack:
+            store = StoreExecutor()
+            stack.callback(store.shutdown)
+            catalog = tag_catalog(config.plant)
+            app = await store.call(
+                PlantApplication, catalog, env=event_store_env(config.database_url)
+            )
+            stack.callback(app.close)
+            self.app = app
+            await store.call(install_append_only_guard, config.database_url, EVENTS_TABLE)
+
+            nc = await self._connect_nats()
+            stack.push_async_callback(nc.close)
+            js = nc.jetstream()
+            await ensure_telemetry_stream(
+                js, config.telemetry_stream, config.telemetry_max_age_hours
+            )
+            redis = aioredis.from_url(config.redis_url, decode_responses=True)
+            stack.push_async_callback(redis.aclose)
+            pool = await asyncpg.create_pool(config.database_url, min_size=1, max_size=4)
+            stack.push_async_callback(pool.close)
+
+            # Stopped in reverse: the API first, then the producers, then what they feed.
+            stack.push_async_callback(self._stop_tasks)
+
+            await self._start_projections(js, redis, pool)
+            tail = await self._start_command_flow(app, store, nc)
+            await self._start_supervisors(nc, js)
+
+            services = Services(
+                app=app,
+                store=store,
+                redis=redis,
+                nats=nc,
+                catalog=catalog,
+                tokens=config.tokens,
+                commands=tail,
+            )
+            await self._start_api(services)
+            yield
+
+    async def _connect_nats(self) -> NatsClient:
+        async def disconnected() -> None:
+            log.warning("NATS connection lost; reconnecting")
+
+        async def reconnected() -> None:
+            log.info("NATS connection restored")
+
+        return await nats.connect(
+            self.config.nats_url,
+            name="plantcore",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+            disconnected_cb=disconnected,
+            reconnected_cb=reconnected,
+        )
+
+    async def _start_projections(
+        self, js: nats.js.JetStreamContext, redis: aioredis.Redis, pool: asyncpg.Pool
+    ) -> None:
+        stream = self.config.telemetry_stream
+        prefix = self.config.consumer_prefix
+        live = live_state_consumer(
+            js, LiveState(redis), stream=stream, durable=f"{prefix}live-state"
+        )
+        self._spawn("live-state projection", live.run())
+        partitions = await ensure_history_schema(pool)
+        history = history_consumer(
+            js, HistoryWriter(pool, partitions), stream=stream, durable=f"{prefix}history"
+        )
+        self._spawn("history projection", history.run())
+
+    async def _start_command_flow(
+        self, app: PlantApplication, store: StoreExecutor, nc: NatsClient
+    ) -> LogTail:
+        tracking = await store.call(app.factory.tracking_recorder)
+        dispatcher = CommandDispatcher(
+            app, store, nc, TrackedPosition(tracking, store, "command-dispatcher")
+        )
+        sweeper = ExpirySweeper(app, store, TrackedPosition(tracking, store, "expiry-sweeper"))
+        tail = LogTail(app, store, followers=[dispatcher, sweeper], poll_interval=0.5)
+        self._spawn("event log tail", tail.run())
+        self._spawn("command dispatcher", dispatcher.run())
+        self._spawn("expiry sweeper", sweeper.run())
+        return tail
+
+    async def _start_supervisors(self, nc: NatsClient, js: nats.js.JetStreamContext) -> None:
+        plant = self.config.plant
+        sink = NatsTelemetrySink(js)
+        for device in plant.devices:
+            supervisor = DeviceSupervisor(
+                device,
+                ModbusDriver(device.id, device.modbus),
+                sink,
+                policy=SupervisionPolicy.for_device(plant, device),
+            )
+            await serve_writes(nc, supervisor)
+            self._spawn(f"supervisor {device.id}", supervisor.run())
+
+    async def _start_api(self, services: Services) -> None:
+        server = _ApiServer(
+            uvicorn.Config(
+                create_app(services),
+                host=self.config.http_host,
+                port=self.config.http_port,
+                lifespan="off",
+                log_level="warning",
+                ws="websockets-sansio",
+            )
+        )
+        self.server = server
+        self._spawn("API server", server.serve())
+        while not server.started:
+            serving = self._tasks["API server"]
+            if serving.done():
+                raise RuntimeError(f"the API could not start on port {self.config.http_port}")
+            await asyncio.sleep(0.05)
+
+    def _spawn(self, name: str, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            await work
+
+        self._tasks[name] = asyncio.create_task(run(), name=name)
+
+    async def _stop_tasks(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+            api = self._tasks.get("API server")
+            if api is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(api), 5)
+        for task in reversed(list(self._tasks.values())):
+            task.cancel()
+        results = await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        for name, result in zip(self._tasks, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("%s ended with %r during shutdown", name, result)
+        self._tasks.clear()

@@ -1,0 +1,6 @@
+"""Stand-ins for plant equipment: real protocol servers driven by a small plant model.
+
+:mod:`simulators.model` is the physics (pure, stepped in time);
+:mod:`simulators.modbus_server` exposes it as a Modbus TCP device. Run the demo
+press with ``python -m simulators modbus --port 5020``.
+"""

@@ -1,0 +1,205 @@
+"""The press as a Modbus TCP server (pymodbus), for the demo and the integration tests.
+
+Its memory is data: :data:`PRESS_REGISTERS` lists each register with its tag
+definition (address, type, scale, limits) and initial value; the demo plant
+file ``config/demo-plant.yaml`` declares the same tags (a test keeps them in
+step). A tick task steps the :class:`~simulators.model.PressModel` every
+``tick_seconds`` and encodes its outputs into a register image; every read
+request is answered from that image. A write to a writable register is checked
+against its limits (``ILLEGAL_VALUE`` otherwise, as a PLC would refuse it) and
+applied to the model; read-only registers refuse writes with
+``ILLEGAL_ADDRESS``, as do addresses outside the map.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+from pymodbus.constants import ExcCodes
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from devices.tags import TagConfig, raw_to_registers, registers_to_raw, to_engineering, to_raw
+from domain.messages import TagValue
+from simulators.model import PressModel
+
+log = logging.getLogger(__name__)
+
+_BIT_FUNCTIONS = frozenset({1, 2, 5, 15})  # coils and discrete inputs: the press has none
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    tag: TagConfig
+    initial: TagValue
+
+
+PRESS_REGISTERS: tuple[Register, ...] = (
+    Register(TagConfig(name="running", address=0, type="bool", writable=True), True),
+    Register(
+        TagConfig(
+            name="speed_setpoint",
+            address=1,
+            type="uint16",
+            unit="rpm",
+            writable=True,
+            low=0,
+            high=3000,
+        ),
+        1200,
+    ),
+    Register(TagConfig(name="speed", address=2, type="uint16", unit="rpm"), 0),
+    Register(TagConfig(name="motor_temperature", address=3, type="float32", unit="°C"), 20.0),
+    Register(TagConfig(name="produced_count", address=5, type="int32", unit="parts"), 0),
+)
+
+
+class ModbusSimulator:
+    """``async with ModbusSimulator(port=...) as sim``; ``sim.model`` is the live press.
+
+    It can be stopped and started again on the same port (the model keeps its state),
+    which is how tests cut and restore a device's connection.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 5020,
+        model: PressModel | None = None,
+        registers: Sequence[Register] = PRESS_REGISTERS,
+        tick_seconds: float = 0.1,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._registers = tuple(registers)
+        self._tick_seconds = tick_seconds
+        if model is None:
+            model = PressModel()
+            for register in self._registers:
+                if register.tag.writable:
+                    model.set_input(register.tag.name, register.initial)
+        self.model = model
+        self._image: dict[int, int] = {}
+        for register in self._registers:
+            self._store(register.tag, register.initial)
+        self._refresh()
+        self._server: ModbusTcpServer | None = None
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        simdata = [
+            SimData(
+                register.tag.address,
+                values=self._words(register.tag),
+                datatype=DataType.REGISTERS,
+                readonly=not register.tag.writable,
+            )
+            for register in self._registers
+        ]
+        # id 0 answers every unit id, like a gateway-less TCP device.
+        device = SimDevice(id=0, simdata=simdata, action=self._on_request)
+        server = ModbusTcpServer(device, address=(self.host, self.port))
+        await server.serve_forever(background=True)
+        self._server = server
+        self._ticker = asyncio.create_task(self._tick(), name=f"modbus-sim-{self.port}")
+        log.info("modbus simulator listening on %s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.wait({self._ticker})
+            self._ticker = None
+        if self._server is not None:
+            # Closes the listener and every client connection.
+            await self._server.shutdown()  # type: ignore[no-untyped-call]  # unannotated upstream
+            self._server = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _tick(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(self._tick_seconds)
+            now = time.monotonic()
+            self.model.step(now - last)
+            last = now
+            self._refresh()
+
+    def _refresh(self) -> None:
+        outputs = self.model.outputs()
+        for register in self._registers:
+            self._store(register.tag, outputs[register.tag.name])
+
+    def _store(self, tag: TagConfig, value: TagValue) -> None:
+        words = raw_to_registers(to_raw(tag, value), tag.type, tag.word_order)
+        self._image.update(zip(range(tag.address, tag.address + len(words)), words, strict=True))
+
+    def _words(self, tag: TagConfig) -> list[int]:
+        return [
+            self._image[address] for address in range(tag.address, tag.address + tag.register_count)
+        ]
+
+    async def _on_request(
+        self,
+        function_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        """pymodbus's hook before it serves a request from ``registers`` (its own memory)."""
+        if function_code in _BIT_FUNCTIONS:
+            return ExcCodes.ILLEGAL_FUNCTION
+        if set_values is not None:
+            return self._apply_write(address, [int(word) for word in set_values])
+        for register_address, word in self._image.items():
+            registers[register_address - start_address] = word
+        return None
+
+    def _apply_write(self, address: int, words: list[int]) -> ExcCodes | None:
+        staged = dict(self._image)
+        staged.update(zip(range(address, address + len(words)), words, strict=True))
+        changes: dict[str, TagValue] = {}
+        for register in self._registers:
+            tag = register.tag
+            if not tag.writable or not _overlaps(tag, address, len(words)):
+                continue
+            span = range(tag.address, tag.address + tag.register_count)
+            value = to_engineering(
+                tag, registers_to_raw([staged[a] for a in span], tag.type, tag.word_order)
+            )
+            if not _within(tag, value):
+                return ExcCodes.ILLEGAL_VALUE
+            changes[tag.name] = value
+        self._image = staged
+        for name, value in changes.items():
+            self.model.set_input(name, value)
+        return None
+
+
+def _overlaps(tag: TagConfig, address: int, count: int) -> bool:
+    return tag.address < address + count and address < tag.address + tag.register_count
+
+
+def _within(tag: TagConfig, value: TagValue) -> bool:
+    if isinstance(value, bool) or value is None:
+        return True
+    return (tag.low is None or value >= tag.low) and (tag.high is None or value <= tag.high)

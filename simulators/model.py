@@ -1,0 +1,66 @@
+"""A small press: a motor that ramps to its setpoint, warms with load and counts parts.
+
+Pure and deterministic: :meth:`PressModel.step` advances the state by ``dt``
+seconds; the caller decides when (the Modbus server ticks it in real time,
+tests step it directly).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from domain.messages import TagValue
+
+INPUTS = ("running", "speed_setpoint")
+COUNTER_WRAP = 2**31  # produced_count lives in an int32 register
+
+
+@dataclass
+class PressModel:
+    running: bool = False
+    speed_setpoint: float = 0.0  # rpm
+    speed: float = 0.0  # rpm
+    motor_temperature: float = 20.0  # °C
+    produced_count: int = 0
+
+    ramp_rpm_per_second: float = 300.0
+    ambient_celsius: float = 20.0
+    heating_celsius_per_rpm: float = 0.02  # 3000 rpm settles 60 °C above ambient
+    thermal_time_constant_seconds: float = 30.0
+    parts_per_revolution: float = 0.1
+    _part_fraction: float = 0.0
+
+    def step(self, dt: float) -> None:
+        if dt <= 0:
+            return
+        target = self.speed_setpoint if self.running else 0.0
+        max_change = self.ramp_rpm_per_second * dt
+        self.speed += max(-max_change, min(max_change, target - self.speed))
+        # First-order lag, exact for any dt: temperature never overshoots its equilibrium.
+        equilibrium = self.ambient_celsius + self.heating_celsius_per_rpm * self.speed
+        decay = math.exp(-dt / self.thermal_time_constant_seconds)
+        self.motor_temperature = equilibrium + (self.motor_temperature - equilibrium) * decay
+        parts = self._part_fraction + self.speed / 60.0 * dt * self.parts_per_revolution
+        whole = math.floor(parts)
+        self._part_fraction = parts - whole
+        self.produced_count = (self.produced_count + whole) % COUNTER_WRAP
+
+    def outputs(self) -> dict[str, TagValue]:
+        """Every value the press exposes, by tag name."""
+        return {
+            "running": self.running,
+            "speed_setpoint": self.speed_setpoint,
+            "speed": self.speed,
+            "motor_temperature": self.motor_temperature,
+            "produced_count": self.produced_count,
+        }
+
+    def set_input(self, name: str, value: TagValue) -> None:
+        """Apply an operator's write to one of :data:`INPUTS`."""
+        if name == "running":
+            self.running = bool(value)
+        elif name == "speed_setpoint" and isinstance(value, int | float):
+            self.speed_setpoint = float(value)
+        else:
+            raise ValueError(f"{name!r} is not a writable input of the press (value {value!r})")

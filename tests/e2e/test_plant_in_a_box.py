@@ -1,0 +1,231 @@
+"""The whole stack, as ``plantcore demo`` runs it, driven through GraphQL.
+
+A real Modbus simulator; the plant core's runtime with its supervisor,
+projections, dispatcher and API on the machine's PostgreSQL (a database of
+this test's own), NATS JetStream and Redis. The test logs in, watches the
+simulator's speed arrive on ``tagUpdates``, asks for a new setpoint, confirms
+it with a real TOTP code, sees the simulator's register change and the
+``commandStatus`` steps arrive in order, and finds the whole event sequence
+(and the speed's history) in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+import pyotp
+import pytest
+from nats.js import JetStreamContext
+
+from api.auth import TokenSettings
+from devices.config import PlantConfig, load_plant_file
+from plantcore.operators import Credentials, create_operator
+from plantcore.runtime import PlantRuntime, RuntimeConfig
+from simulators.modbus_server import ModbusSimulator
+from tests.graphql_client import GraphQLSocket
+from tests.support import eventually, free_port, unique
+
+pytestmark = pytest.mark.e2e
+
+LOGIN = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken } }"
+REQUEST = (
+    "mutation($d: String!, $t: String!, $v: JSON) {"
+    " requestCommand(device: $d, tag: $t, value: $v) { commandId challenge expiresAt } }"
+)
+CONFIRM = (
+    "mutation($id: ID!, $code: String!) { confirmCommand(commandId: $id, code: $code) { status } }"
+)
+TAG_UPDATES = (
+    "subscription($d: String!) { tagUpdates(device: $d) { tag value quality ts snapshot } }"
+)
+COMMAND_STATUS = (
+    "subscription($id: ID!) { commandStatus(commandId: $id) { step status actor detail } }"
+)
+
+
+def press_plant(device: str, port: int) -> PlantConfig:
+    """The demo's plant file, its press renamed for this test and pointed at its simulator."""
+    plant = load_plant_file("config/demo-plant.yaml")
+    press = plant.devices[0]
+    press = press.model_copy(
+        update={"id": device, "modbus": press.modbus.model_copy(update={"port": port})}
+    )
+    return plant.model_copy(update={"devices": [press], "poll_seconds": 0.2})
+
+
+@dataclass
+class Stack:
+    runtime: PlantRuntime
+    simulator: ModbusSimulator
+    device: str
+    operator: Credentials
+    http: httpx.AsyncClient
+
+    @property
+    def ws_url(self) -> str:
+        return self.runtime.api_url.replace("http://", "ws://") + "/graphql"
+
+    async def gql(self, query: str, token: str | None = None, **variables: Any) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables}, headers=headers
+        )
+        body = response.json()
+        assert "errors" not in body, body
+        return body["data"]
+
+
+@pytest.fixture
+async def stack(
+    own_database: str, nats_url: str, redis_url: str, js: JetStreamContext
+) -> AsyncIterator[Stack]:
+    device = unique("press")
+    prefix = unique("e2e") + "-"
+    async with ModbusSimulator(port=free_port(), tick_seconds=0.05) as simulator:
+        runtime = PlantRuntime(
+            RuntimeConfig(
+                database_url=own_database,
+                nats_url=nats_url,
+                redis_url=redis_url,
+                plant=press_plant(device, simulator.port),
+                tokens=TokenSettings(secret=unique("secret") * 4, audience="plantcore"),
+                http_host="127.0.0.1",
+                http_port=0,
+                consumer_prefix=prefix,
+            )
+        )
+        ready = asyncio.Event()
+
+        async def on_ready(_: PlantRuntime) -> None:
+            ready.set()
+
+        running = asyncio.create_task(runtime.run(on_ready))
+        try:
+            await _started(running, ready)
+            assert runtime.app is not None
+            operator = await asyncio.to_thread(
+                create_operator,
+                runtime.app,
+                username=unique("operator"),
+                full_name="End To End",
+                role="operator",
+                password="a long enough password",
+                actor="test",
+            )
+            async with httpx.AsyncClient(base_url=runtime.api_url) as http:
+                yield Stack(runtime, simulator, device, operator, http)
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+            for durable in ("live-state", "history"):
+                await js.delete_consumer("TELEMETRY", prefix + durable)
+
+
+async def _started(running: asyncio.Task[None], ready: asyncio.Event) -> None:
+    waiting = asyncio.create_task(ready.wait())
+    await asyncio.wait({running, waiting}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    if running.done():
+        running.result()  # raises what stopped the runtime
+    assert ready.is_set(), "the stack did not start within 30 s"
+
+
+async def next_speed(updates: GraphQLSocket) -> dict[str, Any]:
+    while True:
+        message = await updates.receive()
+        assert message["type"] == "next", message
+        update: dict[str, Any] = message["payload"]["data"]["tagUpdates"]
+        if update["tag"] == "speed":
+            return update
+
+
+async def test_setpoint_round_trip_through_every_component(stack: Stack) -> None:
+    token = (await stack.gql(LOGIN, u=stack.operator.username, p=stack.operator.password))["login"][
+        "accessToken"
+    ]
+
+    # The simulator's speed reaches the HMI: a snapshot, then live samples.
+    updates = await GraphQLSocket.open(stack.ws_url, token)
+    await updates.subscribe(TAG_UPDATES, d=stack.device)
+    live = await next_speed(updates)
+    while live["snapshot"] or live["quality"] != "GOOD":
+        live = await next_speed(updates)
+    assert live["value"] == pytest.approx(stack.simulator.model.speed, abs=150)
+
+    # The operator asks for 1500 rpm and confirms with the second factor.
+    old_setpoint = stack.simulator.model.speed_setpoint
+    assert old_setpoint < 1500
+    ticket = (await stack.gql(REQUEST, token, d=stack.device, t="speed_setpoint", v=1500))[
+        "requestCommand"
+    ]
+    command_id = ticket["commandId"]
+    assert ticket["challenge"] == "totp"
+    steps = await GraphQLSocket.open(stack.ws_url, token)
+    await steps.subscribe(COMMAND_STATUS, id=command_id)
+    code = pyotp.TOTP(stack.operator.totp_secret).now()
+    confirmed = (await stack.gql(CONFIRM, token, id=command_id, code=code))["confirmCommand"]
+    assert confirmed["status"] in ("CONFIRMED", "DISPATCHED", "SUCCEEDED")
+
+    # Each step arrives in order, ending with the value the PLC read back.
+    seen = []
+    while True:
+        message = await steps.receive()
+        if message["type"] == "complete":
+            break
+        assert message["type"] == "next", message
+        seen.append(message["payload"]["data"]["commandStatus"])
+    assert [step["step"] for step in seen] == [
+        "Requested",
+        "ChallengeIssued",
+        "Confirmed",
+        "WriteDispatched",
+        "WriteSucceeded",
+    ]
+    assert seen[-1]["status"] == "SUCCEEDED"
+    assert seen[2]["actor"] == stack.operator.username
+
+    # The simulator's register changed, and the press runs faster than the old setpoint allowed.
+    assert stack.simulator.model.speed_setpoint == 1500
+
+    async def speeding_up() -> None:
+        assert (await next_speed(updates))["value"] > old_setpoint
+
+    await eventually(speeding_up, timeout=15)
+    await updates.close()
+    await steps.close()
+
+    # The event store holds the whole sequence, in order, with the read-back value.
+    conn = await asyncpg.connect(stack.runtime.config.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT topic, state FROM plantapplication_events"
+            " WHERE originator_id = $1 ORDER BY originator_version",
+            command_id,
+        )
+        assert [row["topic"].rsplit(".", 1)[-1] for row in rows] == [
+            "Requested",
+            "ChallengeIssued",
+            "Confirmed",
+            "WriteDispatched",
+            "WriteSucceeded",
+        ]
+        assert json.loads(rows[-1]["state"])["read_back"] == 1500
+
+        # And the history projection has the speed's samples.
+        async def speed_in_history() -> None:
+            count = await conn.fetchval(
+                "SELECT count(*) FROM samples WHERE device = $1 AND tag = 'speed'", stack.device
+            )
+            assert count > 0
+
+        await eventually(speed_in_history)
+    finally:
+        await conn.close()

@@ -1,0 +1,138 @@
+"""/health, login and the devices query against the real services."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis.asyncio as aioredis
+
+from api.app import create_app
+from api.auth import TokenSettings, issue_token
+from domain.messages import ConnectionState, DeviceStatus, Quality, Sample
+from projections.live_state import LIVE_KEY, STATUS_KEY, sample_json
+from tests.integration.api.conftest import PASSWORD, TOKENS, PlantFactory
+from tests.support import free_port
+
+pytestmark = pytest.mark.integration
+
+DEVICES = """{ devices { id status { state detail }
+  tags { name value boolValue quality unit writable kind low high } } }"""
+
+
+async def test_health_reports_every_service(make_plant: PlantFactory) -> None:
+    plant = await make_plant()
+    response = await plant.client.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert {name: s["status"] for name, s in body["services"].items()} == {
+        "postgresql": "ok",
+        "nats": "ok",
+        "redis": "ok",
+    }
+
+
+async def test_health_is_503_naming_the_service_that_is_down(make_plant: PlantFactory) -> None:
+    plant = await make_plant(dispatcher=False)
+    dead_redis = aioredis.from_url(f"redis://127.0.0.1:{free_port()}/0", decode_responses=True)
+    services = dataclasses.replace(plant.services, redis=dead_redis, health_timeout=1.0)
+    import httpx
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(services)), base_url="http://plant"
+    ) as client:
+        response = await client.get("/health")
+    await dead_redis.aclose()
+    assert response.status_code == 503
+    report = response.json()["services"]
+    assert report["postgresql"]["status"] == "ok"
+    assert report["nats"]["status"] == "ok"
+    assert report["redis"]["status"] == "error"
+    assert report["redis"]["detail"]
+
+
+async def test_login_gives_a_token_and_refuses_bad_credentials_alike(
+    make_plant: PlantFactory,
+) -> None:
+    plant = await make_plant(dispatcher=False)
+    login = """mutation($u: String!, $p: String!) {
+        login(username: $u, password: $p) { accessToken expiresAt username role } }"""
+    body = await plant.gql(login, u=plant.username, p=PASSWORD)
+    result = body["data"]["login"]
+    assert (result["username"], result["role"]) == (plant.username, "operator")
+    expires = datetime.fromisoformat(result["expiresAt"])
+    assert timedelta(minutes=14) < expires - datetime.now(UTC) <= timedelta(minutes=15)
+
+    wrong = await plant.gql(login, u=plant.username, p="wrong")
+    unknown = await plant.gql(login, u="nobody-" + plant.username, p=PASSWORD)
+    for refused in (wrong, unknown):
+        assert refused["data"] is None
+        [error] = refused["errors"]
+        assert error["message"] == "invalid username or password"
+        assert error["extensions"]["code"] == "invalid_credentials"
+
+
+async def test_devices_lists_the_catalogue_with_live_values_from_redis(
+    make_plant: PlantFactory, redis_client: aioredis.Redis
+) -> None:
+    plant = await make_plant(dispatcher=False)
+    token = await plant.login()
+    now = datetime.now(UTC)
+    key = LIVE_KEY.format(device=plant.device)
+    await redis_client.hset(
+        key,
+        mapping={
+            "speed": sample_json(Sample("speed", 1184, Quality.GOOD, "rpm", now)),
+            "running": sample_json(Sample("running", True, Quality.GOOD, "", now)),
+        },
+    )
+    status = DeviceStatus(plant.device, ConnectionState.CONNECTED, now)
+    await redis_client.set(STATUS_KEY.format(device=plant.device), status.encode())
+    try:
+        body = await plant.gql(DEVICES, token)
+    finally:
+        await redis_client.delete(key, STATUS_KEY.format(device=plant.device))
+    assert "errors" not in body, body
+    [device] = [d for d in body["data"]["devices"] if d["id"] == plant.device]
+    assert device["status"] == {"state": "CONNECTED", "detail": ""}
+    tags = {tag["name"]: tag for tag in device["tags"]}
+    assert tags["speed"] == {
+        "name": "speed",
+        "value": 1184.0,
+        "boolValue": None,
+        "quality": "GOOD",
+        "unit": "rpm",
+        "writable": False,
+        "kind": "number",
+        "low": None,
+        "high": None,
+    }
+    assert (tags["running"]["value"], tags["running"]["boolValue"]) == (1.0, True)
+    setpoint = tags["speed_setpoint"]
+    assert (setpoint["value"], setpoint["quality"], setpoint["writable"]) == (None, None, True)
+    assert (setpoint["low"], setpoint["high"]) == (0.0, 1800.0)
+
+
+async def test_missing_expired_or_forged_tokens_are_unauthenticated(
+    make_plant: PlantFactory,
+) -> None:
+    plant = await make_plant(dispatcher=False)
+    expired = issue_token(
+        TOKENS,
+        username=plant.username,
+        role="operator",
+        now=datetime.now(UTC) - timedelta(minutes=20),
+    ).token
+    forger = TokenSettings(secret="forger-" + "y" * 32, audience=TOKENS.audience)
+    forged = issue_token(forger, username=plant.username, role="admin", now=datetime.now(UTC)).token
+    request = """mutation($d: String!) {
+        requestCommand(device: $d, tag: "speed_setpoint", value: 100) { commandId } }"""
+    for token, message in ((None, "missing"), (expired, "expired"), (forged, "invalid")):
+        for query, variables in ((DEVICES, {}), (request, {"d": plant.device})):
+            body = await plant.gql(query, token, **variables)
+            assert body["data"] is None
+            [error] = body["errors"]
+            assert error["extensions"]["code"] == "unauthenticated", error
+            assert message in error["message"]

@@ -1,0 +1,42 @@
+"""A real Modbus simulator per test, on a free port, and the demo press configured for it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from devices.config import DeviceConfig, load_plant_file
+from devices.tags import TagConfig
+from simulators.modbus_server import ModbusSimulator
+from simulators.model import PressModel
+from tests.support import free_port, unique
+
+DEMO_PLANT = Path(__file__).parents[3] / "config" / "demo-plant.yaml"
+STEADY_RPM = 1500
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[ModbusSimulator]:
+    # Already at its setpoint, so the speed it serves is known exactly.
+    press = PressModel(running=True, speed_setpoint=STEADY_RPM, speed=STEADY_RPM)
+    async with ModbusSimulator(port=free_port(), model=press) as sim:
+        yield sim
+
+
+def press_config(port: int, *extra_tags: TagConfig) -> DeviceConfig:
+    """The demo plant's press under a fresh id, pointed at a test simulator."""
+    (press,) = load_plant_file(DEMO_PLANT).devices
+    modbus = press.modbus.model_copy(update={"port": port, "timeout_seconds": 0.5})
+    return DeviceConfig.model_validate(
+        {
+            **press.model_dump(),
+            "id": unique("press"),
+            "modbus": modbus.model_dump(),
+            "tags": [tag.model_dump() for tag in (*press.tags, *extra_tags)],
+        }
+    )
+
+
+GHOST = TagConfig(name="ghost", address=100, type="uint16", description="not in the simulator")

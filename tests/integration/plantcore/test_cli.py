@@ -1,0 +1,96 @@
+"""The ``plantcore`` command line, run as an administrator would run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyotp
+
+from api.auth import verify_password
+from devices.catalog import tag_catalog
+from devices.config import load_plant_file
+from domain.application import PlantApplication
+from eventstore.postgres import event_store_env
+from tests.support import unique
+
+
+def plantcore(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "plantcore", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_users_create_registers_an_operator_with_a_totp_enrolment(own_database: str) -> None:
+    username = unique("alice")
+    password = "correct horse battery staple"
+
+    created = plantcore(
+        "users", "create", username, "--full-name", "Alice Example", "--role", "operator",
+        PLANTCORE_DATABASE_URL=own_database, PLANTCORE_NEW_PASSWORD=password,
+    )  # fmt: skip
+
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.split("TOTP secret:")[1].split()[0]
+    assert f"otpauth://totp/plantcore:{username}?secret={secret}" in created.stdout
+    app = PlantApplication(
+        tag_catalog(load_plant_file("config/demo-plant.yaml")), env=event_store_env(own_database)
+    )
+    try:
+        operator = app.find_operator(username)
+    finally:
+        app.close()
+    assert operator is not None
+    assert (operator.full_name, operator.role) == ("Alice Example", "operator")
+    assert verify_password(operator.password_hash, password)
+    assert pyotp.TOTP(operator.totp_secret).now() == pyotp.TOTP(secret).now()
+
+    again = plantcore(
+        "users", "create", username, "--full-name", "Alice Again", "--role", "admin",
+        PLANTCORE_DATABASE_URL=own_database, PLANTCORE_NEW_PASSWORD=password,
+    )  # fmt: skip
+    assert again.returncode == 1
+    assert "already exists" in again.stderr
+
+
+def test_users_create_refuses_a_short_password(own_database: str) -> None:
+    result = plantcore(
+        "users", "create", unique("bob"), "--full-name", "Bob", "--role", "viewer",
+        PLANTCORE_DATABASE_URL=own_database, PLANTCORE_NEW_PASSWORD="short",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "at least 12 characters" in result.stderr
+
+
+def test_run_refuses_to_start_without_a_token_secret() -> None:
+    env = {key: value for key, value in os.environ.items() if key != "PLANTCORE_JWT_SECRET"}
+    result = subprocess.run(
+        [sys.executable, "-m", "plantcore", "run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "PLANTCORE_JWT_SECRET" in result.stderr
+
+
+def test_a_bad_plant_file_is_named_with_its_field(tmp_path: Path) -> None:
+    plant = tmp_path / "plant.yaml"
+    plant.write_text(
+        "plant_id: p\ndevices:\n  - id: press-1\n    protocol: modbus\n"
+        "    modbus: {host: 127.0.0.1, port: 70000}\n"
+        "    tags: [{name: speed, address: 2, type: uint16}]\n"
+    )
+    result = plantcore("run", PLANTCORE_PLANT_FILE=str(plant), PLANTCORE_JWT_SECRET="s" * 40)
+    assert result.returncode == 2
+    assert str(plant) in result.stderr
+    assert "port" in result.stderr

@@ -1,0 +1,70 @@
+"""The durable consumer retries a batch after a transient failure and stops on a bug."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from nats.js import JetStreamContext
+
+from projections.consumer import DurableConsumer
+from tests.integration.projections.conftest import STREAM, Consumers, wait_consumed
+from tests.support import unique
+
+pytestmark = pytest.mark.integration
+
+
+def decode_text(subject: str, data: bytes) -> str:
+    return data.decode()
+
+
+async def test_a_transient_failure_naks_and_the_batch_comes_back(
+    js: JetStreamContext, consumers: Consumers
+) -> None:
+    subject = f"plant.telemetry.{unique('press')}"
+    durable = unique("retry")
+    handled: list[list[str]] = []
+
+    async def flaky(items: list[str]) -> None:
+        handled.append(items)
+        if len(handled) == 1:
+            raise ConnectionError("database down")
+
+    consumer = DurableConsumer(
+        js,
+        STREAM,
+        durable,
+        subject,
+        flaky,
+        decode=decode_text,
+        transient=(ConnectionError,),
+        min_backoff_seconds=0.05,
+    )
+    consumers.start(consumer)
+    ack = await js.publish(subject, b"one")
+
+    await wait_consumed(js, durable, ack.seq)
+    assert handled == [["one"], ["one"]]
+    info = await js.consumer_info(STREAM, durable)
+    assert info.delivered.stream_seq == ack.seq
+    assert info.delivered.consumer_seq == 2  # delivered twice
+
+
+async def test_any_other_failure_ends_run(js: JetStreamContext) -> None:
+    subject = f"plant.telemetry.{unique('press')}"
+    durable = unique("bug")
+
+    async def buggy(items: list[str]) -> None:
+        raise KeyError("a bug")
+
+    consumer = DurableConsumer(
+        js, STREAM, durable, subject, buggy, decode=decode_text, transient=(ConnectionError,)
+    )
+    run = asyncio.create_task(consumer.run())
+    try:
+        await js.publish(subject, b"one")
+        with pytest.raises(KeyError):
+            await asyncio.wait_for(run, timeout=10)
+        await consumer.stop()  # returns at once: run() has ended
+    finally:
+        await js.delete_consumer(STREAM, durable)

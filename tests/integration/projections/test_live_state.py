@@ -1,0 +1,142 @@
+"""The live-state projection keeps the newest sample per tag and the status per device."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis.asyncio as aioredis
+from nats.js import JetStreamContext
+
+from domain.messages import ConnectionState, DeviceStatus, Quality, Sample, TagValue, TelemetryBatch
+from projections.live_reader import known_devices, read_device, read_status
+from projections.live_state import LiveState, live_state_consumer
+from tests.integration.projections.conftest import Consumers, wait_consumed
+from tests.support import eventually, unique
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 11, 23, 9, 15, 2, 120_000, tzinfo=UTC)
+
+
+def batch(device: str, ts: datetime, unit: str = "rpm", **values: TagValue) -> TelemetryBatch:
+    samples = tuple(Sample(tag, v, Quality.GOOD, unit, ts) for tag, v in values.items())
+    return TelemetryBatch(device=device, ts=ts, samples=samples)
+
+
+@pytest.fixture
+async def device(redis_client: aioredis.Redis) -> AsyncIterator[str]:
+    name = unique("press")
+    yield name
+    await redis_client.delete(f"plant:live:{name}", f"plant:status:{name}")
+    await redis_client.srem("plant:devices", name)
+
+
+async def test_telemetry_and_status_land_in_redis(
+    js: JetStreamContext, redis_client: aioredis.Redis, device: str, consumers: Consumers
+) -> None:
+    live = LiveState(redis_client)
+    # NATS 2.9 takes one filter subject per consumer: one for each of the device's subjects.
+    for kind in ("telemetry", "status"):
+        consumer = live_state_consumer(
+            js, live, durable=unique("live"), filter_subject=f"plant.{kind}.{device}"
+        )
+        consumers.start(consumer)
+
+    await js.publish(
+        f"plant.telemetry.{device}", batch(device, T0, speed=1184, running=True).encode()
+    )
+    later = T0 + timedelta(seconds=1)
+    await js.publish(f"plant.telemetry.{device}", batch(device, later, speed=1190.5).encode())
+    status = DeviceStatus(device, ConnectionState.DISCONNECTED, T0, detail="refused", reconnects=2)
+    await js.publish(f"plant.status.{device}", status.encode())
+
+    async def stored() -> None:
+        assert await read_device(redis_client, device) == [
+            Sample("running", True, Quality.GOOD, "rpm", T0),
+            Sample("speed", 1190.5, Quality.GOOD, "rpm", later),
+        ]
+        assert await read_status(redis_client, device) == status
+
+    await eventually(stored)
+    assert device in await known_devices(redis_client)
+    raw = await redis_client.hget(f"plant:live:{device}", "speed")
+    assert raw is not None
+    assert json.loads(raw) == {
+        "value": 1190.5,
+        "quality": "good",
+        "unit": "rpm",
+        "ts": "2026-11-23T09:15:03.120Z",
+    }
+
+
+async def test_an_older_sample_never_overwrites_a_newer_one(
+    js: JetStreamContext, redis_client: aioredis.Redis, device: str, consumers: Consumers
+) -> None:
+    subject = f"plant.telemetry.{device}"
+    durable = unique("live")
+    consumers.start(
+        live_state_consumer(js, LiveState(redis_client), durable=durable, filter_subject=subject)
+    )
+    newer = T0 + timedelta(seconds=5)
+
+    await js.publish(subject, batch(device, newer, speed=2).encode())
+    ack = await js.publish(subject, batch(device, T0, speed=1, level=7).encode())
+
+    await wait_consumed(js, durable, ack.seq)
+    assert await read_device(redis_client, device) == [
+        Sample("level", 7, Quality.GOOD, "rpm", T0),
+        Sample("speed", 2, Quality.GOOD, "rpm", newer),
+    ]
+
+
+async def test_equal_timestamps_replace_and_status_is_order_safe(
+    redis_client: aioredis.Redis, device: str
+) -> None:
+    live = LiveState(redis_client)
+    late = DeviceStatus(device, ConnectionState.CONNECTING, T0 - timedelta(seconds=1))
+    connected = DeviceStatus(device, ConnectionState.CONNECTED, T0)
+
+    await live.apply([batch(device, T0, speed=1), connected, late])
+    await live.apply([batch(device, T0, unit="m/s", speed=1)])  # redelivered or corrected
+
+    assert await read_device(redis_client, device) == [Sample("speed", 1, Quality.GOOD, "m/s", T0)]
+    assert await read_status(redis_client, device) == connected
+
+
+async def test_malformed_messages_are_skipped_and_do_not_block(
+    js: JetStreamContext, redis_client: aioredis.Redis, device: str, consumers: Consumers
+) -> None:
+    subject = f"plant.telemetry.{device}"
+    durable = unique("live")
+    consumers.start(
+        live_state_consumer(js, LiveState(redis_client), durable=durable, filter_subject=subject)
+    )
+
+    await js.publish(subject, b"{not json")
+    await js.publish(
+        subject, batch(device, T0, ghost=1).encode().replace(b'"schema":1', b'"schema":2')
+    )
+    ack = await js.publish(subject, batch(device, T0, speed=3).encode())
+
+    await wait_consumed(js, durable, ack.seq)
+    assert await read_device(redis_client, device) == [Sample("speed", 3, Quality.GOOD, "rpm", T0)]
+
+
+async def test_unknown_device_reads_empty(redis_client: aioredis.Redis) -> None:
+    device = unique("nobody")
+    assert await read_device(redis_client, device) == []
+    assert await read_status(redis_client, device) is None
+    assert device not in await known_devices(redis_client)
+
+
+async def test_an_unreadable_stored_value_is_replaced(
+    redis_client: aioredis.Redis, device: str
+) -> None:
+    await redis_client.hset(f"plant:live:{device}", "speed", "garbage")
+
+    await LiveState(redis_client).apply([batch(device, T0, speed=4)])
+
+    assert await read_device(redis_client, device) == [Sample("speed", 4, Quality.GOOD, "rpm", T0)]

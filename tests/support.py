@@ -1,0 +1,41 @@
+"""Helpers shared by the test layers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def unique(prefix: str) -> str:
+    """A fresh id per test, so tests never see each other's devices, users or rows."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], *, timeout: float = 10.0, interval: float = 0.05
+) -> T:
+    """Retry ``probe`` until it returns without an AssertionError, or re-raise at the deadline.
+
+    Eventual consistency is awaited on a condition, never with a fixed sleep.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await probe()
+        except AssertionError:
+            if time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(interval)

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from devices.config import load_plant_file
+from devices.errors import PlantConfigError
+from simulators.modbus_server import PRESS_REGISTERS
+
+DEMO_PLANT = Path(__file__).parents[3] / "config" / "demo-plant.yaml"
+
+VALID = """
+plant_id: 1
+devices:
+  - id: press-1
+    protocol: modbus
+    modbus: {host: 127.0.0.1}
+    tags:
+      - {name: speed, address: 2, type: uint16, unit: rpm}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "plant.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_follow_the_seed(tmp_path: Path) -> None:
+    plant = load_plant_file(write(tmp_path, VALID))
+    assert plant.plant_id == "1"
+    assert plant.poll_seconds == 1.0
+    assert plant.max_consecutive_fails == 10
+    assert plant.force_reconnect_every_sec is None
+    device = plant.devices[0]
+    assert (device.modbus.port, device.modbus.device_id, device.modbus.timeout_seconds) == (
+        502,
+        1,
+        2.0,
+    )
+    assert device.tags[0].area == "holding"
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "reason"),
+    [
+        (VALID.replace("id: press-1", "id: press.1"), "devices[press.1].id", "pattern"),
+        (VALID.replace("type: uint16", "type: uint8"), "devices[press-1].tags[speed].type", ""),
+        (
+            VALID.replace("unit: rpm}", "unit: rpm, writable: true}"),
+            "devices[press-1].tags[speed]",
+            "needs both low and high",
+        ),
+        (
+            VALID.replace("unit: rpm}", "unit: rpm, low: 5, high: 1}"),
+            "devices[press-1].tags[speed]",
+            "above high",
+        ),
+        (VALID + "      - {name: speed, address: 3, type: int16}\n", "devices[press-1]", "speed"),
+        (VALID.replace("protocol: modbus", "protocol: profibus"), "devices[press-1].protocol", ""),
+        (VALID.replace("poll_seconds", "x") + "poll_seconds: 0\n", "poll_seconds", "greater than"),
+        (VALID.replace("host: 127.0.0.1", "hots: 127.0.0.1"), "devices[press-1].modbus.host", ""),
+    ],
+)
+def test_errors_name_the_file_and_the_field(
+    tmp_path: Path, text: str, field: str, reason: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(PlantConfigError) as caught:
+        load_plant_file(path)
+    assert caught.value.path == str(path)
+    assert caught.value.field == field
+    assert reason in caught.value.reason
+    assert str(path) in str(caught.value)
+
+
+def test_duplicate_device_ids_are_refused(tmp_path: Path) -> None:
+    device = VALID.split("devices:\n")[1]
+    with pytest.raises(PlantConfigError, match="duplicate device id: press-1"):
+        load_plant_file(write(tmp_path, VALID + device))
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("plant_id: [unclosed", "not valid YAML"), ("- a list", "must be a mapping")],
+)
+def test_unreadable_files_are_named(tmp_path: Path, text: str, reason: str) -> None:
+    with pytest.raises(PlantConfigError, match=reason):
+        load_plant_file(write(tmp_path, text))
+
+
+def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(PlantConfigError, match="cannot read"):
+        load_plant_file(tmp_path / "nope.yaml")
+
+
+def test_the_demo_plant_matches_the_simulator_register_map() -> None:
+    (press,) = load_plant_file(DEMO_PLANT).devices
+    assert press.id == "press-1"
+    assert (press.modbus.host, press.modbus.port) == ("127.0.0.1", 5020)
+    wire = ("address", "area", "type", "word_order", "scale", "offset", "writable", "low", "high")
+    declared = {tag.name: tag.model_dump(include=set(wire)) for tag in press.tags}
+    simulated = {r.tag.name: r.tag.model_dump(include=set(wire)) for r in PRESS_REGISTERS}
+    assert declared == simulated

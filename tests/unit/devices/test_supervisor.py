@@ -1,0 +1,350 @@
+"""The supervisor's own logic, against an in-memory driver and a clock the test moves."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from devices.backoff import Backoff
+from devices.config import DeviceConfig
+from devices.errors import DeviceRequestError
+from devices.supervisor import DeviceSupervisor, SupervisionPolicy, next_tick
+from domain.messages import ConnectionState, Quality, WriteErrorKind, WriteReply, WriteRequest
+from tests.support import eventually, unique
+from tests.unit.devices.fakes import FakeClock, FakeDriver, RecordingSink
+
+CONNECTING, CONNECTED, DISCONNECTED = (
+    ConnectionState.CONNECTING,
+    ConnectionState.CONNECTED,
+    ConnectionState.DISCONNECTED,
+)
+TAGS: list[dict[str, Any]] = [
+    {"name": "speed", "address": 0, "type": "uint16", "unit": "rpm"},
+    {
+        "name": "pressure", "address": 1, "type": "int16", "scale": 0.1, "unit": "bar",
+        "writable": True, "low": 0, "high": 250,
+    },
+    {"name": "running", "address": 2, "type": "bool", "writable": True},
+    {"name": "temperature", "address": 3, "type": "float32", "unit": "°C"},
+    # Limits wider than the type: the codec is the last line before the wire.
+    {"name": "trim", "address": 5, "type": "uint16", "writable": True, "low": -10, "high": 10},
+]  # fmt: skip
+RAW = {"speed": 1500, "pressure": 1234, "running": True, "temperature": 61.5, "trim": 0}
+SEED = 42
+POLICY = SupervisionPolicy(poll_seconds=1.0, heartbeat_seconds=1e9, max_consecutive_fails=3)
+
+
+@dataclass
+class Rig:
+    policy: SupervisionPolicy = POLICY
+    clock: FakeClock = field(default_factory=FakeClock)
+    sink: RecordingSink = field(default_factory=RecordingSink)
+    device: str = field(default_factory=lambda: unique("press"))
+    task: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.driver = FakeDriver(RAW, self.clock)
+        self.supervisor = self.build(self.policy)
+
+    def build(self, policy: SupervisionPolicy) -> DeviceSupervisor:
+        config = DeviceConfig.model_validate(
+            {"id": self.device, "protocol": "modbus", "modbus": {"host": "plc"}, "tags": TAGS}
+        )
+        return DeviceSupervisor(
+            config, self.driver, self.sink, policy=policy, clock=self.clock,
+            sleep=self.clock.sleep, rng=random.Random(SEED),
+        )  # fmt: skip
+
+    def start(self, policy: SupervisionPolicy | None = None) -> None:
+        if policy is not None:
+            self.supervisor = self.build(policy)
+        self.task = asyncio.create_task(self.supervisor.run())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.wait({self.task})
+
+    def states(self) -> list[ConnectionState]:
+        return self.sink.states()
+
+    def published_state(self) -> ConnectionState | None:
+        return self.states()[-1] if self.sink.statuses else None
+
+    async def next_cycle(self) -> None:
+        """Let the supervisor reach its next sleep, then wake it."""
+        await until(lambda: self.clock.sleeping)
+        self.clock.advance_to_next_wake()
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    rig = Rig()
+    yield rig
+    await rig.stop()
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    async def probe() -> None:
+        assert condition()
+
+    await eventually(probe, timeout=5.0)
+
+
+def expected_delays(count: int) -> list[float]:
+    backoff = Backoff(rng=random.Random(SEED))
+    return [backoff.next_delay() for _ in range(count)]
+
+
+# -- polling ------------------------------------------------------------------------------
+
+
+async def test_each_poll_publishes_one_scaled_batch_on_a_steady_grid(rig: Rig) -> None:
+    rig.driver.read_seconds = 0.3
+    rig.start()
+    await until(lambda: len(rig.sink.batches) == 1 and rig.clock.sleeping)
+    batch = rig.sink.batches[0]
+    assert batch.device == rig.device
+    values = {sample.tag: sample.value for sample in batch.samples}
+    assert values == {
+        "speed": 1500,
+        "pressure": pytest.approx(123.4),
+        "running": True,
+        "temperature": 61.5,
+        "trim": 0,
+    }
+    assert {s.tag: s.unit for s in batch.samples}["pressure"] == "bar"
+    assert all(sample.quality is Quality.GOOD and sample.ts == batch.ts for sample in batch.samples)
+    assert rig.states() == [CONNECTING, CONNECTED]
+
+    await rig.next_cycle()
+    await until(lambda: len(rig.sink.batches) == 2 and rig.clock.sleeping)
+    # Each read takes 0.3 s of the 1 s period: the next poll stays on the grid.
+    assert rig.clock.sleeps == [pytest.approx(0.7), pytest.approx(0.7)]
+    assert rig.supervisor.counters.cycles == 2
+    assert rig.supervisor.counters.samples_published == 2 * len(TAGS)
+
+
+@pytest.mark.parametrize(
+    ("previous", "now", "expected"),
+    [(0.0, 0.0, 1.0), (0.0, 0.3, 1.0), (0.0, 1.0, 2.0), (0.0, 2.5, 3.0), (10.0, 10.99, 11.0)],
+)
+def test_a_slow_cycle_skips_ticks_instead_of_drifting(
+    previous: float, now: float, expected: float
+) -> None:
+    assert next_tick(previous, 1.0, now) == pytest.approx(expected)
+
+
+async def test_a_non_finite_float_is_a_bad_sample(rig: Rig) -> None:
+    rig.driver.values["temperature"] = math.nan
+    rig.start()
+    await until(lambda: len(rig.sink.batches) == 1)
+    (temperature,) = [s for s in rig.sink.batches[0].samples if s.tag == "temperature"]
+    assert (temperature.value, temperature.quality) == (None, Quality.BAD)
+    rig.sink.batches[0].encode()  # still valid JSON
+
+
+# -- losing and regaining the connection --------------------------------------------------
+
+
+async def test_a_lost_connection_publishes_bad_quality_then_reconnects_with_backoff(
+    rig: Rig,
+) -> None:
+    rig.start()
+    await until(lambda: len(rig.sink.batches) == 1 and rig.clock.sleeping)
+    rig.driver.drop_on_next_read = True
+    rig.clock.advance_to_next_wake()
+
+    await until(lambda: rig.clock.sleeping and rig.published_state() is DISCONNECTED)
+    lost = rig.sink.batches[-1]
+    assert [(s.tag, s.value, s.quality) for s in lost.samples] == [
+        (tag["name"], None, Quality.BAD) for tag in TAGS
+    ]
+    assert "reset by peer" in rig.sink.statuses[-1].detail
+    assert rig.clock.sleeps[-1] == pytest.approx(expected_delays(1)[0])
+
+    rig.clock.advance_to_next_wake()
+    await until(lambda: rig.published_state() is CONNECTED and len(rig.sink.batches) == 3)
+    assert all(s.quality is Quality.GOOD for s in rig.sink.batches[-1].samples)
+    assert rig.states() == [CONNECTING, CONNECTED, DISCONNECTED, CONNECTED]
+    assert rig.supervisor.counters.reconnects == 1
+    assert rig.sink.statuses[-1].reconnects == 1
+
+
+async def test_refused_connects_back_off_and_report_the_loss_once(rig: Rig) -> None:
+    rig.driver.refuse_connects = 3
+    rig.start()
+    for delay in expected_delays(3):
+        await until(lambda: rig.clock.sleeping)
+        assert rig.clock.sleeps[-1] == pytest.approx(delay)
+        rig.clock.advance_to_next_wake()
+    await until(lambda: rig.published_state() is CONNECTED)
+    assert rig.states() == [CONNECTING, DISCONNECTED, CONNECTED]
+    assert len(rig.sink.all_bad()) == 1
+    assert rig.driver.connects == 4
+    # Connected at last, but backoff only resets after a good poll.
+    assert rig.supervisor.counters.reconnects == 0
+
+
+async def test_an_unknown_driver_failure_is_logged_and_treated_as_a_loss(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig.driver.crash_on_next_read = RuntimeError("driver bug")
+    with caplog.at_level(logging.ERROR, logger="devices.supervisor"):
+        rig.start()
+        await until(lambda: rig.clock.sleeping and rig.published_state() is DISCONNECTED)
+    assert any(rig.device in r.getMessage() and r.exc_info for r in caplog.records)
+    assert "driver bug" in rig.sink.statuses[-1].detail
+    assert len(rig.sink.all_bad()) == 1
+
+    rig.clock.advance_to_next_wake()
+    await until(lambda: rig.published_state() is CONNECTED and not rig.driver.crash_on_next_read)
+    assert rig.task is not None
+    assert not rig.task.done()
+
+
+async def test_consecutive_polls_without_a_good_value_force_a_reconnect(rig: Rig) -> None:
+    rig.driver.bad_tags = {tag["name"] for tag in TAGS}
+    rig.start()
+    for _ in range(POLICY.max_consecutive_fails - 1):
+        await rig.next_cycle()
+    await until(lambda: rig.published_state() is DISCONNECTED)
+    assert "3 consecutive polls" in rig.sink.statuses[-1].detail
+    assert rig.supervisor.counters.failed_cycles == 3
+    rig.driver.bad_tags = set()
+    await rig.next_cycle()
+    await until(lambda: rig.published_state() is CONNECTED)
+    assert rig.driver.connects == 2
+
+
+async def test_a_healthy_connection_is_rotated_on_schedule(rig: Rig) -> None:
+    rig.start(SupervisionPolicy(force_reconnect_every_sec=2.5, heartbeat_seconds=1e9))
+    for _ in range(3):
+        await rig.next_cycle()
+    await until(lambda: rig.driver.connects == 2 and rig.published_state() is CONNECTED)
+    assert rig.states() == [CONNECTING, CONNECTED, CONNECTING, CONNECTED]
+    assert "scheduled reconnect" in rig.sink.statuses[2].detail
+    assert rig.sink.all_bad() == []
+    assert rig.supervisor.counters.reconnects == 1
+
+
+async def test_the_current_state_is_repeated_as_a_heartbeat(rig: Rig) -> None:
+    rig.start(SupervisionPolicy(poll_seconds=1.0, heartbeat_seconds=10.0))
+    await until(lambda: rig.states() == [CONNECTING, CONNECTED])
+    while rig.clock.now < 10.0:
+        await rig.next_cycle()
+    await until(lambda: len(rig.sink.statuses) == 3)
+    assert rig.states() == [CONNECTING, CONNECTED, CONNECTED]
+
+
+# -- writes -------------------------------------------------------------------------------
+
+
+def write(tag: str, value: float | bool | None = None, op: str = "write") -> WriteRequest:
+    return WriteRequest(tag=tag, command_id=unique("cmd"), op=op, value=value)
+
+
+async def connected(rig: Rig) -> None:
+    rig.start()
+    await until(lambda: rig.published_state() is CONNECTED and rig.clock.sleeping)
+
+
+async def test_a_write_is_scaled_written_and_read_back(rig: Rig) -> None:
+    await connected(rig)
+    reply = await rig.supervisor.submit_write(write("pressure", 150.0))
+    assert reply.ok, reply
+    assert reply.read_back == pytest.approx(150.0)
+    assert rig.driver.writes == [("pressure", 1500)]
+    assert rig.supervisor.counters.writes == 1
+
+
+async def test_a_read_request_only_reads_back(rig: Rig) -> None:
+    await connected(rig)
+    reply = await rig.supervisor.submit_write(write("speed", op="read"))
+    assert (reply.ok, reply.read_back) == (True, 1500)
+    assert rig.driver.writes == []
+
+
+@pytest.mark.parametrize(
+    ("request_", "kind"),
+    [
+        (write("nope", 1), WriteErrorKind.UNKNOWN_TAG),
+        (write("nope", op="read"), WriteErrorKind.UNKNOWN_TAG),
+        (write("speed", 100), WriteErrorKind.NOT_WRITABLE),
+        (write("pressure", 250.1), WriteErrorKind.OUT_OF_LIMITS),
+        (write("pressure", True), WriteErrorKind.BAD_REQUEST),
+        (write("running", 1), WriteErrorKind.BAD_REQUEST),
+    ],
+)
+async def test_invalid_writes_are_refused_before_reaching_the_device(
+    rig: Rig, request_: WriteRequest, kind: WriteErrorKind
+) -> None:
+    await connected(rig)
+    reply = await rig.supervisor.submit_write(request_)
+    assert (reply.ok, reply.kind) == (False, kind)
+    assert reply.error
+    assert rig.driver.writes == []
+
+
+async def test_a_value_the_register_cannot_hold_is_out_of_limits(rig: Rig) -> None:
+    await connected(rig)
+    reply = await rig.supervisor.submit_write(write("trim", -5))
+    assert reply.kind is WriteErrorKind.OUT_OF_LIMITS
+    assert "uint16" in reply.error
+
+
+async def test_a_refused_write_reports_the_device_reason(rig: Rig) -> None:
+    await connected(rig)
+    rig.driver.write_error = DeviceRequestError(rig.device, "exception code 4")
+    reply = await rig.supervisor.submit_write(write("running", False))
+    assert reply.kind is WriteErrorKind.WRITE_FAILED
+    assert "exception code 4" in reply.error
+
+
+async def test_writes_to_an_offline_device_are_refused(rig: Rig) -> None:
+    assert (await rig.supervisor.submit_write(write("running", True))).kind is (
+        WriteErrorKind.DEVICE_OFFLINE
+    )  # not running at all
+    rig.driver.refuse_connects = 1_000
+    rig.start()
+    await until(lambda: rig.published_state() is DISCONNECTED and rig.clock.sleeping)
+    reply = await rig.supervisor.submit_write(write("running", True))
+    assert reply.kind is WriteErrorKind.DEVICE_OFFLINE
+    assert "connection refused" in reply.error
+
+
+async def test_a_full_write_queue_answers_busy(rig: Rig) -> None:
+    rig.driver.connect_gate = asyncio.Event()  # the run loop is stuck connecting
+    rig.start(SupervisionPolicy(write_queue_size=1, heartbeat_seconds=1e9))
+    await until(lambda: rig.supervisor.state is CONNECTING)
+    first = asyncio.create_task(rig.supervisor.submit_write(write("running", False)))
+    await until(lambda: rig.supervisor.queued_writes == 1)
+
+    second = await rig.supervisor.submit_write(write("running", True))
+    assert second.kind is WriteErrorKind.BUSY
+    assert rig.supervisor.counters.writes_refused_busy == 1
+
+    rig.driver.connect_gate.set()
+    reply = await first
+    assert (reply.ok, reply.read_back) == (True, False)
+
+
+async def test_stopping_answers_queued_writes_and_closes_the_driver(rig: Rig) -> None:
+    rig.driver.connect_gate = asyncio.Event()
+    rig.start()
+    await until(lambda: rig.supervisor.state is CONNECTING)
+    pending = asyncio.create_task(rig.supervisor.submit_write(write("running", False)))
+    await until(lambda: rig.supervisor.queued_writes == 1)
+    await rig.stop()
+    reply: WriteReply = await pending
+    assert reply.kind is WriteErrorKind.DEVICE_OFFLINE
+    assert rig.supervisor.state is ConnectionState.STOPPED
+    assert rig.published_state() is ConnectionState.STOPPED
+    assert not rig.driver.connected

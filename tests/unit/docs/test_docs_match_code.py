@@ -1,0 +1,237 @@
+"""The documentation says what the code does: checked here, without any service.
+
+- ``docs/schema.graphql`` is the schema strawberry prints for the API.
+- ``docs/events.md`` has a row, with the right fields, for every event of every
+  aggregate in ``domain/``, and no row for an event that does not exist.
+  Which classes count as events is cross-checked against the events the
+  application really stores on the in-memory event store.
+- ``docs/graphql.md`` covers every root field and every ``extensions.code``.
+- ``docs/decisions/`` is indexed and each record has its three parts.
+
+When the first two fail, run ``.venv/bin/python docs/regenerate.py`` and fill
+in any ``TODO`` cell it leaves in docs/events.md.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from uuid import UUID
+
+import pytest
+from eventsourcing.utils import get_topic
+from graphql import build_schema
+from strawberry.printer import print_schema
+
+from api import context
+from api.graphql import errors as graphql_errors
+from api.graphql.schema import schema
+from domain.application import PlantApplication
+from domain.catalog import TagCatalog, TagLimits, ValueKind
+from domain.command import ConfirmationFailure, RejectionReason
+from domain.errors import CommandRefused, ConfirmationRefused
+
+ROOT = Path(__file__).resolve().parents[3]
+DOCS = ROOT / "docs"
+REGENERATE = "run `.venv/bin/python docs/regenerate.py` (then fill in any TODO cell)"
+T0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
+
+
+def _load_regenerate() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("docs_regenerate", DOCS / "regenerate.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+regenerate = _load_regenerate()
+
+
+def _read(name: str) -> str:
+    return (DOCS / name).read_text(encoding="utf-8")
+
+
+# -- the GraphQL schema ------------------------------------------------------------------
+
+
+def test_schema_graphql_is_the_printed_schema() -> None:
+    assert _read("schema.graphql") == print_schema(schema) + "\n", (
+        f"docs/schema.graphql is out of date: {REGENERATE}"
+    )
+
+
+# -- the event catalogue -----------------------------------------------------------------
+
+
+def _documented_rows() -> dict[tuple[str, str], list[str]]:
+    """(aggregate, event) → the fields of its row, parsed independently of the generator."""
+    _, section, _ = regenerate.split_events_md(_read("events.md"))
+    rows: dict[tuple[str, str], list[str]] = {}
+    aggregate = ""
+    for line in section.splitlines():
+        if line.startswith("### "):
+            aggregate = line[4:].strip()
+            continue
+        match = re.fullmatch(r"\| `(\w+)` \| (.+) \| ((?:`\w+`(?:, )?)*) \| (.+) \|", line)
+        if match:
+            key = (aggregate, match[1])
+            assert key not in rows, f"docs/events.md has two rows for {key}"
+            rows[key] = re.findall(r"`(\w+)`", match[3])
+        else:
+            assert not line.startswith("| `"), f"docs/events.md: a row I cannot read: {line}"
+    return rows
+
+
+def _code_events() -> dict[tuple[str, str], list[str]]:
+    return {
+        (aggregate.__name__, event.__name__): regenerate.event_fields(event)
+        for aggregate in regenerate.aggregates()
+        for event in regenerate.recorded_events(aggregate)
+    }
+
+
+def test_every_aggregate_of_the_domain_is_found() -> None:
+    # If this fails, the introspection lost an aggregate (or a new one needs a section).
+    assert {a.__name__ for a in regenerate.aggregates()} >= {"ControlCommand", "Operator"}
+
+
+def test_every_event_has_a_row_with_its_fields() -> None:
+    documented = _documented_rows()
+    missing = sorted(set(_code_events()) - set(documented))
+    assert not missing, f"events without a row in docs/events.md: {missing}; {REGENERATE}"
+    for key, fields in _code_events().items():
+        assert documented[key] == fields, (
+            f"docs/events.md lists {documented[key]} for {key}, the code has {fields}; {REGENERATE}"
+        )
+
+
+def test_every_row_names_an_existing_event() -> None:
+    stale = sorted(set(_documented_rows()) - set(_code_events()))
+    assert not stale, f"rows of docs/events.md for events that do not exist: {stale}"
+
+
+def test_events_md_is_what_the_generator_writes() -> None:
+    current = _read("events.md")
+    assert "TODO" not in current, "docs/events.md has a TODO cell: describe the new event"
+    assert regenerate.events_md(current) == current, f"docs/events.md is stale: {REGENERATE}"
+
+
+def test_documented_topic_prefixes_are_the_stored_ones() -> None:
+    events_md = _read("events.md")
+    for aggregate in regenerate.aggregates():
+        assert f"Stored topic: `{get_topic(aggregate)}.<event>`" in events_md
+
+
+def _catalog() -> TagCatalog:
+    return TagCatalog([TagLimits("press", "setpoint", "rpm", True, ValueKind.NUMBER, 0.0, 3000.0)])
+
+
+def _stored_topics(app: PlantApplication) -> Iterator[str]:
+    for notification in app.recorder.select_notifications(start=1, limit=1000):
+        yield notification.topic
+
+
+def _every_path(app: PlantApplication) -> None:
+    """Drive commands and an operator through every event the domain can record."""
+    app.register_operator(
+        username="ana",
+        full_name="Ana",
+        role="operator",
+        password_hash="hash",
+        totp_secret="BASE32SECRET",
+        actor="admin",
+        at=T0,
+    )
+    with pytest.raises(CommandRefused):
+        app.request_command(actor="ana", device="press", tag="setpoint", value=None, at=T0)
+    ok = app.request_command(actor="ana", device="press", tag="setpoint", value=1.0, at=T0)
+    with pytest.raises(ConfirmationRefused):
+        app.confirm_command(actor="ana", command_id=ok.command_id, totp_step=None, at=T0)
+    app.confirm_command(actor="ana", command_id=ok.command_id, totp_step=1, at=T0)
+    app.record_dispatch(ok.command_id, T0)
+    app.record_write_succeeded(ok.command_id, 1.0, T0)
+    failed = _confirmed(app, step=2)
+    app.record_dispatch(failed, T0)
+    app.record_write_failed(failed, "device offline", T0)
+    cancelled = app.request_command(actor="ana", device="press", tag="setpoint", value=2, at=T0)
+    app.cancel_command(actor="ana", command_id=cancelled.command_id, at=T0)
+    late = app.request_command(actor="ana", device="press", tag="setpoint", value=3, at=T0)
+    assert app.expire_command(late.command_id, T0 + timedelta(minutes=5))
+
+
+def _confirmed(app: PlantApplication, step: int) -> UUID:
+    ticket = app.request_command(actor="ana", device="press", tag="setpoint", value=4, at=T0)
+    app.confirm_command(actor="ana", command_id=ticket.command_id, totp_step=step, at=T0)
+    return ticket.command_id
+
+
+def test_introspected_events_are_exactly_the_stored_ones() -> None:
+    app = PlantApplication(_catalog())
+    _every_path(app)
+    stored = set(_stored_topics(app))
+    introspected = {
+        get_topic(event)
+        for aggregate in regenerate.aggregates()
+        for event in regenerate.recorded_events(aggregate)
+    }
+    assert stored == introspected
+
+
+# -- docs/graphql.md ---------------------------------------------------------------------
+
+
+def _error_codes() -> set[str]:
+    """Every ``extensions.code`` the API can send, gathered from the code that sends them."""
+    lines = (graphql_errors.__doc__ or "").splitlines()
+    rules = [i for i, line in enumerate(lines) if line.startswith("====")]
+    assert len(rules) == 3, "the table in api/graphql/errors.py's docstring changed shape"
+    codes = {
+        code
+        for line in lines[rules[1] + 1 : rules[2]]
+        for code in re.findall(r"``(\w+)``", line.split("  ")[0])
+    }
+    # Codes the mapping sends literally, whether or not its docstring lists them.
+    source = Path(graphql_errors.__file__).read_text(encoding="utf-8")
+    codes |= set(re.findall(r'api_error\(\s*message,\s*"(\w+)"', source))
+    codes |= {graphql_errors.FORBIDDEN, graphql_errors.INVALID_CREDENTIALS}
+    codes |= {graphql_errors.NOT_FOUND, graphql_errors.UNKNOWN_DEVICE}
+    codes |= {context.UNAUTHENTICATED, context.FORBIDDEN}
+    codes |= {reason.value for reason in RejectionReason}
+    codes |= {reason.value for reason in ConfirmationFailure}
+    return codes
+
+
+def test_graphql_md_documents_every_error_code() -> None:
+    graphql_md = _read("graphql.md")
+    undocumented = sorted(code for code in _error_codes() if f"`{code}`" not in graphql_md)
+    assert not undocumented, f"docs/graphql.md lacks the error codes {undocumented}"
+
+
+def test_graphql_md_documents_every_root_field() -> None:
+    graphql_md = _read("graphql.md")
+    printed = build_schema(print_schema(schema))
+    for root in (printed.query_type, printed.mutation_type, printed.subscription_type):
+        assert root is not None
+        for name in root.fields:
+            assert f"### `{name}`" in graphql_md, f"docs/graphql.md has no section `{name}`"
+
+
+# -- docs/decisions/ ---------------------------------------------------------------------
+
+
+def test_every_decision_is_indexed_and_complete() -> None:
+    decisions = DOCS / "decisions"
+    index = (decisions / "README.md").read_text(encoding="utf-8")
+    records = sorted(path for path in decisions.glob("[0-9][0-9][0-9][0-9]-*.md"))
+    assert records
+    for path in records:
+        assert f"({path.name})" in index, f"docs/decisions/README.md does not link {path.name}"
+        text = path.read_text(encoding="utf-8")
+        for part in ("## Context", "## Decision", "## Consequences"):
+            assert part in text, f"{path.name} has no '{part}'"
