@@ -22,6 +22,7 @@ import nats
 import redis.asyncio as aioredis
 import uvicorn
 from nats.aio.client import Client as NatsClient
+from nats.js.api import DeliverPolicy
 
 from api.app import create_app
 from api.auth import TokenSettings
@@ -38,7 +39,7 @@ from eventstore.executor import StoreExecutor
 from eventstore.guard import install_append_only_guard
 from eventstore.log_tail import LogTail, TrackedPosition
 from eventstore.postgres import event_store_env
-from plantcore.settings import Settings, token_settings
+from plantcore.settings import ProjectionsStart, Settings, token_settings
 from plantcore.streams import ensure_telemetry_stream
 from projections.history import HistoryWriter, history_consumer
 from projections.history_schema import ensure_history_schema
@@ -63,6 +64,7 @@ class RuntimeConfig:
     # Prepended to the durable consumer names, so that two plant cores (or a
     # test) can share one NATS without sharing, and so splitting, a consumer.
     consumer_prefix: str = ""
+    projections_start: ProjectionsStart = "retained"
 
 
 def runtime_config(
@@ -86,6 +88,7 @@ def runtime_config(
         telemetry_stream=settings.telemetry_stream,
         telemetry_max_age_hours=settings.telemetry_max_age_hours,
         consumer_prefix=settings.consumer_prefix,
+        projections_start=settings.projections_start,
     )
 
 
@@ -191,14 +194,26 @@ class PlantRuntime:
     ) -> None:
         stream = self.config.telemetry_stream
         prefix = self.config.consumer_prefix
+        start = DeliverPolicy.NEW if self.config.projections_start == "new" else DeliverPolicy.ALL
         live = live_state_consumer(
-            js, LiveState(redis), stream=stream, durable=f"{prefix}live-state"
+            js,
+            LiveState(redis),
+            stream=stream,
+            durable=f"{prefix}live-state",
+            start=start,
         )
-        self._spawn("live-state projection", live.run())
         partitions = await ensure_history_schema(pool)
         history = history_consumer(
-            js, HistoryWriter(pool, partitions), stream=stream, durable=f"{prefix}history"
+            js,
+            HistoryWriter(pool, partitions),
+            stream=stream,
+            durable=f"{prefix}history",
+            start=start,
         )
+        # Created before any supervisor publishes, so "new" misses nothing of ours.
+        for consumer in (live, history):
+            await consumer.ensure()
+        self._spawn("live-state projection", live.run())
         self._spawn("history projection", history.run())
 
     async def _start_command_flow(

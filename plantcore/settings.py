@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +20,8 @@ DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
+
+ProjectionsStart = Literal["retained", "new"]
 
 
 class Settings(BaseSettings):
@@ -42,6 +45,9 @@ class Settings(BaseSettings):
     state_dir: Path = Path("var")
     # Prefix of the durable JetStream consumer names, for several plant cores on one NATS.
     consumer_prefix: str = ""
+    # Where a projection starts when its durable consumer is first created:
+    # "retained" catches up from what the stream still holds, "new" from now on.
+    projections_start: ProjectionsStart = "retained"
 
 
 def token_settings(settings: Settings) -> TokenSettings:

@@ -4,7 +4,8 @@ What it promises to the projection's handler:
 
 - At least once. A message is acked only after the handler has returned, so the
   handler must have committed its write by then. The consumer is durable
-  (explicit ack, deliver all), so a restart resumes after the last acked message.
+  (explicit ack), so a restart resumes after the last acked message. Where it
+  starts the first time, when the durable is created, is the caller's ``start``.
 - Redelivery happens. A message is delivered again after a transient failure, and
   may then arrive after newer ones: handlers are idempotent and order-safe.
 - Malformed payloads never block the stream: the decoder's
@@ -31,6 +32,7 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from domain.messages import MalformedMessage
 
@@ -61,6 +63,7 @@ class DurableConsumer(Generic[T]):
         *,
         decode: Decoder[T],
         transient: tuple[type[Exception], ...],
+        start: DeliverPolicy = DeliverPolicy.ALL,
         batch: int = 256,
         max_ack_pending: int = 1024,
         ack_wait_seconds: float = 30.0,
@@ -83,7 +86,7 @@ class DurableConsumer(Generic[T]):
         self._config = ConsumerConfig(
             durable_name=durable,
             filter_subject=filter_subject,
-            deliver_policy=DeliverPolicy.ALL,
+            deliver_policy=start,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=ack_wait_seconds,
             max_ack_pending=max_ack_pending,
@@ -97,9 +100,20 @@ class DurableConsumer(Generic[T]):
     def durable(self) -> str:
         return self._durable
 
+    async def ensure(self) -> None:
+        """Create the durable consumer unless it exists; from then on, nothing is missed.
+
+        An existing durable is left as it is, so it resumes where it stopped whatever
+        ``start`` says now: the start position only applies to a new one.
+        """
+        try:
+            await self._js.consumer_info(self._stream, self._durable)
+        except NotFoundError:
+            await self._js.add_consumer(self._stream, self._config)
+
     async def run(self) -> None:
         """Consume until :meth:`stop`; creates the durable consumer if it does not exist."""
-        await self._js.add_consumer(self._stream, self._config)
+        await self.ensure()
         sub = await self._js.pull_subscribe_bind(durable=self._durable, stream=self._stream)
         self._running = True
         try:

@@ -14,6 +14,7 @@ from datetime import datetime
 
 import asyncpg
 from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
 
 from domain.messages import MalformedMessage, Quality, TagValue, TelemetryBatch
 from projections.consumer import DurableConsumer
@@ -127,12 +128,16 @@ def history_consumer(
     *,
     stream: str = "TELEMETRY",
     durable: str = "history",
+    start: DeliverPolicy = DeliverPolicy.ALL,
     filter_subject: str = "plant.telemetry.>",
     batch: int = 256,
     max_ack_pending: int = 1024,
     min_backoff_seconds: float = 0.5,
 ) -> DurableConsumer[TelemetryBatch]:
-    """The durable consumer that feeds ``writer``; ``await .run()`` it."""
+    """The durable consumer that feeds ``writer``; ``await .run()`` it.
+
+    A new durable backfills by default from everything the stream still retains.
+    """
     return DurableConsumer(
         js,
         stream,
@@ -144,4 +149,5 @@ def history_consumer(
         batch=batch,
         max_ack_pending=max_ack_pending,
         min_backoff_seconds=min_backoff_seconds,
+        start=start,
     )

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 import redis.exceptions
 from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
 
 from domain.messages import DeviceStatus, MalformedMessage, Sample, TelemetryBatch, format_ts
 from projections.consumer import DurableConsumer
@@ -124,12 +125,17 @@ def live_state_consumer(
     *,
     stream: str = "TELEMETRY",
     durable: str = "live-state",
+    start: DeliverPolicy = DeliverPolicy.ALL,
     filter_subject: str = "plant.>",
     batch: int = 256,
     max_ack_pending: int = 1024,
     min_backoff_seconds: float = 0.5,
 ) -> DurableConsumer[LiveMessage]:
-    """The durable consumer that keeps ``live`` up to date; ``await .run()`` it."""
+    """The durable consumer that keeps ``live`` up to date; ``await .run()`` it.
+
+    A new durable starts by default from everything the stream retains, not from
+    each subject's last message: a batch need not carry every tag of its device.
+    """
     return DurableConsumer(
         js,
         stream,
@@ -141,4 +147,5 @@ def live_state_consumer(
         batch=batch,
         max_ack_pending=max_ack_pending,
         min_backoff_seconds=min_backoff_seconds,
+        start=start,
     )

@@ -60,6 +60,8 @@ async def demo(
         "PLANTCORE_HTTP_PORT": str(free_port()),
         "PLANTCORE_STATE_DIR": str(tmp_path),
         "PLANTCORE_CONSUMER_PREFIX": prefix,
+        # The shared stream holds other tests' and earlier demos' telemetry.
+        "PLANTCORE_PROJECTIONS_START": "new",
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,

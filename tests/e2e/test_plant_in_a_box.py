@@ -99,6 +99,8 @@ async def stack(
                 http_host="127.0.0.1",
                 http_port=0,
                 consumer_prefix=prefix,
+                # The shared stream holds other tests' telemetry; ours is all we need.
+                projections_start="new",
             )
         )
         ready = asyncio.Event()

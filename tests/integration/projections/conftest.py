@@ -28,8 +28,10 @@ class Consumers:
         self._tasks: dict[DurableConsumer[Any], asyncio.Task[None]] = {}
         self._durables: set[str] = set()
 
-    def start(self, consumer: DurableConsumer[Any]) -> None:
+    async def start(self, consumer: DurableConsumer[Any]) -> None:
+        """Create its durable, so that what the test publishes next is not missed, and run it."""
         self._durables.add(consumer.durable)
+        await consumer.ensure()
         self._tasks[consumer] = asyncio.create_task(consumer.run())
 
     async def stop(self, consumer: DurableConsumer[Any]) -> None:

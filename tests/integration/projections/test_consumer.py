@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
 
 from projections.consumer import DurableConsumer
 from tests.integration.projections.conftest import STREAM, Consumers, wait_consumed
@@ -40,7 +41,7 @@ async def test_a_transient_failure_naks_and_the_batch_comes_back(
         transient=(ConnectionError,),
         min_backoff_seconds=0.05,
     )
-    consumers.start(consumer)
+    await consumers.start(consumer)
     ack = await js.publish(subject, b"one")
 
     await wait_consumed(js, durable, ack.seq)
@@ -68,3 +69,39 @@ async def test_any_other_failure_ends_run(js: JetStreamContext) -> None:
         await consumer.stop()  # returns at once: run() has ended
     finally:
         await js.delete_consumer(STREAM, durable)
+
+
+async def test_an_existing_durable_resumes_whatever_start_says_now(
+    js: JetStreamContext, consumers: Consumers
+) -> None:
+    subject = f"plant.telemetry.{unique('press')}"
+    durable = unique("resume")
+    handled: list[str] = []
+
+    async def record(items: list[str]) -> None:
+        handled.extend(items)
+
+    def consumer(start: DeliverPolicy) -> DurableConsumer[str]:
+        return DurableConsumer(
+            js,
+            STREAM,
+            durable,
+            subject,
+            record,
+            decode=decode_text,
+            transient=(ConnectionError,),
+            start=start,
+        )
+
+    await js.publish(subject, b"before")
+    first = consumer(DeliverPolicy.NEW)
+    await consumers.start(first)  # created now: "before" is in its past
+    ack = await js.publish(subject, b"one")
+    await wait_consumed(js, durable, ack.seq)
+    await consumers.stop(first)
+    ack = await js.publish(subject, b"two")
+
+    await consumers.start(consumer(DeliverPolicy.ALL))
+
+    await wait_consumed(js, durable, ack.seq)
+    assert handled == ["one", "two"]

@@ -71,9 +71,11 @@ async def test_telemetry_is_written_and_status_ignored(
     writer = HistoryWriter(pool, history.partitions, table=history.table)
     telemetry, status = unique("history"), unique("history")
     # NATS 2.9 takes one filter subject per consumer, so status gets its own here.
-    consumers.start(history_consumer(js, writer, durable=telemetry, filter_subject=subject))
+    await consumers.start(history_consumer(js, writer, durable=telemetry, filter_subject=subject))
     status_subject = f"plant.status.{device}"
-    consumers.start(history_consumer(js, writer, durable=status, filter_subject=status_subject))
+    await consumers.start(
+        history_consumer(js, writer, durable=status, filter_subject=status_subject)
+    )
 
     await publish(js, subject, batch(device, T0, speed=1184, running=True, torque=None).encode())
     later = batch(device, T0 + timedelta(seconds=1), speed=1190.5, running=False, torque=3.25)
@@ -100,7 +102,7 @@ async def test_malformed_messages_are_skipped_and_do_not_block(
     subject = f"plant.telemetry.{device}"
     writer = HistoryWriter(pool, history.partitions, table=history.table)
     durable = unique("history")
-    consumers.start(history_consumer(js, writer, durable=durable, filter_subject=subject))
+    await consumers.start(history_consumer(js, writer, durable=durable, filter_subject=subject))
 
     wrong_schema = batch(device, T0, ghost=1).encode().replace(b'"schema":1', b'"schema":99')
     other_device = batch(unique("other"), T0, ghost=2).encode()
@@ -146,7 +148,7 @@ async def test_resumes_with_exactly_the_missed_batches(
         )
 
     first = consumer()
-    consumers.start(first)
+    await consumers.start(first)
     before = [T0 + timedelta(seconds=n) for n in range(3)]
     for ts in before:
         last = await publish(js, subject, batch(device, ts, speed=ts.second).encode())
@@ -157,7 +159,7 @@ async def test_resumes_with_exactly_the_missed_batches(
     for ts in missed:
         last = await publish(js, subject, batch(device, ts, speed=ts.second).encode())
     seen.clear()
-    consumers.start(consumer())
+    await consumers.start(consumer())
     await wait_consumed(js, durable, last)
 
     assert seen == missed

@@ -43,7 +43,7 @@ async def test_telemetry_and_status_land_in_redis(
         consumer = live_state_consumer(
             js, live, durable=unique("live"), filter_subject=f"plant.{kind}.{device}"
         )
-        consumers.start(consumer)
+        await consumers.start(consumer)
 
     await js.publish(
         f"plant.telemetry.{device}", batch(device, T0, speed=1184, running=True).encode()
@@ -77,7 +77,7 @@ async def test_an_older_sample_never_overwrites_a_newer_one(
 ) -> None:
     subject = f"plant.telemetry.{device}"
     durable = unique("live")
-    consumers.start(
+    await consumers.start(
         live_state_consumer(js, LiveState(redis_client), durable=durable, filter_subject=subject)
     )
     newer = T0 + timedelta(seconds=5)
@@ -111,7 +111,7 @@ async def test_malformed_messages_are_skipped_and_do_not_block(
 ) -> None:
     subject = f"plant.telemetry.{device}"
     durable = unique("live")
-    consumers.start(
+    await consumers.start(
         live_state_consumer(js, LiveState(redis_client), durable=durable, filter_subject=subject)
     )
 
