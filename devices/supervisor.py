@@ -172,6 +172,7 @@ class DeviceSupervisor:
         await self._set_state(ConnectionState.CONNECTING, "starting")
         try:
             while True:
+                _stop_if_cancelled()
                 end = await self._session()
                 if end.planned:
                     await self._set_state(ConnectionState.CONNECTING, end.reason)
@@ -229,6 +230,7 @@ class DeviceSupervisor:
         connected_at = next_poll = self._clock()
         fails = 0
         while True:
+            _stop_if_cancelled()
             rotate = policy.force_reconnect_every_sec
             if rotate is not None and self._clock() - connected_at >= rotate:
                 return _SessionEnd(f"scheduled reconnect after {rotate:g} s", planned=True)
@@ -269,6 +271,7 @@ class DeviceSupervisor:
     async def _idle_until(self, deadline: float) -> None:
         """Wait for ``deadline``, serving writes as they come and heartbeats when due."""
         while True:
+            _stop_if_cancelled()
             now = self._clock()
             if now >= self._next_heartbeat:
                 self._next_heartbeat = now + self._policy.heartbeat_seconds
@@ -368,6 +371,18 @@ class DeviceSupervisor:
     async def _publish(self, batch: TelemetryBatch) -> None:
         await self._sink.publish_batch(batch)
         self.counters.samples_published += len(batch.samples)
+
+
+def _stop_if_cancelled() -> None:
+    """Raise the cancellation a client library swallowed, if one did.
+
+    pymodbus times its requests with ``asyncio.wait_for``, which on Python 3.11
+    can lose a cancel that arrives just as the answer does: the read returns, yet
+    the task is still marked as being cancelled, and must stop.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def next_tick(previous: float, period: float, now: float) -> float:

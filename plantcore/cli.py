@@ -24,9 +24,8 @@ from typing import Any
 from devices.catalog import tag_catalog
 from devices.config import load_plant_file
 from devices.errors import PlantConfigError
-from domain.application import PlantApplication
 from domain.errors import OperatorExists
-from eventstore.postgres import event_store_env
+from plantcore.application import open_application
 from plantcore.demo import run_demo
 from plantcore.operators import create_operator
 from plantcore.runtime import PlantRuntime, runtime_config
@@ -102,10 +101,7 @@ def _create_user(settings: Settings, username: str, full_name: str, role: str) -
     if len(password) < 12:
         print("plantcore: the password needs at least 12 characters", file=sys.stderr)
         return 2
-    app = PlantApplication(
-        tag_catalog(load_plant_file(settings.plant_file)),
-        env=event_store_env(settings.database_url),
-    )
+    app = open_application(settings.database_url, tag_catalog(load_plant_file(settings.plant_file)))
     try:
         credentials = create_operator(
             app,

@@ -16,6 +16,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import asyncpg
 import nats
@@ -34,11 +35,10 @@ from devices.drivers.modbus import ModbusDriver
 from devices.expiry import ExpirySweeper
 from devices.nats_bridge import NatsTelemetrySink, serve_writes
 from devices.supervisor import DeviceSupervisor, SupervisionPolicy
-from domain.application import PlantApplication
+from domain.application import DEFAULT_CONFIRM_WINDOW, PlantApplication
 from eventstore.executor import StoreExecutor
-from eventstore.guard import install_append_only_guard
 from eventstore.log_tail import LogTail, TrackedPosition
-from eventstore.postgres import event_store_env
+from plantcore.application import open_application
 from plantcore.settings import ProjectionsStart, Settings, token_settings
 from plantcore.streams import ensure_telemetry_stream
 from projections.history import HistoryWriter, history_consumer
@@ -47,7 +47,7 @@ from projections.live_state import LiveState, live_state_consumer
 
 log = logging.getLogger(__name__)
 
-EVENTS_TABLE = "plantapplication_events"
+STOP_GRACE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,8 @@ class RuntimeConfig:
     # test) can share one NATS without sharing, and so splitting, a consumer.
     consumer_prefix: str = ""
     projections_start: ProjectionsStart = "retained"
+    # How long an operator has to confirm a command's challenge.
+    confirm_window: timedelta = DEFAULT_CONFIRM_WINDOW
 
 
 def runtime_config(
@@ -89,6 +91,7 @@ def runtime_config(
         telemetry_max_age_hours=settings.telemetry_max_age_hours,
         consumer_prefix=settings.consumer_prefix,
         projections_start=settings.projections_start,
+        confirm_window=timedelta(seconds=settings.command_confirm_seconds),
     )
 
 
@@ -137,11 +140,10 @@ class PlantRuntime:
             stack.callback(store.shutdown)
             catalog = tag_catalog(config.plant)
             app = await store.call(
-                PlantApplication, catalog, env=event_store_env(config.database_url)
+                open_application, config.database_url, catalog, config.confirm_window
             )
             stack.callback(app.close)
             self.app = app
-            await store.call(install_append_only_guard, config.database_url, EVENTS_TABLE)
 
             nc = await self._connect_nats()
             stack.push_async_callback(nc.close)
@@ -274,9 +276,16 @@ class PlantRuntime:
             api = self._tasks.get("API server")
             if api is not None:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.shield(api), 5)
-        for task in reversed(list(self._tasks.values())):
-            task.cancel()
+                    await asyncio.wait_for(asyncio.shield(api), STOP_GRACE_SECONDS)
+        pending = set(self._tasks.values())
+        while pending:
+            # Cancelled again while some have not ended: a library may swallow one cancel.
+            for task in reversed(list(self._tasks.values())):
+                if task in pending:
+                    task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=STOP_GRACE_SECONDS)
+            if pending:
+                log.warning("still stopping: %s", ", ".join(t.get_name() for t in pending))
         results = await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         for name, result in zip(self._tasks, results, strict=True):
             if isinstance(result, Exception):

@@ -19,7 +19,6 @@ from api.auth import TokenSettings
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 
 ProjectionsStart = Literal["retained", "new"]
 
@@ -30,7 +29,6 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     nats_url: str = DEFAULT_NATS_URL
     redis_url: str = DEFAULT_REDIS_URL
-    mqtt_url: str = DEFAULT_MQTT_URL
     plant_file: Path = Path("config/demo-plant.yaml")
     # The signing key of access tokens. Required outside the demo, which makes one per run.
     jwt_secret: SecretStr | None = None

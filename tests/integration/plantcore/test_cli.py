@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pyotp
+import pytest
 
 from api.auth import verify_password
 from devices.catalog import tag_catalog
@@ -58,6 +60,23 @@ def test_users_create_registers_an_operator_with_a_totp_enrolment(own_database: 
     )  # fmt: skip
     assert again.returncode == 1
     assert "already exists" in again.stderr
+
+
+def test_the_first_operator_is_already_append_only(own_database: str) -> None:
+    created = plantcore(
+        "users", "create", unique("admin"), "--full-name", "First Admin", "--role", "admin",
+        PLANTCORE_DATABASE_URL=own_database, PLANTCORE_NEW_PASSWORD="a long enough secret",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+
+    with psycopg.connect(own_database, autocommit=True) as conn:
+        for statement in (
+            "UPDATE plantapplication_events SET state = state",
+            "DELETE FROM plantapplication_events",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+                conn.execute(statement)
+        assert conn.execute("SELECT count(*) FROM plantapplication_events").fetchone() == (1,)
 
 
 def test_users_create_refuses_a_short_password(own_database: str) -> None:

@@ -60,6 +60,11 @@ class FakeDriver:
         self.writes: list[tuple[str, RawValue]] = []
         self.read_seconds = 0.0  # fake time a read takes
         self.connect_gate: asyncio.Event | None = None  # connect waits for it when set
+        self.read_gate: asyncio.Event | None = None  # read waits for it when set
+        self.reading = False
+        # Like a client library whose timeout wrapper (asyncio.wait_for on Python
+        # 3.11) loses a cancel that arrives as the answer does: the read completes.
+        self.swallow_cancel = False
         self._clock = clock
 
     async def connect(self) -> None:
@@ -83,6 +88,8 @@ class FakeDriver:
             self.connected = False
         if not self.connected:
             raise DeviceConnectionError("fake", "connection reset by peer")
+        if self.read_gate is not None:
+            await self._wait_at_read_gate(self.read_gate)
         if self._clock is not None:
             self._clock.now += self.read_seconds
         return {
@@ -91,6 +98,16 @@ class FakeDriver:
             else Reading(self.values[tag.name], Quality.GOOD)
             for tag in tags
         }
+
+    async def _wait_at_read_gate(self, gate: asyncio.Event) -> None:
+        self.reading = True
+        try:
+            await gate.wait()
+        except asyncio.CancelledError:
+            if not self.swallow_cancel:
+                raise
+        finally:
+            self.reading = False
 
     async def write(self, tag: TagConfig, value: RawValue) -> None:
         if not self.connected:

@@ -348,3 +348,21 @@ async def test_stopping_answers_queued_writes_and_closes_the_driver(rig: Rig) ->
     assert rig.supervisor.state is ConnectionState.STOPPED
     assert rig.published_state() is ConnectionState.STOPPED
     assert not rig.driver.connected
+
+
+# -- stopping ------------------------------------------------------------------------------
+
+
+async def test_a_cancel_the_client_library_swallowed_still_stops_the_supervisor(rig: Rig) -> None:
+    rig.driver.read_gate = asyncio.Event()
+    rig.driver.swallow_cancel = True
+    rig.start()
+    await until(lambda: rig.driver.reading)
+    assert rig.task is not None
+
+    rig.task.cancel()
+    await asyncio.wait({rig.task}, timeout=5)
+
+    assert rig.task.cancelled()
+    assert rig.published_state() is ConnectionState.STOPPED
+    assert not rig.driver.connected

@@ -34,6 +34,7 @@ from domain.application import PlantApplication
 from domain.catalog import TagCatalog, TagLimits, ValueKind
 from domain.command import ConfirmationFailure, RejectionReason
 from domain.errors import CommandRefused, ConfirmationRefused
+from plantcore.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
 DOCS = ROOT / "docs"
@@ -220,6 +221,17 @@ def test_graphql_md_documents_every_root_field() -> None:
         assert root is not None
         for name in root.fields:
             assert f"### `{name}`" in graphql_md, f"docs/graphql.md has no section `{name}`"
+
+
+# -- README.md ------------------------------------------------------------------------------
+
+
+def test_the_readme_documents_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = sorted(
+        name for name in Settings.model_fields if f"`PLANTCORE_{name.upper()}`" not in readme
+    )
+    assert not missing, f"README.md's configuration table lacks {missing}"
 
 
 # -- docs/decisions/ ---------------------------------------------------------------------
