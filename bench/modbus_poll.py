@@ -30,9 +30,9 @@ from nats.js import JetStreamContext
 from pymodbus.client import AsyncModbusTcpClient
 
 from bench.common import BenchConfig, Figures, Laps, Run, interleaved, ratio, unique_name
-from devices.config import DeviceConfig, ModbusConnection
 from devices.drivers.modbus import ModbusDriver
 from devices.nats_bridge import NatsTelemetrySink
+from devices.protocols.modbus import ModbusConnection, ModbusDevice
 from devices.supervisor import DeviceSupervisor, SupervisionPolicy, TelemetrySink
 from domain.messages import STATUS_SUBJECT, TELEMETRY_SUBJECT, DeviceStatus, TelemetryBatch
 from plantcore.streams import ensure_telemetry_stream
@@ -77,7 +77,7 @@ class MeteredSink:
 class SupervisedDevice:
     """Rounds of a supervisor on the device, each with a fresh sink, connection and task."""
 
-    def __init__(self, device: DeviceConfig, sink: TelemetrySink | None = None) -> None:
+    def __init__(self, device: ModbusDevice, sink: TelemetrySink | None = None) -> None:
         self._device = device
         self._sink = sink
         self.lost_cancellations = 0
@@ -87,7 +87,7 @@ class SupervisedDevice:
         sink = MeteredSink(self._sink)
         supervisor = DeviceSupervisor(
             self._device,
-            ModbusDriver(self._device.id, self._device.modbus),
+            ModbusDriver(self._device),
             sink,
             policy=SupervisionPolicy(poll_seconds=POLL_SECONDS),
         )
@@ -118,7 +118,7 @@ class SupervisedDevice:
             self.lost_cancellations += 1
 
 
-async def bare_client(device: DeviceConfig, seconds: float) -> Run:
+async def bare_client(device: ModbusDevice, seconds: float) -> Run:
     """A bare pymodbus loop over the same registers, for the same window."""
     conn = device.modbus
     client = AsyncModbusTcpClient(
@@ -196,7 +196,7 @@ async def run(config: BenchConfig) -> Figures:
     seconds = config.pick(quick=1.0, full=5.0)
     rounds = config.pick(quick=1, full=3)
     port = free_port()
-    device = DeviceConfig(
+    device = ModbusDevice(
         id=unique_name("bench-press"),
         protocol="modbus",
         modbus=ModbusConnection(host="127.0.0.1", port=port, device_id=UNIT, timeout_seconds=2.0),

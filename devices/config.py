@@ -5,54 +5,28 @@ whole plant, raising :class:`~devices.errors.PlantConfigError` that names the
 file and the offending field (``devices[press-1].tags[speed].high``), so a plant
 engineer can fix the file without reading a traceback.
 
-``protocol`` is the discriminator of a device: a second protocol adds its own
-``XxxDevice`` model with ``protocol: Literal["xxx"]`` and ``DeviceConfig``
-becomes an annotated union on that field.
+``protocol`` is the discriminator of a device: each protocol's
+``XxxDevice`` model (:mod:`devices.protocols`) has ``protocol: Literal["xxx"]``
+and joins the :data:`AnyDevice` union.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from devices.errors import PlantConfigError
-from devices.tags import TagConfig
+from devices.protocols.base import DeviceConfig, refuse_duplicates
+from devices.protocols.modbus import ModbusDevice
 
-# Device ids become NATS subject tokens (plant.telemetry.<device>): no dots, no wildcards.
-DEVICE_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+__all__ = ["AnyDevice", "DeviceConfig", "PlantConfig", "load_plant_file"]
 
-
-class ModbusConnection(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    host: str = Field(min_length=1)
-    port: int = Field(502, ge=1, le=65535)
-    device_id: int = Field(1, ge=0, le=255, description="Modbus unit id")
-    timeout_seconds: float = Field(2.0, gt=0)
-
-
-class DeviceConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    id: str = Field(pattern=DEVICE_ID_PATTERN)
-    protocol: Literal["modbus"]
-    modbus: ModbusConnection
-    poll_seconds: float | None = Field(None, gt=0, description="overrides the plant's")
-    tags: list[TagConfig] = Field(min_length=1)
-    area: str = ""
-
-    def tag(self, name: str) -> TagConfig | None:
-        return next((tag for tag in self.tags if tag.name == name), None)
-
-    @model_validator(mode="after")
-    def _unique_tags(self) -> Self:
-        _refuse_duplicates("tag name", (tag.name for tag in self.tags))
-        return self
+# One model per protocol, told apart by the device's ``protocol`` key.
+AnyDevice = Annotated[ModbusDevice, Field(discriminator="protocol")]
 
 
 class PlantConfig(BaseModel):
@@ -62,11 +36,11 @@ class PlantConfig(BaseModel):
     poll_seconds: float = Field(1.0, gt=0)
     force_reconnect_every_sec: float | None = Field(None, gt=0)
     max_consecutive_fails: int = Field(10, ge=1)
-    devices: list[DeviceConfig] = Field(default_factory=list)
+    devices: list[AnyDevice] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_devices(self) -> Self:
-        _refuse_duplicates("device id", (device.id for device in self.devices))
+        refuse_duplicates("device id", (device.id for device in self.devices))
         return self
 
 
@@ -87,14 +61,23 @@ def load_plant_file(path: str | Path) -> PlantConfig:
         first = exc.errors()[0]
         more = exc.error_count() - 1
         reason = first["msg"] + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
-        raise PlantConfigError(where, field_path(raw, first["loc"]), reason) from exc
+        loc = first["loc"]
+        if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc = (*loc, "protocol")  # pydantic places a bad or missing protocol on the device
+        raise PlantConfigError(where, field_path(raw, loc), reason) from exc
 
 
 def field_path(raw: Any, loc: Iterable[int | str]) -> str:
     """``devices[press-1].tags[speed].high``: list items by their id or name when they have one."""
     parts: list[str] = []
     node = raw
+    after_index = False
     for key in loc:
+        # Inside a list item, pydantic names the union member (the protocol) first.
+        if after_index and isinstance(node, dict) and key == node.get("protocol"):
+            after_index = False
+            continue
+        after_index = isinstance(key, int)
         child = _child(node, key)
         if isinstance(key, int):
             label = child.get("id") or child.get("name") if isinstance(child, dict) else None
@@ -111,9 +94,3 @@ def _child(node: Any, key: int | str) -> Any:
     if isinstance(node, dict):
         return node.get(key)
     return None
-
-
-def _refuse_duplicates(what: str, names: Iterable[str]) -> None:
-    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
-    if duplicates:
-        raise ValueError(f"duplicate {what}: {', '.join(duplicates)}")

@@ -20,7 +20,7 @@ refuses the write.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from devices.tags import RawValue, TagConfig
 from domain.messages import Quality
@@ -51,3 +51,24 @@ class Driver(Protocol):
 
     async def write(self, tag: TagConfig, value: RawValue) -> None:
         """Write one raw value (already checked to fit the tag's type)."""
+
+
+T = TypeVar("T", bound=TagConfig)
+
+
+class TagIndex(Generic[T]):
+    """A driver's own tags by name: the supervisor hands over protocol-neutral
+    :class:`TagConfig` objects, the driver needs where each value lives."""
+
+    def __init__(self, device: str, tags: Sequence[T]) -> None:
+        self._device = device
+        self._tags = {tag.name: tag for tag in tags}
+
+    def __getitem__(self, tag: TagConfig) -> T:
+        try:
+            return self._tags[tag.name]
+        except KeyError:
+            raise KeyError(f"device {self._device} has no tag {tag.name!r}") from None
+
+    def resolve(self, tags: Sequence[TagConfig]) -> list[T]:
+        return [self[tag] for tag in tags]

@@ -31,7 +31,7 @@ from api.services import Services
 from devices.catalog import tag_catalog
 from devices.config import PlantConfig
 from devices.dispatcher import CommandDispatcher
-from devices.drivers.modbus import ModbusDriver
+from devices.drivers import driver_for
 from devices.expiry import ExpirySweeper
 from devices.nats_bridge import NatsTelemetrySink, serve_writes
 from devices.supervisor import DeviceSupervisor, SupervisionPolicy
@@ -238,7 +238,7 @@ class PlantRuntime:
         for device in plant.devices:
             supervisor = DeviceSupervisor(
                 device,
-                ModbusDriver(device.id, device.modbus),
+                driver_for(device),
                 sink,
                 policy=SupervisionPolicy.for_device(plant, device),
             )

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -25,9 +24,10 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from devices.tags import TagConfig, raw_to_registers, registers_to_raw, to_engineering, to_raw
+from devices.protocols.modbus import ModbusTag, raw_to_registers, registers_to_raw
+from devices.tags import to_engineering, to_raw
 from domain.messages import TagValue
-from simulators.model import PressModel
+from simulators.model import PressModel, tick_forever
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +36,14 @@ _BIT_FUNCTIONS = frozenset({1, 2, 5, 15})  # coils and discrete inputs: the pres
 
 @dataclass(frozen=True, slots=True)
 class Register:
-    tag: TagConfig
+    tag: ModbusTag
     initial: TagValue
 
 
 PRESS_REGISTERS: tuple[Register, ...] = (
-    Register(TagConfig(name="running", address=0, type="bool", writable=True), True),
+    Register(ModbusTag(name="running", address=0, type="bool", writable=True), True),
     Register(
-        TagConfig(
+        ModbusTag(
             name="speed_setpoint",
             address=1,
             type="uint16",
@@ -54,9 +54,9 @@ PRESS_REGISTERS: tuple[Register, ...] = (
         ),
         1200,
     ),
-    Register(TagConfig(name="speed", address=2, type="uint16", unit="rpm"), 0),
-    Register(TagConfig(name="motor_temperature", address=3, type="float32", unit="°C"), 20.0),
-    Register(TagConfig(name="produced_count", address=5, type="int32", unit="parts"), 0),
+    Register(ModbusTag(name="speed", address=2, type="uint16", unit="rpm"), 0),
+    Register(ModbusTag(name="motor_temperature", address=3, type="float32", unit="°C"), 20.0),
+    Register(ModbusTag(name="produced_count", address=5, type="int32", unit="parts"), 0),
 )
 
 
@@ -108,7 +108,10 @@ class ModbusSimulator:
         server = ModbusTcpServer(device, address=(self.host, self.port))
         await server.serve_forever(background=True)
         self._server = server
-        self._ticker = asyncio.create_task(self._tick(), name=f"modbus-sim-{self.port}")
+        self._ticker = asyncio.create_task(
+            tick_forever(self.model, self._tick_seconds, self._refresh),
+            name=f"modbus-sim-{self.port}",
+        )
         log.info("modbus simulator listening on %s:%d", self.host, self.port)
 
     async def stop(self) -> None:
@@ -133,25 +136,16 @@ class ModbusSimulator:
     ) -> None:
         await self.stop()
 
-    async def _tick(self) -> None:
-        last = time.monotonic()
-        while True:
-            await asyncio.sleep(self._tick_seconds)
-            now = time.monotonic()
-            self.model.step(now - last)
-            last = now
-            self._refresh()
-
     def _refresh(self) -> None:
         outputs = self.model.outputs()
         for register in self._registers:
             self._store(register.tag, outputs[register.tag.name])
 
-    def _store(self, tag: TagConfig, value: TagValue) -> None:
+    def _store(self, tag: ModbusTag, value: TagValue) -> None:
         words = raw_to_registers(to_raw(tag, value), tag.type, tag.word_order)
         self._image.update(zip(range(tag.address, tag.address + len(words)), words, strict=True))
 
-    def _words(self, tag: TagConfig) -> list[int]:
+    def _words(self, tag: ModbusTag) -> list[int]:
         return [
             self._image[address] for address in range(tag.address, tag.address + tag.register_count)
         ]
@@ -195,11 +189,11 @@ class ModbusSimulator:
         return None
 
 
-def _overlaps(tag: TagConfig, address: int, count: int) -> bool:
+def _overlaps(tag: ModbusTag, address: int, count: int) -> bool:
     return tag.address < address + count and address < tag.address + tag.register_count
 
 
-def _within(tag: TagConfig, value: TagValue) -> bool:
+def _within(tag: ModbusTag, value: TagValue) -> bool:
     if isinstance(value, bool) or value is None:
         return True
     return (tag.low is None or value >= tag.low) and (tag.high is None or value <= tag.high)

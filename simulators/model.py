@@ -7,7 +7,10 @@ tests step it directly).
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from domain.messages import TagValue
@@ -64,3 +67,19 @@ class PressModel:
             self.speed_setpoint = float(value)
         else:
             raise ValueError(f"{name!r} is not a writable input of the press (value {value!r})")
+
+
+async def tick_forever(
+    model: PressModel, tick_seconds: float, after_step: Callable[[], Awaitable[None] | None]
+) -> None:
+    """Step ``model`` in real time every ``tick_seconds``, then call ``after_step``
+    (which publishes the new outputs in the simulator's protocol), until cancelled."""
+    last = time.monotonic()
+    while True:
+        await asyncio.sleep(tick_seconds)
+        now = time.monotonic()
+        model.step(now - last)
+        last = now
+        published = after_step()
+        if published is not None:
+            await published

@@ -1,1 +1,17 @@
 """Protocol drivers, one module per protocol, each implementing :class:`devices.driver.Driver`."""
+
+from __future__ import annotations
+
+from devices.config import DeviceConfig
+from devices.driver import Driver
+from devices.protocols.modbus import ModbusDevice
+
+
+def driver_for(device: DeviceConfig) -> Driver:
+    """The driver of the device's protocol, not yet connected."""
+    # Imported here: each protocol's client library loads only when a device uses it.
+    if isinstance(device, ModbusDevice):
+        from devices.drivers.modbus import ModbusDriver
+
+        return ModbusDriver(device)
+    raise TypeError(f"no driver for {type(device).__name__}")

@@ -21,10 +21,17 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
-from devices.config import ModbusConnection
-from devices.driver import BAD_READING, Reading
+from devices.driver import BAD_READING, Reading, TagIndex
 from devices.errors import DeviceConnectionError, DeviceRequestError
-from devices.tags import BIT_AREAS, Area, RawValue, TagConfig, raw_to_registers, registers_to_raw
+from devices.protocols.modbus import (
+    BIT_AREAS,
+    Area,
+    ModbusDevice,
+    ModbusTag,
+    raw_to_registers,
+    registers_to_raw,
+)
+from devices.tags import RawValue, TagConfig
 from domain.messages import Quality
 
 log = logging.getLogger(__name__)
@@ -40,10 +47,10 @@ class ReadBlock:
     area: Area
     start: int
     count: int
-    tags: tuple[TagConfig, ...]
+    tags: tuple[ModbusTag, ...]
 
 
-def plan_reads(tags: Sequence[TagConfig]) -> list[ReadBlock]:
+def plan_reads(tags: Sequence[ModbusTag]) -> list[ReadBlock]:
     """Group tags into as few requests as the protocol allows, never bridging a gap.
 
     A gap may be an address the device does not have, which would fail the whole
@@ -53,7 +60,7 @@ def plan_reads(tags: Sequence[TagConfig]) -> list[ReadBlock]:
     by_area = sorted(tags, key=lambda tag: (tag.area, tag.address))
     for area, group in groupby(by_area, key=lambda tag: tag.area):
         limit = MAX_READ_BITS if area in BIT_AREAS else MAX_READ_REGISTERS
-        start, end, members = -1, -1, list[TagConfig]()
+        start, end, members = -1, -1, list[ModbusTag]()
         for tag in group:
             tag_end = tag.address + tag.register_count
             if members and tag.address <= end and max(end, tag_end) - start <= limit:
@@ -68,9 +75,10 @@ def plan_reads(tags: Sequence[TagConfig]) -> list[ReadBlock]:
 
 
 class ModbusDriver:
-    def __init__(self, device: str, connection: ModbusConnection) -> None:
-        self._device = device
-        self._connection = connection
+    def __init__(self, device: ModbusDevice) -> None:
+        self._device = device.id
+        self._connection = device.modbus
+        self._tags = TagIndex(device.id, device.tags)
         self._client: AsyncModbusTcpClient | None = None
 
     @property
@@ -100,7 +108,7 @@ class ModbusDriver:
 
     async def read(self, tags: Sequence[TagConfig]) -> dict[str, Reading]:
         readings: dict[str, Reading] = {}
-        for block in plan_reads(tags):
+        for block in plan_reads(self._tags.resolve(tags)):
             try:
                 words = await self._read_block(block)
             except DeviceRequestError as exc:
@@ -117,7 +125,8 @@ class ModbusDriver:
                 readings[tag.name] = Reading(raw, Quality.GOOD)
         return readings
 
-    async def write(self, tag: TagConfig, value: RawValue) -> None:
+    async def write(self, neutral: TagConfig, value: RawValue) -> None:
+        tag = self._tags[neutral]
         client = self._require_client()
         unit = self._connection.device_id
         what = f"write {tag.name}"
@@ -175,7 +184,7 @@ class ModbusDriver:
         return self._client
 
 
-def _decode(tag: TagConfig, words: Sequence[int] | Sequence[bool]) -> RawValue:
+def _decode(tag: ModbusTag, words: Sequence[int] | Sequence[bool]) -> RawValue:
     if tag.area in BIT_AREAS:
         return bool(words[0])
     return registers_to_raw([int(word) for word in words], tag.type, tag.word_order)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from devices.config import DeviceConfig, load_plant_file
-from devices.tags import TagConfig
+from devices.config import load_plant_file
+from devices.protocols.modbus import ModbusDevice, ModbusTag
 from simulators.modbus_server import ModbusSimulator
 from simulators.model import PressModel
 from tests.support import free_port, unique
@@ -25,11 +25,12 @@ async def simulator() -> AsyncIterator[ModbusSimulator]:
         yield sim
 
 
-def press_config(port: int, *extra_tags: TagConfig) -> DeviceConfig:
+def press_config(port: int, *extra_tags: ModbusTag) -> ModbusDevice:
     """The demo plant's press under a fresh id, pointed at a test simulator."""
     (press,) = load_plant_file(DEMO_PLANT).devices
+    assert isinstance(press, ModbusDevice)
     modbus = press.modbus.model_copy(update={"port": port, "timeout_seconds": 0.5})
-    return DeviceConfig.model_validate(
+    return ModbusDevice.model_validate(
         {
             **press.model_dump(),
             "id": unique("press"),
@@ -39,4 +40,4 @@ def press_config(port: int, *extra_tags: TagConfig) -> DeviceConfig:
     )
 
 
-GHOST = TagConfig(name="ghost", address=100, type="uint16", description="not in the simulator")
+GHOST = ModbusTag(name="ghost", address=100, type="uint16", description="not in the simulator")

@@ -7,11 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from devices.config import DeviceConfig
 from devices.driver import BAD_READING, Reading
 from devices.drivers.modbus import ModbusDriver
 from devices.errors import DeviceConnectionError, DeviceRequestError
-from devices.tags import TagConfig
+from devices.protocols.modbus import ModbusDevice, ModbusTag
 from domain.messages import Quality
 from simulators.modbus_server import ModbusSimulator
 from tests.integration.devices.conftest import GHOST, STEADY_RPM, press_config
@@ -21,26 +20,26 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def press(simulator: ModbusSimulator) -> DeviceConfig:
+async def press(simulator: ModbusSimulator) -> ModbusDevice:
     return press_config(simulator.port, GHOST)
 
 
 @pytest.fixture
-async def driver(press: DeviceConfig) -> AsyncIterator[ModbusDriver]:
-    driver = ModbusDriver(press.id, press.modbus)
+async def driver(press: ModbusDevice) -> AsyncIterator[ModbusDriver]:
+    driver = ModbusDriver(press)
     await driver.connect()
     yield driver
     await driver.close()
 
 
-def tag(config: DeviceConfig, name: str) -> TagConfig:
+def tag(config: ModbusDevice, name: str) -> ModbusTag:
     found = config.tag(name)
-    assert found is not None
+    assert isinstance(found, ModbusTag)
     return found
 
 
 async def test_reads_every_tag_with_one_request_per_contiguous_block(
-    driver: ModbusDriver, press: DeviceConfig, simulator: ModbusSimulator
+    driver: ModbusDriver, press: ModbusDevice, simulator: ModbusSimulator
 ) -> None:
     readings = await driver.read([t for t in press.tags if t.name != "ghost"])
     assert readings["running"] == Reading(True, Quality.GOOD)
@@ -54,7 +53,7 @@ async def test_reads_every_tag_with_one_request_per_contiguous_block(
 
 
 async def test_an_address_the_device_lacks_is_bad_and_the_rest_still_read(
-    driver: ModbusDriver, press: DeviceConfig, caplog: pytest.LogCaptureFixture
+    driver: ModbusDriver, press: ModbusDevice, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="devices.drivers.modbus"):
         readings = await driver.read(press.tags)
@@ -67,7 +66,7 @@ async def test_an_address_the_device_lacks_is_bad_and_the_rest_still_read(
 
 
 async def test_writes_change_the_model_behind_the_registers(
-    driver: ModbusDriver, press: DeviceConfig, simulator: ModbusSimulator
+    driver: ModbusDriver, press: ModbusDevice, simulator: ModbusSimulator
 ) -> None:
     await driver.write(tag(press, "speed_setpoint"), 2200)
     await driver.write(tag(press, "running"), False)
@@ -80,7 +79,7 @@ async def test_writes_change_the_model_behind_the_registers(
 
 
 async def test_the_device_refuses_out_of_range_and_read_only_writes(
-    driver: ModbusDriver, press: DeviceConfig, simulator: ModbusSimulator
+    driver: ModbusDriver, press: ModbusDevice, simulator: ModbusSimulator
 ) -> None:
     with pytest.raises(DeviceRequestError, match="exception code 3"):
         await driver.write(tag(press, "speed_setpoint"), 4000)
@@ -93,11 +92,11 @@ async def test_the_device_refuses_out_of_range_and_read_only_writes(
 async def test_an_unreachable_device_is_a_connection_error() -> None:
     press = press_config(free_port())
     with pytest.raises(DeviceConnectionError, match="cannot connect"):
-        await ModbusDriver(press.id, press.modbus).connect()
+        await ModbusDriver(press).connect()
 
 
 async def test_a_stopped_server_is_a_connection_error(
-    driver: ModbusDriver, press: DeviceConfig, simulator: ModbusSimulator
+    driver: ModbusDriver, press: ModbusDevice, simulator: ModbusSimulator
 ) -> None:
     await simulator.stop()
     with pytest.raises(DeviceConnectionError):

@@ -14,9 +14,9 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from devices.config import DeviceConfig
 from devices.drivers.modbus import ModbusDriver
 from devices.nats_bridge import NatsTelemetrySink, serve_writes
+from devices.protocols.modbus import ModbusDevice
 from devices.supervisor import DeviceSupervisor, SupervisionPolicy
 from domain.messages import (
     STATUS_SUBJECT,
@@ -61,9 +61,9 @@ async def collect(
 
 @asynccontextmanager
 async def supervised(
-    nc: NatsClient, js: JetStreamContext, config: DeviceConfig
+    nc: NatsClient, js: JetStreamContext, config: ModbusDevice
 ) -> AsyncIterator[DeviceSupervisor]:
-    driver = ModbusDriver(config.id, config.modbus)
+    driver = ModbusDriver(config)
     supervisor = DeviceSupervisor(config, driver, NatsTelemetrySink(js), policy=FAST)
     task = asyncio.create_task(supervisor.run())
     subscription = await serve_writes(nc, supervisor)

@@ -46,7 +46,17 @@ def test_defaults_follow_the_seed(tmp_path: Path) -> None:
     ("text", "field", "reason"),
     [
         (VALID.replace("id: press-1", "id: press.1"), "devices[press.1].id", "pattern"),
-        (VALID.replace("type: uint16", "type: uint8"), "devices[press-1].tags[speed].type", ""),
+        (VALID.replace("type: uint16", "type: uint64"), "devices[press-1].tags[speed].type", ""),
+        (
+            VALID.replace("type: uint16", "type: uint8"),
+            "devices[press-1].tags[speed]",
+            "no Modbus register layout",
+        ),
+        (
+            VALID.replace("host: 127.0.0.1", "host: 127.0.0.1, port: 0"),
+            "devices[press-1].modbus.port",
+            "greater",
+        ),
         (
             VALID.replace("unit: rpm}", "unit: rpm, writable: true}"),
             "devices[press-1].tags[speed]",

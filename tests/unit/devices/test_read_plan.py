@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 from devices.drivers.modbus import MAX_READ_BITS, MAX_READ_REGISTERS, plan_reads
-from devices.tags import TagConfig
+from devices.protocols.modbus import ModbusTag
 
 
-def tag(name: str, address: int, type_: str = "uint16", area: str = "holding") -> TagConfig:
-    return TagConfig.model_validate({"name": name, "address": address, "type": type_, "area": area})
+def tag(name: str, address: int, type_: str = "uint16", area: str = "holding") -> ModbusTag:
+    return ModbusTag.model_validate({"name": name, "address": address, "type": type_, "area": area})
 
 
-def spans(tags: list[TagConfig]) -> list[tuple[str, int, int, list[str]]]:
+def spans(tags: list[ModbusTag]) -> list[tuple[str, int, int, list[str]]]:
     return [(b.area, b.start, b.count, [t.name for t in b.tags]) for b in plan_reads(tags)]
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from devices.backoff import Backoff
-from devices.config import DeviceConfig
 from devices.errors import DeviceRequestError
+from devices.protocols.modbus import ModbusDevice
 from devices.supervisor import DeviceSupervisor, SupervisionPolicy, next_tick
 from domain.messages import ConnectionState, Quality, WriteErrorKind, WriteReply, WriteRequest
 from tests.support import eventually, unique
@@ -54,7 +54,7 @@ class Rig:
         self.supervisor = self.build(self.policy)
 
     def build(self, policy: SupervisionPolicy) -> DeviceSupervisor:
-        config = DeviceConfig.model_validate(
+        config = ModbusDevice.model_validate(
             {"id": self.device, "protocol": "modbus", "modbus": {"host": "plc"}, "tags": TAGS}
         )
         return DeviceSupervisor(

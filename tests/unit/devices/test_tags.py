@@ -9,24 +9,24 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from devices.errors import TagValueError
-from devices.tags import (
-    TagConfig,
-    raw_to_registers,
-    registers_to_raw,
-    to_engineering,
-    to_raw,
-)
+from devices.protocols.modbus import ModbusTag, raw_to_registers, registers_to_raw
+from devices.tags import TagConfig, to_engineering, to_raw
 
 INT_RANGES = {
     "int16": (-(2**15), 2**15 - 1),
     "uint16": (0, 2**16 - 1),
     "int32": (-(2**31), 2**31 - 1),
+    "uint32": (0, 2**32 - 1),
 }
 word_orders = st.sampled_from(["big", "little"])
 
 
-def tag(**fields: object) -> TagConfig:
-    return TagConfig.model_validate({"name": "t", "address": 0, "type": "uint16", **fields})
+def tag(**fields: object) -> ModbusTag:
+    return ModbusTag.model_validate({"name": "t", "address": 0, "type": "uint16", **fields})
+
+
+def neutral(**fields: object) -> TagConfig:
+    return TagConfig.model_validate({"name": "t", "type": "uint16", **fields})
 
 
 @pytest.mark.parametrize(
@@ -102,6 +102,10 @@ def test_writes_round_to_the_nearest_integer_step() -> None:
         (tag(type="uint16"), math.nan, "finite number"),
         (tag(type="uint16"), True, "finite number"),
         (tag(type="bool"), 1, "boolean"),
+        (tag(type="uint32"), 2**32, "outside uint32"),
+        (neutral(type="int8"), 128, "outside int8"),
+        (neutral(type="uint8"), -1, "outside uint8"),
+        (neutral(type="float64"), math.inf, "finite number"),
     ],
 )
 def test_values_the_type_cannot_hold_are_refused(
@@ -110,6 +114,12 @@ def test_values_the_type_cannot_hold_are_refused(
     with pytest.raises(TagValueError, match=reason) as caught:
         to_raw(config, value)
     assert caught.value.tag == "t"
+
+
+def test_float64_takes_four_registers_and_round_trips() -> None:
+    registers = raw_to_registers(-1234.5678, "float64", "little")
+    assert len(registers) == 4
+    assert registers_to_raw(registers, "float64", "little") == -1234.5678
 
 
 def test_float32_encoding_matches_ieee() -> None:
@@ -128,6 +138,7 @@ def test_float32_encoding_matches_ieee() -> None:
         ({"low": 10, "high": 1}, "above high"),
         ({"writable": True, "low": 0}, "needs both low and high"),
         ({"name": "has space"}, "pattern"),
+        ({"type": "int8"}, "no Modbus register layout"),
         ({"colour": "red"}, "Extra inputs"),
     ],
 )

@@ -1,0 +1,39 @@
+"""What every device of the plant file has, whatever its protocol."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from devices.tags import TagConfig
+
+# Device ids become NATS subject tokens (plant.telemetry.<device>): no dots, no wildcards.
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+
+
+class DeviceConfig(BaseModel):
+    """A device; each protocol's subclass adds ``protocol``, its connection block and tag type."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=DEVICE_ID_PATTERN)
+    poll_seconds: float | None = Field(None, gt=0, description="overrides the plant's")
+    area: str = Field("", description="plant area, for alarms and permissions")
+    tags: Sequence[TagConfig] = Field(min_length=1)
+
+    def tag(self, name: str) -> TagConfig | None:
+        return next((tag for tag in self.tags if tag.name == name), None)
+
+    @model_validator(mode="after")
+    def _unique_tags(self) -> Self:
+        refuse_duplicates("tag name", (tag.name for tag in self.tags))
+        return self
+
+
+def refuse_duplicates(what: str, names: Iterable[str]) -> None:
+    duplicates = sorted(name for name, count in Counter(names).items() if count > 1)
+    if duplicates:
+        raise ValueError(f"duplicate {what}: {', '.join(duplicates)}")
