@@ -7,7 +7,10 @@ acts on its *current* status, so handling a notification twice is harmless:
 - ``confirmed``: record ``WriteDispatched``, then send
   ``WriteRequest(op="write")`` by NATS request to ``plant.write.<device>``.
   A reply is recorded as ``WriteSucceeded(read_back)`` or ``WriteFailed``;
-  no responders as ``WriteFailed("device supervisor not reachable")``.
+  no responders as ``WriteFailed("device supervisor not reachable")``. A reply
+  ``outcome_unknown`` (the connection dropped mid-write) is settled by reading
+  back, as below. The request expires after the dispatcher's wait, so a write
+  it stopped waiting for is never executed later by a backed-up supervisor.
 - ``dispatched`` (the write went out, its outcome is unknown: a timeout, or a
   crash of this process): never re-send. Settle it by
   ``WriteRequest(op="read")``: the requested value read back is a success,
@@ -46,7 +49,13 @@ from nats.errors import TimeoutError as NatsTimeout
 from domain.application import PlantApplication
 from domain.command import CommandStatus, ControlCommand
 from domain.errors import DomainError
-from domain.messages import WRITE_SUBJECT, MalformedMessage, WriteReply, WriteRequest
+from domain.messages import (
+    WRITE_SUBJECT,
+    MalformedMessage,
+    WriteErrorKind,
+    WriteReply,
+    WriteRequest,
+)
 from eventstore.executor import StoreExecutor
 from eventstore.log_tail import (
     TRANSIENT_STORE_ERRORS,
@@ -193,7 +202,13 @@ class CommandDispatcher:
 
     async def _write(self, command: ControlCommand) -> None:
         value = _write_value(command.value)
-        request = WriteRequest(tag=command.tag, command_id=str(command.id), op="write", value=value)
+        request = WriteRequest(
+            tag=command.tag,
+            command_id=str(command.id),
+            op="write",
+            value=value,
+            expires_in_ms=math.ceil(self._write_timeout * 1000),
+        )
         try:
             reply = await self._request(command.device, request, self._write_timeout)
         except NoRespondersError:
@@ -208,6 +223,8 @@ class CommandDispatcher:
             return
         if reply.ok:
             await self._succeeded(command.id, reply.read_back)
+        elif reply.kind is WriteErrorKind.OUTCOME_UNKNOWN:
+            await self._read_back(command, why=f"outcome of the write unknown ({reply.error})")
         else:
             await self._failed(command.id, _reply_error(reply))
 

@@ -109,6 +109,7 @@ class SupervisorCounters:
 class _WriteJob:
     request: WriteRequest
     reply: asyncio.Future[WriteReply]
+    expires_at: float  # on the supervisor's clock; math.inf when the request sets none
 
     def resolve(self, reply: WriteReply) -> None:
         # The submitter may have given up (cancelled) or been answered already.
@@ -192,7 +193,12 @@ class DeviceSupervisor:
             return refusal
         if self._state is ConnectionState.STOPPED:
             return _offline(request, "supervisor is not running")
-        job = _WriteJob(request, asyncio.get_running_loop().create_future())
+        expires_at = (
+            math.inf
+            if request.expires_in_ms is None
+            else self._clock() + request.expires_in_ms / 1000.0
+        )
+        job = _WriteJob(request, asyncio.get_running_loop().create_future(), expires_at)
         try:
             self._writes.put_nowait(job)
             self._write_queued.set()
@@ -299,16 +305,25 @@ class DeviceSupervisor:
         if job.reply.done():
             return
         request = job.request
+        if self._clock() >= job.expires_at:
+            job.resolve(
+                WriteReply.failure(
+                    request.tag,
+                    WriteErrorKind.EXPIRED,
+                    f"not written: waited over {request.expires_in_ms} ms for the device",
+                )
+            )
+            return
         # Answers the submitter if the driver fails unexpectedly or the supervisor is stopped.
         reply = WriteReply.failure(
-            request.tag, WriteErrorKind.WRITE_FAILED, "write interrupted, outcome unknown"
+            request.tag, WriteErrorKind.OUTCOME_UNKNOWN, "write interrupted, outcome unknown"
         )
         try:
             reply = await self._execute(request)
         except DeviceConnectionError as exc:
             # Sent or not, nobody knows: the dispatcher settles it by reading back later.
             reply = WriteReply.failure(
-                request.tag, WriteErrorKind.WRITE_FAILED, f"connection lost: {exc.reason}"
+                request.tag, WriteErrorKind.OUTCOME_UNKNOWN, f"connection lost: {exc.reason}"
             )
             raise
         finally:
@@ -330,7 +345,12 @@ class DeviceSupervisor:
         readings = await self._driver.read([tag])
         value, quality = _engineering(tag, readings.get(tag.name, BAD_READING))
         if quality is not Quality.GOOD:
-            return WriteReply.failure(tag.name, WriteErrorKind.WRITE_FAILED, "read-back failed")
+            kind = (
+                WriteErrorKind.OUTCOME_UNKNOWN
+                if request.op == "write"
+                else WriteErrorKind.WRITE_FAILED
+            )
+            return WriteReply.failure(tag.name, kind, "read-back failed")
         return WriteReply(ok=True, tag=tag.name, read_back=value)
 
     def _check(self, request: WriteRequest) -> WriteReply | None:

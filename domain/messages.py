@@ -56,8 +56,14 @@ class WriteErrorKind(StrEnum):
     NOT_WRITABLE = "not_writable"
     OUT_OF_LIMITS = "out_of_limits"
     DEVICE_OFFLINE = "device_offline"
+    # The device answered the write with an error: nothing was written.
     WRITE_FAILED = "write_failed"
+    # The write may or may not have reached the device (the connection dropped
+    # mid-write, or the read-back failed): only reading the tag tells.
+    OUTCOME_UNKNOWN = "outcome_unknown"
     BUSY = "busy"
+    # The write waited in the device's queue past its expiry and was not written.
+    EXPIRED = "expired"
 
 
 def format_ts(ts: datetime) -> str:
@@ -197,12 +203,16 @@ class WriteRequest:
 
     ``op`` is ``write`` (write ``value``, then read it back) or ``read`` (only
     read back: how the dispatcher settles a write whose outcome it lost).
+    ``expires_in_ms``, counted from the supervisor's receipt, bounds how long a
+    write may wait in the device's queue: a write the dispatcher has stopped
+    waiting for must never reach the PLC later.
     """
 
     tag: str
     command_id: str
     op: str = "write"
     value: float | int | bool | None = None
+    expires_in_ms: int | None = None
 
     def encode(self) -> bytes:
         return _dump(
@@ -212,6 +222,7 @@ class WriteRequest:
                 "tag": self.tag,
                 "command_id": self.command_id,
                 "value": self.value,
+                "expires_in_ms": self.expires_in_ms,
             }
         )
 
@@ -227,11 +238,17 @@ class WriteRequest:
             or (isinstance(value, float) and not math.isfinite(value))
         ):
             raise MalformedMessage(f"write value must be a finite number or bool: {value!r}")
+        expires = obj.get("expires_in_ms")
+        if expires is not None and (
+            isinstance(expires, bool) or not isinstance(expires, int) or expires <= 0
+        ):
+            raise MalformedMessage(f"expires_in_ms must be a positive integer: {expires!r}")
         return cls(
             tag=_require_str(obj, "tag"),
             command_id=_optional_str(obj, "command_id"),
             op=op,
             value=value,
+            expires_in_ms=expires,
         )
 
 

@@ -10,7 +10,7 @@ import pyotp
 import pytest
 
 from domain.command import CommandStatus
-from domain.messages import WriteReply, WriteRequest
+from domain.messages import WriteErrorKind, WriteReply, WriteRequest
 from tests.graphql_client import GraphQLSocket
 from tests.integration.api.conftest import Plant, PlantFactory, Responder
 from tests.support import eventually
@@ -86,7 +86,13 @@ async def test_a_confirmed_command_is_written_and_streamed_step_by_step(
     assert [s["actor"] for s in steps] == [plant.username] * 3 + ["dispatcher"] * 2
     assert "read back 1500" in steps[-1]["detail"]
     assert responder.requests == [
-        WriteRequest(tag="speed_setpoint", command_id=command_id, op="write", value=1500)
+        WriteRequest(
+            tag="speed_setpoint",
+            command_id=command_id,
+            op="write",
+            value=1500,
+            expires_in_ms=500,  # the plant's dispatcher waits 0.5 s for a reply
+        )
     ]
 
 
@@ -228,3 +234,33 @@ async def test_a_write_without_reply_is_settled_by_reading_back(
         assert command.reason == "no reply to the write; read back 7.0 instead of 42"
     else:
         assert command.read_back == 42.0
+
+
+async def test_a_write_of_unknown_outcome_is_settled_by_reading_back(
+    make_plant: PlantFactory,
+) -> None:
+    plant = await make_plant()
+
+    def dropped_mid_write(request: WriteRequest) -> WriteReply:
+        if request.op == "write":
+            return WriteReply.failure(
+                request.tag, WriteErrorKind.OUTCOME_UNKNOWN, "connection lost: reset by peer"
+            )
+        return WriteReply(ok=True, tag=request.tag, read_back=42)
+
+    responder = await Responder(dropped_mid_write).start(plant.nc, plant.device)
+    token = await plant.login()
+    command_id = await requested(plant, token, 42)
+    await plant.gql(CONFIRM, token, id=command_id, code=plant.totp.now())
+
+    async def settled() -> None:
+        assert await status_of(plant, command_id) is CommandStatus.SUCCEEDED
+
+    await eventually(settled)
+    await responder.stop()
+    write, read = responder.requests
+    assert (write.op, write.value, read.op) == ("write", 42, "read")
+    # The dispatcher waits 0.5 s for the reply; the write must not outlive that wait.
+    assert write.expires_in_ms == 500
+    command = await plant.store.call(plant.app.get_command, UUID(command_id))
+    assert command.read_back == 42

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from devices.backoff import Backoff
-from devices.errors import DeviceRequestError
+from devices.errors import DeviceConnectionError, DeviceRequestError
 from devices.protocols.modbus import ModbusDevice
 from devices.supervisor import DeviceSupervisor, SupervisionPolicy, next_tick
 from domain.messages import ConnectionState, Quality, WriteErrorKind, WriteReply, WriteRequest
@@ -334,6 +334,44 @@ async def test_a_full_write_queue_answers_busy(rig: Rig) -> None:
     rig.driver.connect_gate.set()
     reply = await first
     assert (reply.ok, reply.read_back) == (True, False)
+
+
+async def test_a_write_that_waited_past_its_expiry_is_never_written(rig: Rig) -> None:
+    rig.driver.connect_gate = asyncio.Event()  # the device is slow to answer
+    rig.start()
+    await until(lambda: rig.supervisor.state is CONNECTING)
+    stale = WriteRequest(
+        tag="running", command_id=unique("cmd"), op="write", value=False, expires_in_ms=500
+    )
+    pending = asyncio.create_task(rig.supervisor.submit_write(stale))
+    await until(lambda: rig.supervisor.queued_writes == 1)
+
+    rig.clock.advance(0.6)
+    rig.driver.connect_gate.set()
+
+    reply = await pending
+    assert reply.kind is WriteErrorKind.EXPIRED
+    assert "500 ms" in reply.error
+    assert rig.driver.writes == []
+
+
+@pytest.mark.parametrize(
+    ("breakage", "reason"),
+    [("connection", "connection lost"), ("read-back", "read-back failed")],
+)
+async def test_a_write_whose_outcome_is_unknown_says_so(
+    rig: Rig, breakage: str, reason: str
+) -> None:
+    await connected(rig)
+    if breakage == "connection":
+        rig.driver.write_error = DeviceConnectionError(rig.device, "reset by peer")
+    else:
+        rig.driver.bad_tags.add("running")
+
+    reply = await rig.supervisor.submit_write(write("running", False))
+
+    assert reply.kind is WriteErrorKind.OUTCOME_UNKNOWN
+    assert reason in reply.error
 
 
 async def test_stopping_answers_queued_writes_and_closes_the_driver(rig: Rig) -> None:

@@ -34,6 +34,7 @@ from domain.application import PlantApplication
 from domain.catalog import TagCatalog, TagLimits, ValueKind
 from domain.command import ConfirmationFailure, RejectionReason
 from domain.errors import CommandRefused, ConfirmationRefused
+from domain.messages import WriteErrorKind
 from plantcore.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -221,6 +222,15 @@ def test_graphql_md_documents_every_root_field() -> None:
         assert root is not None
         for name in root.fields:
             assert f"### `{name}`" in graphql_md, f"docs/graphql.md has no section `{name}`"
+
+
+# -- docs/nats.md -----------------------------------------------------------------------------
+
+
+def test_nats_md_documents_every_write_error_kind() -> None:
+    nats_md = _read("nats.md")
+    missing = sorted(kind.value for kind in WriteErrorKind if f"`{kind.value}`" not in nats_md)
+    assert not missing, f"docs/nats.md lacks the write error kinds {missing}"
 
 
 # -- README.md ------------------------------------------------------------------------------
