@@ -25,6 +25,8 @@ from strawberry.scalars import JSON
 from api.auth import totp_step
 from api.context import COMMAND_ROLES, PlantContext
 from api.graphql.errors import NOT_FOUND, api_error, call
+from api.graphql.session import while_authenticated
+from api.services import Services
 from domain.application import CommandTicket as TicketModel
 from domain.command import TERMINAL_STATUSES, CommandStatus, ControlCommand
 from eventstore.log_tail import event_topic
@@ -197,9 +199,13 @@ async def command(
 async def command_status(
     info: strawberry.Info[PlantContext, None], command_id: strawberry.ID
 ) -> AsyncGenerator[CommandStep, None]:
-    info.context.user  # noqa: B018 - raises unless authenticated
-    services = info.context.services
-    target = _command_id(command_id)
+    user = info.context.user
+    steps = _command_steps(info.context.services, _command_id(command_id))
+    async for step in while_authenticated(user, steps):
+        yield step
+
+
+async def _command_steps(services: Services, target: UUID) -> AsyncGenerator[CommandStep, None]:
     async with services.commands.subscribe(target) as live:
         history = await services.store.call(services.app.command_events, target)
         if not history or get_topic(type(history[0])) != REQUESTED_TOPIC:

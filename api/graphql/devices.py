@@ -26,6 +26,8 @@ from nats.aio.msg import Msg
 
 from api.context import PlantContext
 from api.graphql.errors import UNKNOWN_DEVICE, api_error
+from api.graphql.session import while_authenticated
+from api.services import Services
 from domain.catalog import TagLimits
 from domain.messages import (
     TELEMETRY_SUBJECT,
@@ -157,8 +159,12 @@ async def devices(info: strawberry.Info[PlantContext, None]) -> list[Device]:
 async def tag_updates(
     info: strawberry.Info[PlantContext, None], device: str
 ) -> AsyncGenerator[TagUpdate, None]:
-    info.context.user  # noqa: B018 - raises unless authenticated
-    services = info.context.services
+    user = info.context.user
+    async for update in while_authenticated(user, _tag_updates(info.context.services, device)):
+        yield update
+
+
+async def _tag_updates(services: Services, device: str) -> AsyncGenerator[TagUpdate, None]:
     if device not in services.catalog.devices():
         raise api_error(f"unknown device {device!r}", UNKNOWN_DEVICE)
     subject = TELEMETRY_SUBJECT.format(device=device)

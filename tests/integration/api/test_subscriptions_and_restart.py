@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pytest
 import redis.asyncio as aioredis
 
+from api.auth import issue_token
 from domain.command import CommandStatus
 from domain.messages import (
     TELEMETRY_SUBJECT,
@@ -19,7 +21,7 @@ from domain.messages import (
 )
 from projections.live_state import LIVE_KEY, sample_json
 from tests.graphql_client import GraphQLSocket
-from tests.integration.api.conftest import PlantFactory, Responder
+from tests.integration.api.conftest import TOKENS, PlantFactory, Responder
 from tests.support import eventually
 
 pytestmark = pytest.mark.integration
@@ -71,6 +73,28 @@ async def test_tag_updates_send_a_snapshot_then_live_samples(
         ("speed", 1184.5, None, "UNCERTAIN", False),
         ("running", 0.0, False, "GOOD", False),
     ]
+
+
+async def test_a_subscription_ends_when_its_token_expires(make_plant: PlantFactory) -> None:
+    plant = await make_plant(dispatcher=False)
+    short = issue_token(
+        replace(TOKENS, ttl=timedelta(seconds=2)),
+        username=plant.username,
+        role="operator",
+        now=datetime.now(UTC),
+    )
+    socket = await GraphQLSocket.open(plant.ws_url, short.token)
+    try:
+        await socket.subscribe(TAG_UPDATES, d=plant.device)
+        ended = await socket.receive_error()
+        after = await socket.receive()
+    finally:
+        await socket.close()
+    assert datetime.now(UTC) >= short.expires_at
+    (error,) = ended["payload"]["errors"]
+    assert error["extensions"]["code"] == "unauthenticated"
+    assert "expired" in error["message"]
+    assert after["type"] == "complete"
 
 
 async def test_subscriptions_refuse_unknown_devices_commands_and_missing_tokens(
