@@ -111,6 +111,7 @@ class PlantRuntime:
         self.app: PlantApplication | None = None
         self.server: _ApiServer | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
 
     @property
     def api_url(self) -> str:
@@ -177,7 +178,8 @@ class PlantRuntime:
 
     async def _connect_nats(self) -> NatsClient:
         async def disconnected() -> None:
-            log.warning("NATS connection lost; reconnecting")
+            if not self._stopping:  # closing it on the way out is no loss
+                log.warning("NATS connection lost; reconnecting")
 
         async def reconnected() -> None:
             log.info("NATS connection restored")
@@ -271,6 +273,7 @@ class PlantRuntime:
         self._tasks[name] = asyncio.create_task(run(), name=name)
 
     async def _stop_tasks(self) -> None:
+        self._stopping = True
         if self.server is not None:
             self.server.should_exit = True
             api = self._tasks.get("API server")
