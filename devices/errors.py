@@ -9,7 +9,7 @@
                                 not in time, while the connection stays up
     TagValueError               tag, value, reason: an engineering value that the
                                 tag's data type cannot hold (a ValueError)
-    PlantConfigError            path, field, reason: an invalid plant file
+    PlantConfigError            path, line, field, reason: an invalid plant file
 
 Drivers translate their library's exceptions into these once, at the edge, so
 the supervisor never sees a protocol stack's own error types.
@@ -42,9 +42,12 @@ class TagValueError(ValueError):
 
 
 class PlantConfigError(ValueError):
-    def __init__(self, path: str, field: str, reason: str) -> None:
-        where = f"{path}: {field}" if field else path
+    def __init__(self, path: str, field: str, reason: str, *, line: int | None = None) -> None:
+        where = path if line is None else f"{path}:{line}"
+        if field:
+            where = f"{where}: {field}"
         super().__init__(f"{where}: {reason}")
         self.path = path
         self.field = field
         self.reason = reason
+        self.line = line

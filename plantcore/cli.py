@@ -22,8 +22,8 @@ from collections.abc import Coroutine
 from typing import Any
 
 from devices.catalog import tag_catalog
-from devices.config import load_plant_file
 from devices.errors import PlantConfigError
+from devices.plant_file import load_plant_file
 from domain.errors import OperatorExists
 from plantcore.application import open_application
 from plantcore.demo import run_demo

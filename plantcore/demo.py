@@ -6,7 +6,8 @@ import contextlib
 import logging
 import socket
 
-from devices.config import PlantConfig, load_plant_file
+from devices.config import PlantConfig
+from devices.plant_file import load_plant_file
 from plantcore.embedded import free_port, services
 from plantcore.operators import Credentials, demo_operator
 from plantcore.runtime import PlantRuntime, runtime_config

@@ -25,7 +25,8 @@ import pytest
 from nats.js import JetStreamContext
 
 from api.auth import TokenSettings
-from devices.config import PlantConfig, load_plant_file
+from devices.config import PlantConfig
+from devices.plant_file import load_plant_file
 from plantcore.operators import Credentials, create_operator
 from plantcore.runtime import PlantRuntime, RuntimeConfig
 from simulators.modbus_server import ModbusSimulator

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from devices.config import load_plant_file
+from devices.plant_file import load_plant_file
 from devices.protocols.modbus import ModbusDevice, ModbusTag
 from simulators.modbus_server import ModbusSimulator
 from simulators.model import PressModel

@@ -13,7 +13,7 @@ import pytest
 
 from api.auth import verify_password
 from devices.catalog import tag_catalog
-from devices.config import load_plant_file
+from devices.plant_file import load_plant_file
 from domain.application import PlantApplication
 from eventstore.postgres import event_store_env
 from tests.support import unique

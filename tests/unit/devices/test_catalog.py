@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from devices.catalog import tag_catalog
-from devices.config import load_plant_file
+from devices.plant_file import load_plant_file
 from domain.catalog import ValueKind
 from domain.errors import NotWritable, OutOfLimits
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from devices.config import load_plant_file
 from devices.errors import PlantConfigError
+from devices.plant_file import load_plant_file, read_plant_file
 from simulators.modbus_server import PRESS_REGISTERS
 
 DEMO_PLANT = Path(__file__).parents[3] / "config" / "demo-plant.yaml"
@@ -87,8 +87,45 @@ def test_errors_name_the_file_and_the_field(
 
 def test_duplicate_device_ids_are_refused(tmp_path: Path) -> None:
     device = VALID.split("devices:\n")[1]
-    with pytest.raises(PlantConfigError, match="duplicate device id: press-1"):
+    with pytest.raises(PlantConfigError, match="duplicate device id") as caught:
         load_plant_file(write(tmp_path, VALID + device))
+    assert caught.value.field == "devices[press-1].id"
+    assert caught.value.line == VALID.count("\n") + 1  # the second block, not the first
+
+
+def line_of(text: str, marker: str) -> int:
+    return text[: text.index(marker)].count("\n") + 1
+
+
+@pytest.mark.parametrize(
+    ("text", "marker"),
+    [
+        (VALID.replace("host: 127.0.0.1", "host: 127.0.0.1, port: 0"), "port: 0"),
+        (VALID.replace("unit: rpm}", "unit: rpm, low: 5, high: 1}"), "{name: speed"),
+        (VALID.replace("protocol: modbus", "protocol: profibus"), "protocol: profibus"),
+        (VALID.replace("poll_seconds", "x") + "poll_seconds: 0\n", "poll_seconds: 0"),
+    ],
+)
+def test_errors_name_the_line(tmp_path: Path, text: str, marker: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(PlantConfigError) as caught:
+        load_plant_file(path)
+    assert caught.value.line == line_of(text, marker)
+    assert str(caught.value).startswith(f"{path}:{caught.value.line}: ")
+
+
+def test_one_bad_device_is_left_out_and_the_others_run(tmp_path: Path) -> None:
+    bad = "  - {id: oven-1, protocol: modbus, modbus: {host: oven}, tags: []}\n"
+    loaded = read_plant_file(write(tmp_path, VALID + bad))
+    assert [device.id for device in loaded.plant.devices] == ["press-1"]
+    (problem,) = loaded.problems
+    assert (problem.field, problem.line) == ("devices[oven-1].tags", VALID.count("\n") + 1)
+    assert "at least 1 item" in problem.reason
+
+
+def test_a_bad_plant_wide_key_fails_the_whole_file(tmp_path: Path) -> None:
+    with pytest.raises(PlantConfigError, match="max_consecutive_fails"):
+        read_plant_file(write(tmp_path, VALID + "max_consecutive_fails: 0\n"))
 
 
 @pytest.mark.parametrize(

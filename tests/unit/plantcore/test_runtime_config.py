@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from pydantic import ValidationError
 
-from devices.config import load_plant_file
+from devices.plant_file import load_plant_file
 from plantcore.runtime import runtime_config
 from plantcore.settings import Settings
 
