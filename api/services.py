@@ -37,9 +37,13 @@ class Services:
     store: StoreExecutor
     redis: aioredis.Redis
     nats: NatsClient
-    catalog: TagCatalog
     tokens: TokenSettings
     commands: LogTail
     clock: Callable[[], datetime] = field(default=utc_now)
     # How long /health waits for each service before calling it down.
     health_timeout: float = 2.0
+
+    @property
+    def catalog(self) -> TagCatalog:
+        """The application's catalogue: swapped as a whole when the plant file is reloaded."""
+        return self.app.catalog

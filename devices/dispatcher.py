@@ -101,7 +101,9 @@ class CommandDispatcher:
         self._retry_delay = retry_delay
         self._clock = clock
         self._slots = asyncio.Semaphore(max_in_flight)
-        self._devices = frozenset(app.catalog.devices())
+        # Every device this plant has had since start: a command confirmed for a
+        # device that a reload then removed still gets its outcome (unreachable).
+        self._devices = set(app.catalog.devices())
         self._queue: asyncio.Queue[tuple[int, UUID]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._dirty = asyncio.Event()
@@ -184,6 +186,7 @@ class CommandDispatcher:
     async def settle(self, command_id: UUID) -> None:
         """Bring one confirmed command to its outcome, according to its current status."""
         command = await self._store.call(self._app.get_command, command_id)
+        self._devices.update(self._app.catalog.devices())
         if command.device not in self._devices:
             # Not a device of this plant's catalogue: another plant's dispatcher owns it
             # (several plants, or test suites, may share one event store).

@@ -32,6 +32,8 @@ class PlantFile:
 
     plant: PlantConfig
     problems: tuple[PlantConfigError, ...] = ()
+    # The ids of the device blocks left out, where the block names one.
+    rejected_ids: frozenset[str] = frozenset()
 
 
 def load_plant_file(path: str | Path) -> PlantConfig:
@@ -63,19 +65,23 @@ def read_plant_file(path: str | Path) -> PlantFile:
 
     valid: list[dict[str, Any]] = []
     problems: list[PlantConfigError] = []
+    rejected: set[str] = set()
     seen: set[str] = set()
     for index, item in enumerate(devices):
         try:
             device = _DEVICE.validate_python(item)
         except ValidationError as exc:
             problems.append(_first_problem(where, raw, exc, ("devices", index)))
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                rejected.add(item["id"])
             continue
         if device.id in seen:
             problems.append(_problem(where, raw, ("devices", index, "id"), "duplicate device id"))
             continue
         seen.add(device.id)
         valid.append(item)
-    return PlantFile(PlantConfig.model_validate({**raw, "devices": valid}), tuple(problems))
+    plant = PlantConfig.model_validate({**raw, "devices": valid})
+    return PlantFile(plant, tuple(problems), frozenset(rejected))
 
 
 def _first_problem(

@@ -23,7 +23,7 @@ from typing import Any
 
 from devices.catalog import tag_catalog
 from devices.errors import PlantConfigError
-from devices.plant_file import load_plant_file
+from devices.plant_file import load_plant_file, read_plant_file
 from domain.errors import OperatorExists
 from plantcore.application import open_application
 from plantcore.demo import run_demo
@@ -71,7 +71,10 @@ def _run(settings: Settings) -> int:
     if settings.jwt_secret is None:
         print("plantcore: set PLANTCORE_JWT_SECRET (at least 32 bytes)", file=sys.stderr)
         return 2
-    config = runtime_config(settings, plant=load_plant_file(settings.plant_file))
+    loaded = read_plant_file(settings.plant_file)
+    for problem in loaded.problems:
+        log.error("%s; that device is not started", problem)
+    config = runtime_config(settings, plant=loaded.plant, plant_file=settings.plant_file)
     return _interruptible(PlantRuntime(config).run())
 
 

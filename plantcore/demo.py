@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+from pathlib import Path
 
 from devices.config import PlantConfig
 from devices.plant_file import load_plant_file
@@ -39,9 +40,11 @@ async def run_demo(settings: Settings) -> None:
     # The plant file points the press at the simulator's usual port; if that is
     # taken, the demo's simulator listens elsewhere and the press follows it.
     port = plant.devices[0].modbus.port
+    plant_file: Path | None = settings.plant_file  # followed while the demo runs
     if not _port_free(port):
         port = free_port()
         plant = _with_simulator_port(plant, port)
+        plant_file = None  # the file names a port the demo does not use
     http_port = settings.http_port if _port_free(settings.http_port) else free_port()
 
     with services(settings.state_dir) as urls:
@@ -53,6 +56,7 @@ async def run_demo(settings: Settings) -> None:
                 nats_url=urls.nats_url,
                 redis_url=urls.redis_url,
                 http_port=http_port,
+                plant_file=plant_file,
             )
 
             async def ready(runtime: PlantRuntime) -> None:

@@ -17,6 +17,8 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
+from pathlib import Path
 
 import asyncpg
 import nats
@@ -31,14 +33,14 @@ from api.services import Services
 from devices.catalog import tag_catalog
 from devices.config import PlantConfig
 from devices.dispatcher import CommandDispatcher
-from devices.drivers import driver_for
 from devices.expiry import ExpirySweeper
+from devices.fleet import Fleet, FleetChange
 from devices.nats_bridge import NatsTelemetrySink, serve_writes
-from devices.supervisor import DeviceSupervisor, SupervisionPolicy
 from domain.application import DEFAULT_CONFIRM_WINDOW, PlantApplication
 from eventstore.executor import StoreExecutor
 from eventstore.log_tail import LogTail, TrackedPosition
 from plantcore.application import open_application
+from plantcore.reload import watch_plant_file
 from plantcore.settings import ProjectionsStart, Settings, token_settings
 from plantcore.streams import ensure_telemetry_stream
 from projections.history import HistoryWriter, history_consumer
@@ -67,6 +69,9 @@ class RuntimeConfig:
     projections_start: ProjectionsStart = "retained"
     # How long an operator has to confirm a command's challenge.
     confirm_window: timedelta = DEFAULT_CONFIRM_WINDOW
+    # The file ``plant`` was read from: followed, and applied when it changes.
+    plant_file: Path | None = None
+    plant_file_poll_seconds: float = 2.0
 
 
 def runtime_config(
@@ -77,6 +82,7 @@ def runtime_config(
     nats_url: str | None = None,
     redis_url: str | None = None,
     http_port: int | None = None,
+    plant_file: Path | None = None,
 ) -> RuntimeConfig:
     """The runtime's configuration from the settings; the demo overrides where things run."""
     return RuntimeConfig(
@@ -92,6 +98,7 @@ def runtime_config(
         consumer_prefix=settings.consumer_prefix,
         projections_start=settings.projections_start,
         confirm_window=timedelta(seconds=settings.command_confirm_seconds),
+        plant_file=plant_file,
     )
 
 
@@ -110,6 +117,7 @@ class PlantRuntime:
         self.config = config
         self.app: PlantApplication | None = None
         self.server: _ApiServer | None = None
+        self.fleet: Fleet | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
 
@@ -157,19 +165,19 @@ class PlantRuntime:
             pool = await asyncpg.create_pool(config.database_url, min_size=1, max_size=4)
             stack.push_async_callback(pool.close)
 
-            # Stopped in reverse: the API first, then the producers, then what they feed.
+            # Stopped in reverse: the API first, then the tasks, then the devices.
+            stack.push_async_callback(self._stop_fleet)
             stack.push_async_callback(self._stop_tasks)
 
             await self._start_projections(js, redis, pool)
             tail = await self._start_command_flow(app, store, nc)
-            await self._start_supervisors(nc, js)
+            await self._start_fleet(nc, js)
 
             services = Services(
                 app=app,
                 store=store,
                 redis=redis,
                 nats=nc,
-                catalog=catalog,
                 tokens=config.tokens,
                 commands=tail,
             )
@@ -234,18 +242,28 @@ class PlantRuntime:
         self._spawn("expiry sweeper", sweeper.run())
         return tail
 
-    async def _start_supervisors(self, nc: NatsClient, js: nats.js.JetStreamContext) -> None:
-        plant = self.config.plant
-        sink = NatsTelemetrySink(js)
-        for device in plant.devices:
-            supervisor = DeviceSupervisor(
-                device,
-                driver_for(device),
-                sink,
-                policy=SupervisionPolicy.for_device(plant, device),
+    async def _start_fleet(self, nc: NatsClient, js: nats.js.JetStreamContext) -> None:
+        fleet = Fleet(self.config.plant, NatsTelemetrySink(js), partial(serve_writes, nc))
+        await fleet.start()
+        self.fleet = fleet
+        if self.config.plant_file is not None:
+            self._spawn(
+                "plant file watcher",
+                watch_plant_file(
+                    self.config.plant_file,
+                    fleet,
+                    self._plant_changed,
+                    interval=self.config.plant_file_poll_seconds,
+                ),
             )
-            await serve_writes(nc, supervisor)
-            self._spawn(f"supervisor {device.id}", supervisor.run())
+
+    async def _stop_fleet(self) -> None:
+        if self.fleet is not None:
+            await self.fleet.stop()
+
+    async def _plant_changed(self, plant: PlantConfig, change: FleetChange) -> None:
+        assert self.app is not None
+        self.app.catalog = tag_catalog(plant)
 
     async def _start_api(self, services: Services) -> None:
         server = _ApiServer(

@@ -28,7 +28,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -146,8 +145,11 @@ class DurableConsumer(Generic[T]):
             return []
         try:
             return fetch.result()
-        except nats.errors.TimeoutError:
-            return []  # nothing new within the fetch timeout
+        except TimeoutError:
+            # Nothing new within the fetch timeout. nats-py raises its own
+            # TimeoutError or, when the deadline runs out between its two pull
+            # requests, asyncio's: both are this builtin.
+            return []
 
     async def _process(self, msgs: list[Msg]) -> None:
         accepted: list[Msg] = []

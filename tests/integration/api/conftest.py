@@ -194,7 +194,6 @@ async def make_plant(
             store=store,
             redis=redis_client,
             nats=nc,
-            catalog=app.catalog,
             tokens=TOKENS,
             commands=tail,
             clock=utc_now,

@@ -105,3 +105,27 @@ async def test_an_existing_durable_resumes_whatever_start_says_now(
 
     await wait_consumed(js, durable, ack.seq)
     assert handled == ["one", "two"]
+
+
+async def test_fetch_timeouts_of_either_kind_never_end_the_consumer(
+    js: JetStreamContext, consumers: Consumers
+) -> None:
+    subject = f"plant.telemetry.{unique('press')}"
+    durable = unique("idle")
+    handled: list[str] = []
+
+    async def record(items: list[str]) -> None:
+        handled.extend(items)
+
+    # A fetch timeout this short runs out inside nats-py's fetch at every point
+    # where it can, including between its two pull requests.
+    idle = DurableConsumer(
+        js, STREAM, durable, subject, record, decode=decode_text,
+        transient=(ConnectionError,), fetch_timeout_seconds=0.001,
+    )  # fmt: skip
+    await consumers.start(idle)
+    await asyncio.sleep(0.5)  # not a wait for a result: time for hundreds of fetches to time out
+    ack = await js.publish(subject, b"after the timeouts")
+
+    await wait_consumed(js, durable, ack.seq)
+    assert handled == ["after the timeouts"]

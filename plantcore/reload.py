@@ -1,0 +1,74 @@
+"""Follows the plant file while the plant runs, and applies each saved change.
+
+Every ``interval`` seconds the file's bytes are compared with the last ones
+applied; on a change it is read again (:func:`~devices.plant_file.read_plant_file`)
+and the fleet moves to it without a restart (:meth:`~devices.fleet.Fleet.apply`).
+What a plant engineer expects while editing a live file:
+
+- a file that does not parse, or whose plant-wide keys are wrong, is logged and
+  changes nothing: the running plant keeps its last good configuration;
+- a device block that is wrong is logged; if that device is running, it keeps
+  running as it was, otherwise it is not started;
+- the command catalogue follows the fleet, so a removed device refuses new
+  commands and an added one accepts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from devices.config import PlantConfig
+from devices.errors import PlantConfigError
+from devices.fleet import Fleet, FleetChange
+from devices.plant_file import PlantFile, read_plant_file
+
+log = logging.getLogger(__name__)
+
+OnChange = Callable[[PlantConfig, FleetChange], Awaitable[None]]
+
+
+def fingerprint(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None  # being replaced by an editor: look again next time
+
+
+async def watch_plant_file(
+    path: Path, fleet: Fleet, on_change: OnChange, *, interval: float = 2.0
+) -> None:
+    """Apply every change of ``path`` to ``fleet``, then tell ``on_change``; until cancelled."""
+    applied = fingerprint(path)
+    while True:
+        await asyncio.sleep(interval)
+        current = fingerprint(path)
+        if current is None or current == applied:
+            continue
+        applied = current
+        try:
+            loaded = read_plant_file(path)
+        except PlantConfigError as exc:
+            log.error("%s; the plant keeps running as it was", exc)
+            continue
+        plant = keep_running_versions(loaded, fleet.plant)
+        change = await fleet.apply(plant)
+        await on_change(plant, change)
+
+
+def keep_running_versions(loaded: PlantFile, running: PlantConfig) -> PlantConfig:
+    """``loaded``, where each rejected block of a running device keeps its running version."""
+    kept = [
+        device
+        for device in running.devices
+        if device.id in loaded.rejected_ids
+        and all(other.id != device.id for other in loaded.plant.devices)
+    ]
+    for problem in loaded.problems:
+        log.error("%s; that device block is not applied", problem)
+    if not kept:
+        return loaded.plant
+    return loaded.plant.model_copy(update={"devices": [*loaded.plant.devices, *kept]})
