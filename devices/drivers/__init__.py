@@ -5,6 +5,7 @@ from __future__ import annotations
 from devices.config import DeviceConfig
 from devices.driver import Driver
 from devices.protocols.modbus import ModbusDevice
+from devices.protocols.mqtt import MqttDevice
 
 
 def driver_for(device: DeviceConfig) -> Driver:
@@ -14,4 +15,8 @@ def driver_for(device: DeviceConfig) -> Driver:
         from devices.drivers.modbus import ModbusDriver
 
         return ModbusDriver(device)
+    if isinstance(device, MqttDevice):
+        from devices.drivers.mqtt import MqttDriver
+
+        return MqttDriver(device)
     raise TypeError(f"no driver for {type(device).__name__}")

@@ -68,6 +68,17 @@ def test_schema_graphql_is_the_printed_schema() -> None:
     )
 
 
+def test_the_plant_file_schema_is_the_models_schema() -> None:
+    assert _read("plant-file.schema.json") == regenerate.plant_file_schema(), (
+        f"docs/plant-file.schema.json is out of date: {REGENERATE}"
+    )
+
+
+def test_the_demo_plant_file_names_the_schema_for_editors() -> None:
+    first = (ROOT / "config" / "demo-plant.yaml").read_text(encoding="utf-8").splitlines()[0]
+    assert first == "# yaml-language-server: $schema=../docs/plant-file.schema.json"
+
+
 # -- the event catalogue -----------------------------------------------------------------
 
 
