@@ -1,4 +1,5 @@
-"""The FastAPI application: ``/graphql`` (HTTP and graphql-transport-ws) and ``/health``.
+"""The FastAPI application: ``/graphql`` (HTTP and graphql-transport-ws), ``/health``
+and ``/metrics`` (Prometheus).
 
 :func:`create_app` only wires routes to the :class:`~api.services.Services` it
 is given; it starts and stops nothing. The composition root owns the
@@ -13,7 +14,8 @@ from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
@@ -38,6 +40,12 @@ def create_app(services: Services) -> FastAPI:
         healthy = all(entry["status"] == "ok" for entry in report.values())
         body = {"status": "ok" if healthy else "error", "services": report}
         return JSONResponse(body, status_code=200 if healthy else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        """The plant's figures in the Prometheus text format (see docs/metrics.md)."""
+        registry = services.metrics or CollectorRegistry()
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 from nats.aio.client import Client as NatsClient
+from prometheus_client import CollectorRegistry
 
 from api.auth import TokenSettings
 from domain.application import PlantApplication
@@ -42,6 +43,8 @@ class Services:
     clock: Callable[[], datetime] = field(default=utc_now)
     # How long /health waits for each service before calling it down.
     health_timeout: float = 2.0
+    # What /metrics serves; None serves an empty registry.
+    metrics: CollectorRegistry | None = None
 
     @property
     def catalog(self) -> TagCatalog:

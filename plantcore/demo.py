@@ -9,6 +9,7 @@ from pathlib import Path
 
 from devices.config import PlantConfig
 from devices.plant_file import load_plant_file
+from devices.protocols.modbus import ModbusDevice
 from plantcore.embedded import free_port, services
 from plantcore.operators import Credentials, demo_operator
 from plantcore.runtime import PlantRuntime, runtime_config
@@ -30,6 +31,8 @@ def _port_free(port: int) -> bool:
 def _with_simulator_port(plant: PlantConfig, port: int) -> PlantConfig:
     devices = [
         device.model_copy(update={"modbus": device.modbus.model_copy(update={"port": port})})
+        if isinstance(device, ModbusDevice)
+        else device
         for device in plant.devices
     ]
     return plant.model_copy(update={"devices": devices})
@@ -39,7 +42,7 @@ async def run_demo(settings: Settings) -> None:
     plant = load_plant_file(settings.plant_file)
     # The plant file points the press at the simulator's usual port; if that is
     # taken, the demo's simulator listens elsewhere and the press follows it.
-    port = plant.devices[0].modbus.port
+    port = next(d.modbus.port for d in plant.devices if isinstance(d, ModbusDevice))
     plant_file: Path | None = settings.plant_file  # followed while the demo runs
     if not _port_free(port):
         port = free_port()

@@ -29,6 +29,7 @@ from nats.js.api import DeliverPolicy
 
 from api.app import create_app
 from api.auth import TokenSettings
+from api.metrics import DeviceFigures, PlantCollector, plant_registry
 from api.services import Services
 from devices.catalog import tag_catalog
 from devices.config import PlantConfig
@@ -36,13 +37,16 @@ from devices.dispatcher import CommandDispatcher
 from devices.expiry import ExpirySweeper
 from devices.fleet import Fleet, FleetChange
 from devices.nats_bridge import NatsTelemetrySink, serve_writes
+from devices.supervisor import SupervisorCounters
 from domain.application import DEFAULT_CONFIRM_WINDOW, PlantApplication
+from domain.messages import ConnectionState
 from eventstore.executor import StoreExecutor
 from eventstore.log_tail import LogTail, TrackedPosition
 from plantcore.application import open_application
 from plantcore.reload import watch_plant_file
 from plantcore.settings import ProjectionsStart, Settings, token_settings
 from plantcore.streams import ensure_telemetry_stream
+from projections.command_metrics import CommandMetrics
 from projections.history import HistoryWriter, history_consumer
 from projections.history_schema import ensure_history_schema
 from projections.live_state import LiveState, live_state_consumer
@@ -100,6 +104,11 @@ def runtime_config(
         confirm_window=timedelta(seconds=settings.command_confirm_seconds),
         plant_file=plant_file,
     )
+
+
+async def _log_end(app: PlantApplication, store: StoreExecutor) -> int:
+    """The id of the last event in the log (0 for an empty log)."""
+    return await store.call(app.recorder.max_notification_id) or 0
 
 
 class _ApiServer(uvicorn.Server):
@@ -170,7 +179,8 @@ class PlantRuntime:
             stack.push_async_callback(self._stop_tasks)
 
             await self._start_projections(js, redis, pool)
-            tail = await self._start_command_flow(app, store, nc)
+            commands = CommandMetrics(app, partial(_log_end, app, store))
+            tail = await self._start_command_flow(app, store, nc, commands)
             await self._start_fleet(nc, js)
 
             services = Services(
@@ -180,6 +190,7 @@ class PlantRuntime:
                 nats=nc,
                 tokens=config.tokens,
                 commands=tail,
+                metrics=plant_registry(PlantCollector(self._device_figures, commands)),
             )
             await self._start_api(services)
             yield
@@ -229,14 +240,18 @@ class PlantRuntime:
         self._spawn("history projection", history.run())
 
     async def _start_command_flow(
-        self, app: PlantApplication, store: StoreExecutor, nc: NatsClient
+        self,
+        app: PlantApplication,
+        store: StoreExecutor,
+        nc: NatsClient,
+        metrics: CommandMetrics,
     ) -> LogTail:
         tracking = await store.call(app.factory.tracking_recorder)
         dispatcher = CommandDispatcher(
             app, store, nc, TrackedPosition(tracking, store, "command-dispatcher")
         )
         sweeper = ExpirySweeper(app, store, TrackedPosition(tracking, store, "expiry-sweeper"))
-        tail = LogTail(app, store, followers=[dispatcher, sweeper], poll_interval=0.5)
+        tail = LogTail(app, store, followers=[dispatcher, sweeper, metrics], poll_interval=0.5)
         self._spawn("event log tail", tail.run())
         self._spawn("command dispatcher", dispatcher.run())
         self._spawn("expiry sweeper", sweeper.run())
@@ -256,6 +271,27 @@ class PlantRuntime:
                     interval=self.config.plant_file_poll_seconds,
                 ),
             )
+
+    def _device_figures(self) -> list[DeviceFigures]:
+        if self.fleet is None:
+            return []
+        figures = []
+        for member in self.fleet:
+            supervisor = member.supervisor
+            counters = supervisor.counters if supervisor else SupervisorCounters()
+            figures.append(
+                DeviceFigures(
+                    device=member.device_id,
+                    connected=supervisor is not None
+                    and supervisor.state is ConnectionState.CONNECTED,
+                    reconnects=counters.reconnects,
+                    samples_published=counters.samples_published,
+                    cycles=counters.cycles,
+                    cycle_seconds_total=counters.cycle_seconds_total,
+                    restarts=member.restarts,
+                )
+            )
+        return figures
 
     async def _stop_fleet(self) -> None:
         if self.fleet is not None:

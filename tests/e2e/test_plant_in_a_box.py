@@ -23,6 +23,7 @@ import httpx
 import pyotp
 import pytest
 from nats.js import JetStreamContext
+from prometheus_client.parser import text_string_to_metric_families
 
 from api.auth import TokenSettings
 from devices.config import PlantConfig
@@ -232,3 +233,22 @@ async def test_setpoint_round_trip_through_every_component(stack: Stack) -> None
         await eventually(speed_in_history)
     finally:
         await conn.close()
+
+    # /metrics reports the connected press, its samples and the command's figures.
+    scraped = {
+        family.name: family
+        for family in text_string_to_metric_families((await stack.http.get("/metrics")).text)
+    }
+
+    def value(family: str, sample: str, **labels: str) -> float:
+        return next(
+            s.value for s in scraped[family].samples if s.name == sample and s.labels == labels
+        )
+
+    assert value("core_engine_plc_connections_active", "core_engine_plc_connections_active") == 1
+    assert value("plantcore_commands_requested", "plantcore_commands_requested_total") == 1
+    assert value("core_engine_latency_ms", "core_engine_latency_ms") > 0
+    published = "plantcore_device_samples_published_total"
+    assert value("plantcore_device_samples_published", published, device=stack.device) > 0
+    cycles = "plantcore_device_poll_cycle_seconds_count"
+    assert value("plantcore_device_poll_cycle_seconds", cycles, device=stack.device) > 0

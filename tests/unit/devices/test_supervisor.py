@@ -130,6 +130,8 @@ async def test_each_poll_publishes_one_scaled_batch_on_a_steady_grid(rig: Rig) -
     assert rig.clock.sleeps == [pytest.approx(0.7), pytest.approx(0.7)]
     assert rig.supervisor.counters.cycles == 2
     assert rig.supervisor.counters.samples_published == 2 * len(TAGS)
+    assert rig.supervisor.counters.last_cycle_seconds == pytest.approx(0.3)
+    assert rig.supervisor.counters.cycle_seconds_total == pytest.approx(0.6)
 
 
 @pytest.mark.parametrize(

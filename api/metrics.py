@@ -1,0 +1,122 @@
+"""``/metrics`` in the Prometheus text format (prometheus-client).
+
+The names seed 000 gives the core engine (``core_engine_*``) plus per-device
+figures (``plantcore_device_*``); ``docs/metrics.md`` lists each with its meaning.
+
+Every figure is read when Prometheus scrapes, from the objects that own it
+(:class:`DeviceFigures` from the fleet, :class:`CommandFigures` from the event
+log follower), so nothing on the hot paths knows about Prometheus. Counters
+start at zero with the process, which Prometheus's ``rate()`` expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFigures:
+    device: str
+    connected: bool
+    reconnects: int
+    samples_published: int
+    cycles: int
+    cycle_seconds_total: float
+    restarts: int
+
+
+class CommandFigures(Protocol):
+    requested: int
+    dropped: dict[str, int]
+
+    def requests_per_second(self) -> float: ...
+
+    def mean_latency_seconds(self) -> float: ...
+
+
+class PlantCollector(Collector):
+    def __init__(
+        self, devices: Callable[[], Iterable[DeviceFigures]], commands: CommandFigures
+    ) -> None:
+        self._devices = devices
+        self._commands = commands
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._command_metrics()
+        yield from self._device_metrics(list(self._devices()))
+
+    def _command_metrics(self) -> Iterator[Metric]:
+        commands = self._commands
+        yield GaugeMetricFamily(
+            "core_engine_commands_per_second",
+            "Commands requested per second, over the last minute",
+            value=commands.requests_per_second(),
+        )
+        yield GaugeMetricFamily(
+            "core_engine_latency_ms",
+            "Mean time from a command's confirmation to its write's outcome",
+            value=commands.mean_latency_seconds() * 1000.0,
+        )
+        dropped = CounterMetricFamily(
+            "core_engine_dropped_commands",
+            "Commands that failed to write (write_failed) or expired unconfirmed (expired)",
+            labels=["reason"],
+        )
+        for reason, count in sorted(commands.dropped.items()):
+            dropped.add_metric([reason], count)
+        yield dropped
+        yield CounterMetricFamily(
+            "plantcore_commands_requested", "Commands requested", value=commands.requested
+        )
+
+    def _device_metrics(self, devices: list[DeviceFigures]) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "core_engine_plc_connections_active",
+            "Devices whose supervisor is connected",
+            value=sum(figures.connected for figures in devices),
+        )
+        reconnects = CounterMetricFamily(
+            "core_engine_reconnects", "Reconnections of a device", labels=["device"]
+        )
+        connected = GaugeMetricFamily(
+            "plantcore_device_connected", "1 while the device is connected", labels=["device"]
+        )
+        cycles = SummaryMetricFamily(
+            "plantcore_device_poll_cycle_seconds",
+            "Time to read a device's tags and publish the batch",
+            labels=["device"],
+        )
+        samples = CounterMetricFamily(
+            "plantcore_device_samples_published", "Samples published", labels=["device"]
+        )
+        restarts = CounterMetricFamily(
+            "plantcore_device_supervisor_restarts",
+            "Crashed supervisors the fleet restarted",
+            labels=["device"],
+        )
+        for figures in devices:
+            label = [figures.device]
+            reconnects.add_metric(label, figures.reconnects)
+            connected.add_metric(label, 1.0 if figures.connected else 0.0)
+            cycles.add_metric(label, figures.cycles, figures.cycle_seconds_total)
+            samples.add_metric(label, figures.samples_published)
+            restarts.add_metric(label, figures.restarts)
+        yield from (reconnects, connected, cycles, samples, restarts)
+
+
+def plant_registry(collector: PlantCollector) -> CollectorRegistry:
+    """A registry of the plant's own figures (not the process-global default one)."""
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(collector)
+    return registry
