@@ -6,6 +6,7 @@ from devices.config import DeviceConfig
 from devices.driver import Driver
 from devices.protocols.modbus import ModbusDevice
 from devices.protocols.mqtt import MqttDevice
+from devices.protocols.s7 import S7Device
 
 
 def driver_for(device: DeviceConfig) -> Driver:
@@ -19,4 +20,8 @@ def driver_for(device: DeviceConfig) -> Driver:
         from devices.drivers.mqtt import MqttDriver
 
         return MqttDriver(device)
+    if isinstance(device, S7Device):
+        from devices.drivers.s7 import S7Driver
+
+        return S7Driver(device)
     raise TypeError(f"no driver for {type(device).__name__}")
