@@ -15,6 +15,7 @@ from typing import Annotated, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from devices.protocols.base import DeviceConfig, refuse_duplicates
+from devices.protocols.enip import EnipDevice
 from devices.protocols.modbus import ModbusDevice
 from devices.protocols.mqtt import MqttDevice
 from devices.protocols.s7 import S7Device
@@ -22,7 +23,9 @@ from devices.protocols.s7 import S7Device
 __all__ = ["AnyDevice", "DeviceConfig", "PlantConfig"]
 
 # One model per protocol, told apart by the device's ``protocol`` key.
-AnyDevice = Annotated[ModbusDevice | MqttDevice | S7Device, Field(discriminator="protocol")]
+AnyDevice = Annotated[
+    ModbusDevice | MqttDevice | S7Device | EnipDevice, Field(discriminator="protocol")
+]
 
 
 class PlantConfig(BaseModel):

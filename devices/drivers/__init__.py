@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from devices.config import DeviceConfig
 from devices.driver import Driver
+from devices.protocols.enip import EnipDevice
 from devices.protocols.modbus import ModbusDevice
 from devices.protocols.mqtt import MqttDevice
 from devices.protocols.s7 import S7Device
@@ -24,4 +25,8 @@ def driver_for(device: DeviceConfig) -> Driver:
         from devices.drivers.s7 import S7Driver
 
         return S7Driver(device)
+    if isinstance(device, EnipDevice):
+        from devices.drivers.enip import EnipDriver
+
+        return EnipDriver(device)
     raise TypeError(f"no driver for {type(device).__name__}")
