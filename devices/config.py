@@ -10,6 +10,7 @@ and joins the :data:`AnyDevice` union.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -36,6 +37,16 @@ class PlantConfig(BaseModel):
     force_reconnect_every_sec: float | None = Field(None, gt=0)
     max_consecutive_fails: int = Field(10, ge=1)
     devices: list[AnyDevice] = Field(default_factory=list)
+
+    def device_fingerprints(self) -> dict[str, str]:
+        """Each device's id → a digest of all it runs with: its block and the settings it inherits."""
+        inherited = self.model_dump_json(
+            include={"poll_seconds", "force_reconnect_every_sec", "max_consecutive_fails"}
+        )
+        return {
+            device.id: hashlib.sha256((inherited + device.model_dump_json()).encode()).hexdigest()
+            for device in self.devices
+        }
 
     @model_validator(mode="after")
     def _unique_devices(self) -> Self:

@@ -14,7 +14,7 @@ environment is never read here.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn, ParamSpec, TypeVar, cast
@@ -44,6 +44,7 @@ from domain.errors import (
     UnknownOperator,
 )
 from domain.operator import Operator, operator_id
+from domain.plant_configuration import DevicesChange, PlantConfiguration, configuration_id
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -134,6 +135,37 @@ class PlantApplication(Application[UUID]):
         except AggregateNotFoundError:
             return None
         return operator
+
+    # -- the plant's configuration ------------------------------------------------------------
+
+    def record_plant_configuration(
+        self,
+        *,
+        plant_id: str,
+        devices: Mapping[str, str],
+        source: str,
+        problems: Sequence[str],
+        actor: str,
+        at: datetime,
+    ) -> DevicesChange | None:
+        """Record the devices now run (id → configuration fingerprint), if anything changed."""
+        at = _utc(at)
+        try:
+            configuration: PlantConfiguration = self.repository.get(configuration_id(plant_id))
+        except AggregateNotFoundError:
+            configuration = PlantConfiguration(plant_id=plant_id, actor=actor, at=at)
+        change = configuration.record(
+            devices=devices, source=source, problems=problems, actor=actor, at=at
+        )
+        self.save(configuration)
+        return change
+
+    def plant_configuration(self, plant_id: str) -> PlantConfiguration | None:
+        try:
+            configuration: PlantConfiguration = self.repository.get(configuration_id(plant_id))
+        except AggregateNotFoundError:
+            return None
+        return configuration
 
     # -- commands ----------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any
 
 from devices.catalog import tag_catalog
@@ -75,6 +76,7 @@ def _run(settings: Settings) -> int:
     for problem in loaded.problems:
         log.error("%s; that device is not started", problem)
     config = runtime_config(settings, plant=loaded.plant, plant_file=settings.plant_file)
+    config = replace(config, plant_problems=tuple(str(problem) for problem in loaded.problems))
     return _interruptible(PlantRuntime(config).run())
 
 

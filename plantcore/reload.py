@@ -18,17 +18,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from devices.config import PlantConfig
 from devices.errors import PlantConfigError
-from devices.fleet import Fleet, FleetChange
+from devices.fleet import Fleet
 from devices.plant_file import PlantFile, read_plant_file
 
 log = logging.getLogger(__name__)
 
-OnChange = Callable[[PlantConfig, FleetChange], Awaitable[None]]
+# Told the plant now running and the problems of the file it came from.
+OnChange = Callable[[PlantConfig, Sequence[PlantConfigError]], Awaitable[None]]
 
 
 def fingerprint(path: Path) -> str | None:
@@ -55,8 +56,8 @@ async def watch_plant_file(
             log.error("%s; the plant keeps running as it was", exc)
             continue
         plant = keep_running_versions(loaded, fleet.plant)
-        change = await fleet.apply(plant)
-        await on_change(plant, change)
+        await fleet.apply(plant)
+        await on_change(plant, loaded.problems)
 
 
 def keep_running_versions(loaded: PlantFile, running: PlantConfig) -> PlantConfig:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
@@ -34,8 +34,9 @@ from api.services import Services
 from devices.catalog import tag_catalog
 from devices.config import PlantConfig
 from devices.dispatcher import CommandDispatcher
+from devices.errors import PlantConfigError
 from devices.expiry import ExpirySweeper
-from devices.fleet import Fleet, FleetChange
+from devices.fleet import Fleet
 from devices.nats_bridge import NatsTelemetrySink, serve_writes
 from devices.supervisor import SupervisorCounters
 from domain.application import DEFAULT_CONFIRM_WINDOW, PlantApplication
@@ -75,6 +76,8 @@ class RuntimeConfig:
     confirm_window: timedelta = DEFAULT_CONFIRM_WINDOW
     # The file ``plant`` was read from: followed, and applied when it changes.
     plant_file: Path | None = None
+    # Why device blocks of that file were left out, recorded with the configuration.
+    plant_problems: tuple[str, ...] = ()
     plant_file_poll_seconds: float = 2.0
 
 
@@ -127,6 +130,7 @@ class PlantRuntime:
         self.app: PlantApplication | None = None
         self.server: _ApiServer | None = None
         self.fleet: Fleet | None = None
+        self._store: StoreExecutor | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
 
@@ -161,7 +165,8 @@ class PlantRuntime:
                 open_application, config.database_url, catalog, config.confirm_window
             )
             stack.callback(app.close)
-            self.app = app
+            self.app, self._store = app, store
+            await self._record_configuration(config.plant, config.plant_problems)
 
             nc = await self._connect_nats()
             stack.push_async_callback(nc.close)
@@ -297,9 +302,31 @@ class PlantRuntime:
         if self.fleet is not None:
             await self.fleet.stop()
 
-    async def _plant_changed(self, plant: PlantConfig, change: FleetChange) -> None:
+    async def _plant_changed(
+        self, plant: PlantConfig, problems: Sequence[PlantConfigError]
+    ) -> None:
         assert self.app is not None
         self.app.catalog = tag_catalog(plant)
+        await self._record_configuration(plant, [str(problem) for problem in problems])
+
+    async def _record_configuration(self, plant: PlantConfig, problems: Sequence[str]) -> None:
+        """Every change of the devices run is an event (PlantConfiguration.DevicesChanged)."""
+        assert self.app is not None
+        assert self._store is not None
+        change = await self._store.call(
+            self.app.record_plant_configuration,
+            plant_id=plant.plant_id,
+            devices=plant.device_fingerprints(),
+            source=str(self.config.plant_file or "plant given at start"),
+            problems=problems,
+            actor="plantcore",
+            at=datetime.now(UTC),
+        )
+        if change is not None:
+            log.info(
+                "plant %s: recorded devices added %s, removed %s, changed %s",
+                plant.plant_id, change.added, change.removed, change.changed,
+            )  # fmt: skip
 
     async def _start_api(self, services: Services) -> None:
         server = _ApiServer(

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -16,6 +17,7 @@ from nats.js.errors import NotFoundError
 
 from api.auth import TokenSettings
 from devices.plant_file import load_plant_file
+from domain.application import PlantApplication
 from domain.messages import STATUS_SUBJECT, ConnectionState, DeviceStatus
 from plantcore.runtime import PlantRuntime, RuntimeConfig
 from simulators.modbus_server import ModbusSimulator
@@ -35,6 +37,18 @@ def press_block(device: str, port: int, **fields: object) -> dict[str, object]:
 def write_plant(path: Path, *devices: dict[str, object]) -> None:
     plant = {"plant_id": "reload-test", "poll_seconds": 0.2, "devices": list(devices)}
     path.write_text(yaml.safe_dump(plant, sort_keys=False), encoding="utf-8")
+
+
+def configuration_events(app: PlantApplication | None) -> list[dict[str, Any]]:
+    """The DevicesChanged events of the test's plant, as stored."""
+    assert app is not None
+    configuration = app.plant_configuration("reload-test")
+    assert configuration is not None
+    return [
+        vars(event)
+        for event in app.events.get(configuration.id)
+        if type(event).__name__ == "DevicesChanged"
+    ]
 
 
 class StatusWatch:
@@ -122,6 +136,22 @@ async def test_added_removed_and_changed_devices_apply_without_a_restart(
         assert set(runtime.app.catalog.devices()) == {kept, added}
 
         assert f"devices[{kept}].tags: Value should have at least 1 item" in caplog.text
+
+        # Each change of the devices run is on the record.
+        async def recorded() -> list[dict[str, Any]]:
+            history = await asyncio.to_thread(configuration_events, runtime.app)
+            assert [(e["added"], e["removed"], e["changed"]) for e in history] == [
+                (sorted([kept, dropped]), [], []),
+                ([added], [dropped], []),
+            ]
+            return history
+
+        history = await eventually(recorded)
+        assert history[-1]["source"] == str(plant_file)
+        (problem,) = history[-1]["problems"]
+        text = plant_file.read_text(encoding="utf-8")
+        line = text[: text.index("tags: []")].count("\n") + 1
+        assert f"plant.yaml:{line}: devices[{kept}].tags" in problem
 
         # A file saved half-written changes nothing.
         plant_file.write_text("plant_id: [not yaml", encoding="utf-8")

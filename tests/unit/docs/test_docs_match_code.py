@@ -176,6 +176,10 @@ def _every_path(app: PlantApplication) -> None:
     app.cancel_command(actor="ana", command_id=cancelled.command_id, at=T0)
     late = app.request_command(actor="ana", device="press", tag="setpoint", value=3, at=T0)
     assert app.expire_command(late.command_id, T0 + timedelta(minutes=5))
+    app.record_plant_configuration(
+        plant_id="demo", devices={"press": "digest"}, source="plant.yaml", problems=[],
+        actor="plantcore", at=T0,
+    )  # fmt: skip
 
 
 def _confirmed(app: PlantApplication, step: int) -> UUID:
