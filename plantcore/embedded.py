@@ -57,11 +57,11 @@ def _wait_for_port(port: int, what: str, proc: subprocess.Popen[bytes], timeout:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"embedded {what} exited at start-up with code {proc.returncode}")
+            raise RuntimeError(f"{what} exited at start-up with code {proc.returncode}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
             return
         time.sleep(0.05)
-    raise RuntimeError(f"embedded {what} did not answer on port {port} within {timeout} s")
+    raise RuntimeError(f"{what} did not answer on port {port} within {timeout} s")
 
 
 def _executable(name: str) -> str:
@@ -76,12 +76,13 @@ def _executable(name: str) -> str:
 
 
 @contextlib.contextmanager
-def _process(args: list[str], port: int, what: str, log_file: Path) -> Iterator[None]:
+def process(args: list[str], port: int, what: str, log_file: Path) -> Iterator[None]:
+    """Run ``args`` in the background until the block ends; ready once ``port`` answers."""
     with log_file.open("ab") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_for_port(port, what, proc, timeout=15)
-        log.info("started embedded %s on port %d (log %s)", what, port, log_file)
+        log.info("started %s on port %d (log %s)", what, port, log_file)
         yield
     finally:
         proc.terminate()
@@ -90,7 +91,7 @@ def _process(args: list[str], port: int, what: str, log_file: Path) -> Iterator[
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        log.info("stopped embedded %s", what)
+        log.info("stopped %s", what)
 
 
 @contextlib.contextmanager
@@ -129,7 +130,7 @@ def embedded_nats(state_dir: Path) -> Iterator[str]:
         "-sd",
         str(store),
     ]
-    with _process(args, port, "NATS", state_dir / "nats.log"):
+    with process(args, port, "embedded NATS", state_dir / "nats.log"):
         yield f"nats://127.0.0.1:{port}"
 
 
@@ -141,7 +142,7 @@ def embedded_redis(state_dir: Path) -> Iterator[str]:
     # Redis is a cache here (nothing in it is the only copy), so it keeps nothing on disk.
     args = [_executable("redis-server"), "--bind", "127.0.0.1", "--port", str(port)]
     args += ["--save", "", "--appendonly", "no", "--dir", str(store)]
-    with _process(args, port, "Redis", state_dir / "redis.log"):
+    with process(args, port, "embedded Redis", state_dir / "redis.log"):
         yield f"redis://127.0.0.1:{port}/0"
 
 

@@ -2,5 +2,5 @@
 
 :mod:`simulators.model` is the physics (pure, stepped in time);
 :mod:`simulators.modbus_server` exposes it as a Modbus TCP device. Run the demo
-press with ``python -m simulators modbus --port 5020``.
+press with ``python -m simulators <protocol>`` (see ``simulators/__main__.py``).
 """

@@ -1,4 +1,14 @@
-"""Run a simulator until interrupted: ``python -m simulators modbus --port 5020``."""
+"""Run one simulated press until interrupted, in the protocol asked for::
+
+    python -m simulators modbus --port 5020
+    python -m simulators s7 --port 10102
+    python -m simulators enip --port 44818
+    python -m simulators opcua --port 4840 --cert-dir var/demo-certs
+    python -m simulators mqtt --port 1883 --prefix plantcore/demo   (publishes to a broker)
+
+Each module is imported only for its own protocol: the EtherNet/IP server is
+built on cpppo (GPL), which only this process may load, never the plant core.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +16,53 @@ import argparse
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
 
-from simulators.modbus_server import ModbusSimulator
+DEFAULT_PORTS = {"modbus": 5020, "s7": 10102, "enip": 44818, "opcua": 4840, "mqtt": 1883}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m simulators", description=__doc__)
     protocols = parser.add_subparsers(dest="protocol", required=True)
-    modbus = protocols.add_parser("modbus", help="the demo press as a Modbus TCP server")
-    modbus.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    modbus.add_argument("--port", type=int, default=5020)
+    for protocol, port in DEFAULT_PORTS.items():
+        sub = protocols.add_parser(protocol, help=f"the demo press over {protocol}")
+        what = "the broker's address" if protocol == "mqtt" else "address to listen on"
+        sub.add_argument("--host", default="127.0.0.1", help=what)
+        sub.add_argument("--port", type=int, default=port)
+        if protocol == "opcua":
+            sub.add_argument("--cert-dir", type=Path, default=Path("var/demo-certs"))
+        if protocol == "mqtt":
+            sub.add_argument("--prefix", default="plantcore/demo", help="topic prefix")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # Ctrl-C is how the demo simulator is meant to stop.
+    # Ctrl-C is how a simulator is meant to stop.
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_modbus(args.host, args.port))
+        asyncio.run(_serve(args))
 
 
-async def _serve_modbus(host: str, port: int) -> None:
-    async with ModbusSimulator(host=host, port=port):
-        await asyncio.Event().wait()
+def _serve(args: argparse.Namespace) -> Coroutine[Any, Any, None]:
+    host, port = args.host, args.port
+    if args.protocol == "modbus":
+        from simulators.modbus_server import serve as serve_modbus
+
+        return serve_modbus(host, port)
+    if args.protocol == "s7":
+        from simulators.s7_server import serve as serve_s7
+
+        return serve_s7(host, port)
+    if args.protocol == "enip":
+        from simulators.enip_server import serve as serve_enip
+
+        return serve_enip(host, port)
+    if args.protocol == "opcua":
+        from simulators.opcua_server import serve as serve_opcua
+
+        return serve_opcua(host, port, args.cert_dir)
+    from simulators.mqtt_sensor import serve as serve_mqtt
+
+    return serve_mqtt(host, port, args.prefix)
 
 
 if __name__ == "__main__":

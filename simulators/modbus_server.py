@@ -197,3 +197,9 @@ def _within(tag: ModbusTag, value: TagValue) -> bool:
     if isinstance(value, bool) or value is None:
         return True
     return (tag.low is None or value >= tag.low) and (tag.high is None or value <= tag.high)
+
+
+async def serve(host: str = "127.0.0.1", port: int = 5020) -> None:
+    """Run the demo press as a Modbus TCP server until cancelled."""
+    async with ModbusSimulator(host=host, port=port):
+        await asyncio.Event().wait()

@@ -20,6 +20,7 @@ class DeviceConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(pattern=DEVICE_ID_PATTERN)
+    protocol: str  # each protocol's subclass narrows it to its name
     poll_seconds: float | None = Field(None, gt=0, description="overrides the plant's")
     area: str = Field("", description="plant area, for alarms and permissions")
     tags: Sequence[TagConfig] = Field(min_length=1)

@@ -15,11 +15,15 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 
+from devices.plant_file import load_plant_file
 from tests.support import eventually, free_port, unique
 
 pytestmark = pytest.mark.e2e
 
 BANNER_FIELDS = ("GraphQL", "operator", "password", "TOTP secret")
+
+
+DEMO_PRESSES = sorted(device.id for device in load_plant_file("config/demo-plant.yaml").devices)
 
 
 class Demo:
@@ -103,13 +107,16 @@ async def test_demo_serves_the_simulators_live_speed_and_stops_on_ctrl_c(demo: D
 
         async def live_speed() -> None:
             body = await post("{ devices { id tags { name value quality } } }", token)
-            devices = body["data"]["devices"]
-            tags = {tag["name"]: tag for tag in devices[0]["tags"]}
-            assert devices[0]["id"] == "press-1"
-            assert tags["speed"]["quality"] == "GOOD"
-            assert tags["speed"]["value"] > 0
+            speeds = {
+                device["id"]: {tag["name"]: tag for tag in device["tags"]}["speed"]
+                for device in body["data"]["devices"]
+            }
+            assert sorted(speeds) == DEMO_PRESSES
+            for speed in speeds.values():
+                assert speed["quality"] == "GOOD"
+                assert speed["value"] > 0
 
-        # The press starts at rest and ramps up to its setpoint.
+        # Every press, one per protocol, starts at rest and ramps up to its setpoint.
         await eventually(live_speed, timeout=30)
 
     demo.process.send_signal(signal.SIGINT)

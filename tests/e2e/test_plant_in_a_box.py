@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.auth import TokenSettings
 from devices.config import PlantConfig
 from devices.plant_file import load_plant_file
+from devices.protocols.modbus import ModbusDevice
 from plantcore.operators import Credentials, create_operator
 from plantcore.runtime import PlantRuntime, RuntimeConfig
 from simulators.modbus_server import ModbusSimulator
@@ -55,7 +56,7 @@ COMMAND_STATUS = (
 def press_plant(device: str, port: int) -> PlantConfig:
     """The demo's plant file, its press renamed for this test and pointed at its simulator."""
     plant = load_plant_file("config/demo-plant.yaml")
-    press = plant.devices[0]
+    press = next(d for d in plant.devices if isinstance(d, ModbusDevice))
     press = press.model_copy(
         update={"id": device, "modbus": press.modbus.model_copy(update={"port": port})}
     )

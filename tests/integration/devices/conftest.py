@@ -27,8 +27,7 @@ async def simulator() -> AsyncIterator[ModbusSimulator]:
 
 def press_config(port: int, *extra_tags: ModbusTag) -> ModbusDevice:
     """The demo plant's press under a fresh id, pointed at a test simulator."""
-    (press,) = load_plant_file(DEMO_PLANT).devices
-    assert isinstance(press, ModbusDevice)
+    press = next(d for d in load_plant_file(DEMO_PLANT).devices if isinstance(d, ModbusDevice))
     modbus = press.modbus.model_copy(update={"port": port, "timeout_seconds": 0.5})
     return ModbusDevice.model_validate(
         {

@@ -6,9 +6,6 @@ import pytest
 
 from devices.errors import PlantConfigError
 from devices.plant_file import load_plant_file, read_plant_file
-from simulators.modbus_server import PRESS_REGISTERS
-
-DEMO_PLANT = Path(__file__).parents[3] / "config" / "demo-plant.yaml"
 
 VALID = """
 plant_id: 1
@@ -140,13 +137,3 @@ def test_unreadable_files_are_named(tmp_path: Path, text: str, reason: str) -> N
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(PlantConfigError, match="cannot read"):
         load_plant_file(tmp_path / "nope.yaml")
-
-
-def test_the_demo_plant_matches_the_simulator_register_map() -> None:
-    (press,) = load_plant_file(DEMO_PLANT).devices
-    assert press.id == "press-1"
-    assert (press.modbus.host, press.modbus.port) == ("127.0.0.1", 5020)
-    wire = ("address", "area", "type", "word_order", "scale", "offset", "writable", "low", "high")
-    declared = {tag.name: tag.model_dump(include=set(wire)) for tag in press.tags}
-    simulated = {r.tag.name: r.tag.model_dump(include=set(wire)) for r in PRESS_REGISTERS}
-    assert declared == simulated

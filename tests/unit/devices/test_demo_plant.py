@@ -1,0 +1,41 @@
+"""The demo plant file and the simulators describe the same presses, tag for tag."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from devices.config import DeviceConfig
+from devices.plant_file import load_plant_file
+from devices.tags import TagConfig
+from simulators.enip_server import PRESS_TAGS
+from simulators.modbus_server import PRESS_REGISTERS
+from simulators.mqtt_sensor import DEMO_PREFIX, press_tags
+from simulators.s7_server import PRESS_VARIABLES
+
+DEMO_PLANT = Path(__file__).parents[3] / "config" / "demo-plant.yaml"
+
+SIMULATED: dict[str, Sequence[TagConfig]] = {
+    "modbus": [register.tag for register in PRESS_REGISTERS],
+    "s7": [variable.tag for variable in PRESS_VARIABLES],
+    "enip": [plc_tag.tag for plc_tag in PRESS_TAGS],
+    "mqtt": press_tags(DEMO_PREFIX),
+}
+
+
+def demo_devices() -> dict[str, DeviceConfig]:
+    return {device.protocol: device for device in load_plant_file(DEMO_PLANT).devices}
+
+
+def test_the_demo_plant_has_one_press_of_each_protocol() -> None:
+    assert sorted(demo_devices()) == sorted(SIMULATED)
+
+
+@pytest.mark.parametrize("protocol", sorted(SIMULATED))
+def test_each_demo_press_matches_its_simulator(protocol: str) -> None:
+    device = demo_devices()[protocol]
+    declared = {tag.name: tag.model_dump(exclude={"description"}) for tag in device.tags}
+    simulated = {tag.name: tag.model_dump(exclude={"description"}) for tag in SIMULATED[protocol]}
+    assert declared == simulated
