@@ -19,13 +19,15 @@ from devices.protocols.base import DeviceConfig, refuse_duplicates
 from devices.protocols.enip import EnipDevice
 from devices.protocols.modbus import ModbusDevice
 from devices.protocols.mqtt import MqttDevice
+from devices.protocols.opcua import OpcUaDevice
 from devices.protocols.s7 import S7Device
 
 __all__ = ["AnyDevice", "DeviceConfig", "PlantConfig"]
 
 # One model per protocol, told apart by the device's ``protocol`` key.
 AnyDevice = Annotated[
-    ModbusDevice | MqttDevice | S7Device | EnipDevice, Field(discriminator="protocol")
+    ModbusDevice | OpcUaDevice | MqttDevice | S7Device | EnipDevice,
+    Field(discriminator="protocol"),
 ]
 
 

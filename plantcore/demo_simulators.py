@@ -12,21 +12,25 @@ enip``): it is built on cpppo, which is GPL and never loaded by the plant core.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from devices.config import DeviceConfig, PlantConfig
 from devices.protocols.enip import EnipDevice
 from devices.protocols.modbus import ModbusDevice
 from devices.protocols.mqtt import MqttDevice
+from devices.protocols.opcua import OpcUaDevice
 from devices.protocols.s7 import S7Device
 from plantcore.embedded import free_port, process
 from simulators.modbus_server import ModbusSimulator
 from simulators.mqtt_sensor import DEMO_PREFIX, MqttSensorSimulator
+from simulators.opcua_server import OpcUaSimulator, demo_certificates
 from simulators.s7_server import S7Simulator
 
 
@@ -71,7 +75,7 @@ async def demo_presses(plant: PlantConfig, state_dir: Path) -> AsyncIterator[Dem
         yield DemoPresses(plant.model_copy(update={"devices": devices}), lines)
 
 
-async def _serve(
+async def _serve(  # noqa: PLR0911 - one return per protocol
     stack: contextlib.AsyncExitStack, device: DeviceConfig, state_dir: Path
 ) -> tuple[DeviceConfig, str]:
     if isinstance(device, ModbusDevice):
@@ -89,6 +93,8 @@ async def _serve(
         log_file.parent.mkdir(parents=True, exist_ok=True)
         stack.enter_context(process(args, port, "EtherNet/IP simulator", log_file))
         return _on_port(device, "enip", port)
+    if isinstance(device, OpcUaDevice):
+        return await _serve_opcua(stack, device)
     if isinstance(device, MqttDevice):
         broker = (device.mqtt.host, device.mqtt.port)
         if not answers(*broker):
@@ -100,6 +106,25 @@ async def _serve(
     return device, "no simulator for this protocol: stays offline"
 
 
+async def _serve_opcua(
+    stack: contextlib.AsyncExitStack, device: OpcUaDevice
+) -> tuple[DeviceConfig, str]:
+    """The secure simulator, with the certificates the device's block names (made once)."""
+    connection = device.opcua
+    if connection.certificate is None:
+        return device, "no client certificate in the plant file: stays offline"
+    endpoint = urlsplit(connection.endpoint)
+    wanted = endpoint.port or 4840
+    port = _port_for(wanted)
+    server, client = await asyncio.to_thread(demo_certificates, connection.certificate.parent)
+    await stack.enter_async_context(
+        OpcUaSimulator(certificate=server, port=port, trusted_clients=[client.certificate])
+    )
+    moved = endpoint._replace(netloc=f"{endpoint.hostname}:{port}").geturl()
+    served = device.model_copy(update={"opcua": connection.model_copy(update={"endpoint": moved})})
+    return served, _where(wanted, port, f"{moved}, Basic256Sha256 SignAndEncrypt")
+
+
 def _port_for(wanted: int) -> int:
     return wanted if port_free(wanted) else free_port()
 
@@ -107,8 +132,11 @@ def _port_for(wanted: int) -> int:
 def _on_port(device: DeviceConfig, block: str, port: int) -> tuple[DeviceConfig, str]:
     """``device`` with its connection ``block`` pointed at ``port``, and where that is."""
     connection = getattr(device, block)
-    wanted: int = connection.port
     moved = device.model_copy(update={block: connection.model_copy(update={"port": port})})
+    return moved, _where(connection.port, port, f"127.0.0.1:{port}")
+
+
+def _where(wanted: int, port: int, address: str) -> str:
     if port == wanted:
-        return moved, f"127.0.0.1:{port}"
-    return moved, f"127.0.0.1:{port} instead of {wanted}, which is taken"
+        return address
+    return f"{address} (port {port} instead of {wanted}, which is taken)"

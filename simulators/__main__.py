@@ -3,7 +3,7 @@
     python -m simulators modbus --port 5020
     python -m simulators s7 --port 10102
     python -m simulators enip --port 44818
-    python -m simulators opcua --port 4840 --cert-dir var/demo-certs
+    python -m simulators opcua --port 4840 --cert-dir var/opcua
     python -m simulators mqtt --port 1883 --prefix plantcore/demo   (publishes to a broker)
 
 Each module is imported only for its own protocol: the EtherNet/IP server is
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
         sub.add_argument("--host", default="127.0.0.1", help=what)
         sub.add_argument("--port", type=int, default=port)
         if protocol == "opcua":
-            sub.add_argument("--cert-dir", type=Path, default=Path("var/demo-certs"))
+            sub.add_argument("--cert-dir", type=Path, default=Path("var/opcua"))
         if protocol == "mqtt":
             sub.add_argument("--prefix", default="plantcore/demo", help="topic prefix")
     args = parser.parse_args(argv)

@@ -7,6 +7,7 @@ from devices.driver import Driver
 from devices.protocols.enip import EnipDevice
 from devices.protocols.modbus import ModbusDevice
 from devices.protocols.mqtt import MqttDevice
+from devices.protocols.opcua import OpcUaDevice
 from devices.protocols.s7 import S7Device
 
 
@@ -17,6 +18,10 @@ def driver_for(device: DeviceConfig) -> Driver:
         from devices.drivers.modbus import ModbusDriver
 
         return ModbusDriver(device)
+    if isinstance(device, OpcUaDevice):
+        from devices.drivers.opcua import OpcUaDriver
+
+        return OpcUaDriver(device)
     if isinstance(device, MqttDevice):
         from devices.drivers.mqtt import MqttDriver
 

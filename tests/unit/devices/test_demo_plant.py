@@ -13,6 +13,7 @@ from devices.tags import TagConfig
 from simulators.enip_server import PRESS_TAGS
 from simulators.modbus_server import PRESS_REGISTERS
 from simulators.mqtt_sensor import DEMO_PREFIX, press_tags
+from simulators.opcua_server import PRESS_VARIABLES as OPCUA_VARIABLES
 from simulators.s7_server import PRESS_VARIABLES
 
 DEMO_PLANT = Path(__file__).parents[3] / "config" / "demo-plant.yaml"
@@ -22,6 +23,7 @@ SIMULATED: dict[str, Sequence[TagConfig]] = {
     "s7": [variable.tag for variable in PRESS_VARIABLES],
     "enip": [plc_tag.tag for plc_tag in PRESS_TAGS],
     "mqtt": press_tags(DEMO_PREFIX),
+    "opcua": [variable.tag for variable in OPCUA_VARIABLES],
 }
 
 
@@ -36,6 +38,8 @@ def test_the_demo_plant_has_one_press_of_each_protocol() -> None:
 @pytest.mark.parametrize("protocol", sorted(SIMULATED))
 def test_each_demo_press_matches_its_simulator(protocol: str) -> None:
     device = demo_devices()[protocol]
-    declared = {tag.name: tag.model_dump(exclude={"description"}) for tag in device.tags}
-    simulated = {tag.name: tag.model_dump(exclude={"description"}) for tag in SIMULATED[protocol]}
+    # Descriptions are prose, and whether a node is subscribed is the client's choice.
+    client_side = {"description", "subscribe"}
+    declared = {tag.name: tag.model_dump(exclude=client_side) for tag in device.tags}
+    simulated = {tag.name: tag.model_dump(exclude=client_side) for tag in SIMULATED[protocol]}
     assert declared == simulated
