@@ -41,7 +41,7 @@ class PlantConfig(BaseModel):
     devices: list[AnyDevice] = Field(default_factory=list)
 
     def device_fingerprints(self) -> dict[str, str]:
-        """Each device's id → a digest of all it runs with: its block and the settings it inherits."""
+        """Each device id → a digest of all it runs with: its block and the inherited settings."""
         inherited = self.model_dump_json(
             include={"poll_seconds", "force_reconnect_every_sec", "max_consecutive_fails"}
         )
