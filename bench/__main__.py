@@ -13,11 +13,12 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import command_store, history_write, modbus_poll
+from bench import command_store, fleet_poll, history_write, modbus_poll
 from bench.common import RESULTS_DIR, BenchConfig, Figures, describe_machine, emit
 
 BENCHMARKS: dict[str, Callable[[BenchConfig], Awaitable[Figures]]] = {
     "command_store": command_store.run,
+    "fleet_poll": fleet_poll.run,
     "history_write": history_write.run,
     "modbus_poll": modbus_poll.run,
 }

@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Protocol stacks narrate every session and request at INFO: their warnings suffice.
+    for chatty in ("asyncua", "pymodbus", "snap7", "pycomm3"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     settings = Settings()
     try:
         if args.command == "run":

@@ -1,4 +1,9 @@
-"""Plant-in-a-box: a simulated press per protocol, the whole plant core and a demo operator."""
+"""Plant-in-a-box: the demo plant's simulated presses, the whole plant core and a demo operator.
+
+The demo plant file marks each press ``simulate: true``, so the runtime serves
+each from a simulator of its protocol (:mod:`plantcore.simulation`); the demo
+adds the embedded services where none answer, and an operator to log in with.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,11 @@ import contextlib
 import logging
 
 from devices.plant_file import read_plant_file
-from plantcore.demo_simulators import DemoPresses, demo_presses, port_free
 from plantcore.embedded import free_port, services
 from plantcore.operators import Credentials, demo_operator
 from plantcore.runtime import PlantRuntime, runtime_config
 from plantcore.settings import Settings
+from plantcore.simulation import port_free
 
 log = logging.getLogger(__name__)
 
@@ -22,29 +27,26 @@ async def run_demo(settings: Settings) -> None:
     http_port = settings.http_port if port_free(settings.http_port) else free_port()
 
     with services(settings.state_dir) as urls:
-        async with demo_presses(loaded.plant, settings.state_dir) as presses:
-            config = runtime_config(
-                settings,
-                plant=presses.plant,
-                database_url=urls.database_url,
-                nats_url=urls.nats_url,
-                redis_url=urls.redis_url,
-                http_port=http_port,
-                # Edits of the file apply while the demo runs, unless a simulator
-                # had to move: the file then names a port nothing listens on.
-                plant_file=None if presses.moved else settings.plant_file,
-            )
+        config = runtime_config(
+            settings,
+            plant=loaded.plant,
+            database_url=urls.database_url,
+            nats_url=urls.nats_url,
+            redis_url=urls.redis_url,
+            http_port=http_port,
+            plant_file=settings.plant_file,  # edits apply while the demo runs
+        )
 
-            async def ready(runtime: PlantRuntime) -> None:
-                assert runtime.app is not None
-                credentials = demo_operator(runtime.app, settings.state_dir)
-                _print_banner(runtime.api_url, credentials, presses)
+        async def ready(runtime: PlantRuntime) -> None:
+            assert runtime.app is not None
+            credentials = demo_operator(runtime.app, settings.state_dir)
+            _print_banner(runtime.api_url, credentials, list(runtime.simulations.lines.values()))
 
-            with contextlib.suppress(KeyboardInterrupt):
-                await PlantRuntime(config).run(ready)
+        with contextlib.suppress(KeyboardInterrupt):
+            await PlantRuntime(config).run(ready)
 
 
-def _print_banner(api_url: str, operator: Credentials, presses: DemoPresses) -> None:
+def _print_banner(api_url: str, operator: Credentials, presses: list[str]) -> None:
     lines = [
         "",
         "plantcore demo is running (Ctrl-C stops everything)",
@@ -55,8 +57,8 @@ def _print_banner(api_url: str, operator: Credentials, presses: DemoPresses) -> 
         f"  password:       {operator.password}",
         f"  TOTP secret:    {operator.totp_secret}",
         f"  enrol:          {operator.provisioning_uri()}",
-        "  presses:",
-        *(f"    {line}" for line in presses.lines),
+        "  simulated presses:",
+        *(f"    {line}" for line in presses),
         "",
     ]
     print("\n".join(lines), flush=True)

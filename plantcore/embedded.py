@@ -79,7 +79,9 @@ def _executable(name: str) -> str:
 def process(args: list[str], port: int, what: str, log_file: Path) -> Iterator[None]:
     """Run ``args`` in the background until the block ends; ready once ``port`` answers."""
     with log_file.open("ab") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        # A session of its own: a Ctrl-C at the terminal reaches the plant core, which
+        # stops this process in order, after whatever depends on it.
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_for_port(port, what, proc, timeout=15)
         log.info("started %s on port %d (log %s)", what, port, log_file)

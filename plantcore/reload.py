@@ -2,7 +2,7 @@
 
 Every ``interval`` seconds the file's bytes are compared with the last ones
 applied; on a change it is read again (:func:`~devices.plant_file.read_plant_file`)
-and the fleet moves to it without a restart (:meth:`~devices.fleet.Fleet.apply`).
+and handed to the runtime, which moves the fleet to it without a restart.
 What a plant engineer expects while editing a live file:
 
 - a file that does not parse, or whose plant-wide keys are wrong, is logged and
@@ -23,13 +23,12 @@ from pathlib import Path
 
 from devices.config import PlantConfig
 from devices.errors import PlantConfigError
-from devices.fleet import Fleet
 from devices.plant_file import PlantFile, read_plant_file
 
 log = logging.getLogger(__name__)
 
-# Told the plant now running and the problems of the file it came from.
-OnChange = Callable[[PlantConfig, Sequence[PlantConfigError]], Awaitable[None]]
+# Runs the plant from now on; told the problems of the file it came from.
+ApplyPlant = Callable[[PlantConfig, Sequence[PlantConfigError]], Awaitable[None]]
 
 
 def fingerprint(path: Path) -> str | None:
@@ -40,9 +39,13 @@ def fingerprint(path: Path) -> str | None:
 
 
 async def watch_plant_file(
-    path: Path, fleet: Fleet, on_change: OnChange, *, interval: float = 2.0
+    path: Path,
+    running: Callable[[], PlantConfig],
+    apply: ApplyPlant,
+    *,
+    interval: float = 2.0,
 ) -> None:
-    """Apply every change of ``path`` to ``fleet``, then tell ``on_change``; until cancelled."""
+    """Hand every change of ``path`` to ``apply``; ``running`` is the plant run now."""
     applied = fingerprint(path)
     while True:
         await asyncio.sleep(interval)
@@ -55,9 +58,7 @@ async def watch_plant_file(
         except PlantConfigError as exc:
             log.error("%s; the plant keeps running as it was", exc)
             continue
-        plant = keep_running_versions(loaded, fleet.plant)
-        await fleet.apply(plant)
-        await on_change(plant, loaded.problems)
+        await apply(keep_running_versions(loaded, running()), loaded.problems)
 
 
 def keep_running_versions(loaded: PlantFile, running: PlantConfig) -> PlantConfig:

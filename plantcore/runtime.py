@@ -46,6 +46,7 @@ from eventstore.log_tail import LogTail, TrackedPosition
 from plantcore.application import open_application
 from plantcore.reload import watch_plant_file
 from plantcore.settings import ProjectionsStart, Settings, token_settings
+from plantcore.simulation import Simulations
 from plantcore.streams import ensure_telemetry_stream
 from projections.command_metrics import CommandMetrics
 from projections.history import HistoryWriter, history_consumer
@@ -78,6 +79,8 @@ class RuntimeConfig:
     plant_file: Path | None = None
     # Why device blocks of that file were left out, recorded with the configuration.
     plant_problems: tuple[str, ...] = ()
+    # Where simulated devices keep their state (the OPC UA simulator's certificates).
+    state_dir: Path = Path("var")
     plant_file_poll_seconds: float = 2.0
 
 
@@ -106,6 +109,7 @@ def runtime_config(
         projections_start=settings.projections_start,
         confirm_window=timedelta(seconds=settings.command_confirm_seconds),
         plant_file=plant_file,
+        state_dir=settings.state_dir,
     )
 
 
@@ -130,6 +134,8 @@ class PlantRuntime:
         self.app: PlantApplication | None = None
         self.server: _ApiServer | None = None
         self.fleet: Fleet | None = None
+        self.simulations = Simulations(config.state_dir)
+        self._plant = config.plant  # as configured; the fleet runs it with simulators resolved
         self._store: StoreExecutor | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
@@ -263,7 +269,8 @@ class PlantRuntime:
         return tail
 
     async def _start_fleet(self, nc: NatsClient, js: nats.js.JetStreamContext) -> None:
-        fleet = Fleet(self.config.plant, NatsTelemetrySink(js), partial(serve_writes, nc))
+        served = await self.simulations.apply(self.config.plant)
+        fleet = Fleet(served, NatsTelemetrySink(js), partial(serve_writes, nc))
         await fleet.start()
         self.fleet = fleet
         if self.config.plant_file is not None:
@@ -271,11 +278,21 @@ class PlantRuntime:
                 "plant file watcher",
                 watch_plant_file(
                     self.config.plant_file,
-                    fleet,
-                    self._plant_changed,
+                    lambda: self._plant,
+                    self._apply_plant,
                     interval=self.config.plant_file_poll_seconds,
                 ),
             )
+
+    async def _apply_plant(self, plant: PlantConfig, problems: Sequence[PlantConfigError]) -> None:
+        """Run ``plant`` from now on: its simulators, its devices, its command catalogue."""
+        assert self.app is not None
+        assert self.fleet is not None
+        served = await self.simulations.apply(plant)
+        await self.fleet.apply(served)
+        self._plant = plant
+        self.app.catalog = tag_catalog(plant)
+        await self._record_configuration(plant, [str(problem) for problem in problems])
 
     def _device_figures(self) -> list[DeviceFigures]:
         if self.fleet is None:
@@ -301,13 +318,7 @@ class PlantRuntime:
     async def _stop_fleet(self) -> None:
         if self.fleet is not None:
             await self.fleet.stop()
-
-    async def _plant_changed(
-        self, plant: PlantConfig, problems: Sequence[PlantConfigError]
-    ) -> None:
-        assert self.app is not None
-        self.app.catalog = tag_catalog(plant)
-        await self._record_configuration(plant, [str(problem) for problem in problems])
+        await self.simulations.close()
 
     async def _record_configuration(self, plant: PlantConfig, problems: Sequence[str]) -> None:
         """Every change of the devices run is an event (PlantConfiguration.DevicesChanged)."""

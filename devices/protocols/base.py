@@ -23,6 +23,10 @@ class DeviceConfig(BaseModel):
     protocol: str  # each protocol's subclass narrows it to its name
     poll_seconds: float | None = Field(None, gt=0, description="overrides the plant's")
     area: str = Field("", description="plant area, for alarms and permissions")
+    simulate: bool = Field(
+        False,
+        description="served by a simulator of its protocol that plantcore runs (simulation mode)",
+    )
     tags: Sequence[TagConfig] = Field(min_length=1)
 
     def tag(self, name: str) -> TagConfig | None:

@@ -58,7 +58,11 @@ def press_plant(device: str, port: int) -> PlantConfig:
     plant = load_plant_file("config/demo-plant.yaml")
     press = next(d for d in plant.devices if isinstance(d, ModbusDevice))
     press = press.model_copy(
-        update={"id": device, "modbus": press.modbus.model_copy(update={"port": port})}
+        update={
+            "id": device,
+            "modbus": press.modbus.model_copy(update={"port": port}),
+            "simulate": False,  # the test runs the simulator, to look into its model
+        }
     )
     return plant.model_copy(update={"devices": [press], "poll_seconds": 0.2})
 

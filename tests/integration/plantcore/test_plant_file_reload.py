@@ -31,7 +31,10 @@ DEMO_PRESS = yaml.safe_load(Path("config/demo-plant.yaml").read_text(encoding="u
 
 
 def press_block(device: str, port: int, **fields: object) -> dict[str, object]:
-    return {**DEMO_PRESS, "id": device, "modbus": {"host": "127.0.0.1", "port": port}, **fields}
+    return {
+        **DEMO_PRESS, "id": device, "modbus": {"host": "127.0.0.1", "port": port},
+        "simulate": False, **fields,
+    }  # fmt: skip
 
 
 def write_plant(path: Path, *devices: dict[str, object]) -> None:

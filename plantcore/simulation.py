@@ -1,23 +1,25 @@
-"""The demo's presses: one simulator per device of the demo plant, each in its protocol.
+"""Simulation mode (seed 000): a device whose block says ``simulate: true`` is served
+by a simulator of its protocol that the plant core runs itself.
 
-Each simulator listens where its device's block says. When that port is taken
-(another demo, a real server), it listens on a free port instead and the
-device is pointed there; the demo then does not follow the plant file, which
-names the port it does not use. The MQTT sensor needs a broker: where none
-answers at the device's address, the device stays offline and the demo says so.
-
-The EtherNet/IP simulator runs in a process of its own (``python -m simulators
+The simulator listens where the device's block says; when that port is taken
+(another plant core, a real server), on a free port instead, and the device
+is pointed there. The MQTT sensor needs a broker: where none answers at the
+device's address, the device stays offline and the log says so. The
+EtherNet/IP simulator runs in a process of its own (``python -m simulators
 enip``): it is built on cpppo, which is GPL and never loaded by the plant core.
+
+:class:`Simulations` keeps the running simulators in step with the plant as it
+is reloaded: a simulated device added, removed or changed starts, stops or
+restarts its simulator; the others keep theirs (and their model's state).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,22 +31,13 @@ from devices.protocols.opcua import OpcUaDevice
 from devices.protocols.s7 import S7Device
 from plantcore.embedded import free_port, process
 from simulators.modbus_server import ModbusSimulator
-from simulators.mqtt_sensor import DEMO_PREFIX, MqttSensorSimulator
+from simulators.mqtt_sensor import MqttSensorSimulator
 from simulators.opcua_server import OpcUaSimulator, demo_certificates
 from simulators.s7_server import S7Simulator
 
+log = logging.getLogger(__name__)
 
-@dataclass
-class DemoPresses:
-    """The plant as the simulators serve it, and one line per press for the banner."""
-
-    plant: PlantConfig
-    lines: list[str] = field(default_factory=list)
-
-    @property
-    def moved(self) -> bool:
-        """Whether a simulator listens elsewhere than the plant file says."""
-        return any("instead of" in line for line in self.lines)
+SENSOR_STATE_SUFFIX = "/press/state"  # simulators/mqtt_sensor.py's state topic
 
 
 def port_free(port: int) -> bool:
@@ -62,20 +55,50 @@ def answers(host: str, port: int) -> bool:
     return False
 
 
-@contextlib.asynccontextmanager
-async def demo_presses(plant: PlantConfig, state_dir: Path) -> AsyncIterator[DemoPresses]:
-    """Start a simulator for every device of ``plant``; stop them all at the end."""
-    async with contextlib.AsyncExitStack() as stack:
+class Simulations:
+    """The simulators of a plant's ``simulate: true`` devices, kept in step with the plant."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self._state_dir = state_dir
+        # device id → (its block as configured, its simulator, where the simulator serves it)
+        self._running: dict[str, tuple[DeviceConfig, contextlib.AsyncExitStack, DeviceConfig]] = {}
+        self.lines: dict[str, str] = {}
+
+    async def apply(self, plant: PlantConfig) -> PlantConfig:
+        """``plant`` with every simulated device pointed at its (started) simulator."""
+        wanted = {device.id: device for device in plant.devices if device.simulate}
+        for device_id, (configured, _, _) in list(self._running.items()):
+            if wanted.get(device_id) != configured:
+                await self._stop(device_id)
         devices: list[DeviceConfig] = []
-        lines: list[str] = []
         for device in plant.devices:
-            served, line = await _serve(stack, device, state_dir)
-            devices.append(served)
-            lines.append(f"{device.id} ({device.protocol}): {line}")
-        yield DemoPresses(plant.model_copy(update={"devices": devices}), lines)
+            if device.simulate and device.id not in self._running:
+                await self._start(device)
+            devices.append(self._running[device.id][2] if device.simulate else device)
+        return plant.model_copy(update={"devices": devices})
+
+    async def close(self) -> None:
+        for device_id in list(self._running):
+            await self._stop(device_id)
+
+    async def _start(self, device: DeviceConfig) -> None:
+        stack = contextlib.AsyncExitStack()
+        try:
+            served, line = await _serve(stack, device, self._state_dir)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._running[device.id] = (device, stack, served)
+        self.lines[device.id] = f"{device.id} ({device.protocol}): {line}"
+        log.info("simulating %s", self.lines[device.id])
+
+    async def _stop(self, device_id: str) -> None:
+        _, stack, _ = self._running.pop(device_id)
+        self.lines.pop(device_id, None)
+        await stack.aclose()
 
 
-async def _serve(  # noqa: PLR0911 - one return per protocol
+async def _serve(
     stack: contextlib.AsyncExitStack, device: DeviceConfig, state_dir: Path
 ) -> tuple[DeviceConfig, str]:
     if isinstance(device, ModbusDevice):
@@ -96,13 +119,7 @@ async def _serve(  # noqa: PLR0911 - one return per protocol
     if isinstance(device, OpcUaDevice):
         return await _serve_opcua(stack, device)
     if isinstance(device, MqttDevice):
-        broker = (device.mqtt.host, device.mqtt.port)
-        if not answers(*broker):
-            return device, f"no MQTT broker at {broker[0]}:{broker[1]}: stays offline"
-        await stack.enter_async_context(
-            MqttSensorSimulator(host=broker[0], port=broker[1], prefix=DEMO_PREFIX)
-        )
-        return device, f"sensor publishing to the broker at {broker[0]}:{broker[1]}"
+        return await _serve_mqtt(stack, device)
     return device, "no simulator for this protocol: stays offline"
 
 
@@ -123,6 +140,23 @@ async def _serve_opcua(
     moved = endpoint._replace(netloc=f"{endpoint.hostname}:{port}").geturl()
     served = device.model_copy(update={"opcua": connection.model_copy(update={"endpoint": moved})})
     return served, _where(wanted, port, f"{moved}, Basic256Sha256 SignAndEncrypt")
+
+
+async def _serve_mqtt(
+    stack: contextlib.AsyncExitStack, device: MqttDevice
+) -> tuple[DeviceConfig, str]:
+    """The press's sensor, publishing under the prefix of the device's state topic."""
+    broker = (device.mqtt.host, device.mqtt.port)
+    topic = device.tags[0].topic
+    if not topic.endswith(SENSOR_STATE_SUFFIX):
+        return device, f"topic {topic} is not the press sensor's <prefix>{SENSOR_STATE_SUFFIX}"
+    if not answers(*broker):
+        return device, f"no MQTT broker at {broker[0]}:{broker[1]}: stays offline"
+    prefix = topic.removesuffix(SENSOR_STATE_SUFFIX)
+    await stack.enter_async_context(
+        MqttSensorSimulator(host=broker[0], port=broker[1], prefix=prefix)
+    )
+    return device, f"sensor publishing under {prefix}/ to the broker at {broker[0]}:{broker[1]}"
 
 
 def _port_for(wanted: int) -> int:
