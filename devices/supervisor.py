@@ -33,12 +33,14 @@ import logging
 import math
 import random
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple, Protocol
 
 from devices.backoff import Backoff, Jitter
+from devices.cancellation import raise_if_cancelling
 from devices.catalog import device_catalog
 from devices.config import DeviceConfig, PlantConfig
 from devices.driver import BAD_READING, Driver, Reading
@@ -83,6 +85,9 @@ class SupervisionPolicy:
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
     jitter: Jitter = "full"
+    # Where in the period the device's polls fall (0 ≤ phase < 1). A fleet spreads
+    # its devices over the period, so they do not all poll in the same instant.
+    poll_phase: float = 0.0
 
     @classmethod
     def for_device(cls, plant: PlantConfig, device: DeviceConfig) -> SupervisionPolicy:
@@ -90,6 +95,7 @@ class SupervisionPolicy:
             poll_seconds=device.poll_seconds or plant.poll_seconds,
             force_reconnect_every_sec=plant.force_reconnect_every_sec,
             max_consecutive_fails=plant.max_consecutive_fails,
+            poll_phase=stable_fraction(device.id),
         )
 
 
@@ -176,7 +182,7 @@ class DeviceSupervisor:
         await self._set_state(ConnectionState.CONNECTING, "starting")
         try:
             while True:
-                _stop_if_cancelled()
+                raise_if_cancelling()
                 end = await self._session()
                 if end.planned:
                     await self._set_state(ConnectionState.CONNECTING, end.reason)
@@ -236,10 +242,11 @@ class DeviceSupervisor:
         self._ever_connected = True
         await self._set_state(ConnectionState.CONNECTED, "")
         log.info("device %s: connected", self.device_id)
-        connected_at = next_poll = self._clock()
+        connected_at = self._clock()
+        next_poll = connected_at + policy.poll_phase * policy.poll_seconds
         fails = 0
         while True:
-            _stop_if_cancelled()
+            raise_if_cancelling()
             rotate = policy.force_reconnect_every_sec
             if rotate is not None and self._clock() - connected_at >= rotate:
                 return _SessionEnd(f"scheduled reconnect after {rotate:g} s", planned=True)
@@ -284,7 +291,7 @@ class DeviceSupervisor:
     async def _idle_until(self, deadline: float) -> None:
         """Wait for ``deadline``, serving writes as they come and heartbeats when due."""
         while True:
-            _stop_if_cancelled()
+            raise_if_cancelling()
             now = self._clock()
             if now >= self._next_heartbeat:
                 self._next_heartbeat = now + self._policy.heartbeat_seconds
@@ -400,16 +407,9 @@ class DeviceSupervisor:
         self.counters.samples_published += len(batch.samples)
 
 
-def _stop_if_cancelled() -> None:
-    """Raise the cancellation a client library swallowed, if one did.
-
-    pymodbus times its requests with ``asyncio.wait_for``, which on Python 3.11
-    can lose a cancel that arrives just as the answer does: the read returns, yet
-    the task is still marked as being cancelled, and must stop.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
+def stable_fraction(name: str) -> float:
+    """A number in [0, 1) that depends only on ``name``: the same phase after every restart."""
+    return zlib.crc32(name.encode()) / 2**32
 
 
 def next_tick(previous: float, period: float, now: float) -> float:

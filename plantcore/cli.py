@@ -89,7 +89,11 @@ def _interruptible(work: Coroutine[Any, Any, None]) -> int:
     async def until_signalled() -> None:
         main = asyncio.current_task()
         assert main is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
+        loop = asyncio.get_running_loop()
+        # Handlers on the loop, for SIGINT too: a process started in the background
+        # by a shell inherits SIGINT ignored, and would otherwise never stop on it.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, main.cancel)
         # The cancellation is ours (a signal): it ends the run, it is not an error.
         with contextlib.suppress(asyncio.CancelledError):
             await work

@@ -10,9 +10,11 @@ touched.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +28,8 @@ from urllib.parse import urlsplit
 from plantcore.settings import DEFAULT_DATABASE_URL, DEFAULT_NATS_URL, DEFAULT_REDIS_URL
 
 log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -75,13 +79,34 @@ def _executable(name: str) -> str:
     return found
 
 
+def _stop_with_parent() -> Callable[[], None]:
+    """What the child runs before exec: SIGTERM it when the parent dies (``PR_SET_PDEATHSIG``).
+
+    The function is looked up here, in the parent: between fork and exec only the
+    system call itself is safe.
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def in_child() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return in_child
+
+
 @contextlib.contextmanager
 def process(args: list[str], port: int, what: str, log_file: Path) -> Iterator[None]:
     """Run ``args`` in the background until the block ends; ready once ``port`` answers."""
     with log_file.open("ab") as out:
         # A session of its own: a Ctrl-C at the terminal reaches the plant core, which
-        # stops this process in order, after whatever depends on it.
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        # stops this process in order, after whatever depends on it; and should the
+        # plant core be killed outright, the kernel stops this process too.
+        proc = subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_stop_with_parent(),  # noqa: PLW1509 - only the prctl system call
+        )
     try:
         _wait_for_port(port, what, proc, timeout=15)
         log.info("started %s on port %d (log %s)", what, port, log_file)

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,22 @@ def main(argv: list[str] | None = None) -> None:
             sub.add_argument("--prefix", default="plantcore/demo", help="topic prefix")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # Ctrl-C is how a simulator is meant to stop.
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args))
+    asyncio.run(_until_signalled(_serve(args)))
+
+
+async def _until_signalled(serving: Coroutine[Any, Any, None]) -> None:
+    """Serve until SIGINT or SIGTERM, whatever the process inherited or a library installed.
+
+    A background process started by a shell ignores SIGINT, and cpppo installs
+    its own SIGTERM handler: handlers on the loop take both back.
+    """
+    main = asyncio.current_task()
+    assert main is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, main.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await serving
 
 
 def _serve(args: argparse.Namespace) -> Coroutine[Any, Any, None]:

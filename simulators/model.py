@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from devices.cancellation import raise_if_cancelling
 from domain.messages import TagValue
 
 INPUTS = ("running", "speed_setpoint")
@@ -76,6 +77,7 @@ async def tick_forever(
     (which publishes the new outputs in the simulator's protocol), until cancelled."""
     last = time.monotonic()
     while True:
+        raise_if_cancelling()  # publishing may have swallowed our cancel
         await asyncio.sleep(tick_seconds)
         now = time.monotonic()
         model.step(now - last)

@@ -27,27 +27,43 @@ DEMO_PRESSES = sorted(device.id for device in load_plant_file("config/demo-plant
 
 
 class Demo:
+    """The running demo; its output is read all along, so a full pipe never blocks it."""
+
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
         self.output: list[str] = []
+        self._fields: dict[str, str] = {}
+        self._banner = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        while line := (await self.process.stdout.readline()).decode():
+            self.output.append(line)
+            match = re.match(r"\s+([A-Za-z ]+):\s+(\S+)\s*$", line)
+            if match:
+                self._fields[match.group(1).strip()] = match.group(2)
+            if all(name in self._fields for name in BANNER_FIELDS):
+                self._banner.set()
 
     async def banner(self) -> dict[str, str]:
-        """Read the output until the banner has printed every field it promises."""
-        fields: dict[str, str] = {}
-        async with asyncio.timeout(60):
-            while not all(name in fields for name in BANNER_FIELDS):
-                assert self.process.stdout is not None
-                line = (await self.process.stdout.readline()).decode()
-                assert line, f"the demo exited early:\n{''.join(self.output)}"
-                self.output.append(line)
-                match = re.match(r"\s+([A-Za-z ]+):\s+(\S+)\s*$", line)
-                if match:
-                    fields[match.group(1).strip()] = match.group(2)
-        return fields
+        """The banner's fields, once it has printed every one it promises."""
+        banner = asyncio.ensure_future(self._banner.wait())
+        await asyncio.wait({banner, self._reader}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        banner.cancel()
+        assert self._banner.is_set(), f"no banner; the demo printed:\n{''.join(self.output)}"
+        return dict(self._fields)
 
-    async def rest_of_output(self) -> str:
-        assert self.process.stdout is not None
-        self.output.append((await self.process.stdout.read()).decode())
+    async def exit_code(self, timeout: float) -> int | None:
+        """The exit code, or None if it has not exited within ``timeout`` seconds."""
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.process.wait()
+        except TimeoutError:
+            return None
+
+    async def all_output(self) -> str:
+        await self._reader
         return "".join(self.output)
 
 
@@ -120,7 +136,9 @@ async def test_demo_serves_the_simulators_live_speed_and_stops_on_ctrl_c(demo: D
         await eventually(live_speed, timeout=30)
 
     demo.process.send_signal(signal.SIGINT)
-    async with asyncio.timeout(30):
-        output = await demo.rest_of_output()
-        assert await demo.process.wait() == 0, output
+    code = await demo.exit_code(timeout=30)
+    if code is None:
+        demo.process.kill()
+    output = await demo.all_output()
+    assert code == 0, f"exit code {code} after Ctrl-C:\n{output[-4000:]}"
     assert "plantcore stopped" in output

@@ -7,12 +7,13 @@ import logging
 import math
 import random
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 
 from devices.backoff import Backoff
+from devices.config import PlantConfig
 from devices.errors import DeviceConnectionError, DeviceRequestError
 from devices.protocols.modbus import ModbusDevice
 from devices.supervisor import DeviceSupervisor, SupervisionPolicy, next_tick
@@ -132,6 +133,38 @@ async def test_each_poll_publishes_one_scaled_batch_on_a_steady_grid(rig: Rig) -
     assert rig.supervisor.counters.samples_published == 2 * len(TAGS)
     assert rig.supervisor.counters.last_cycle_seconds == pytest.approx(0.3)
     assert rig.supervisor.counters.cycle_seconds_total == pytest.approx(0.6)
+
+
+async def test_a_poll_phase_shifts_every_poll_within_the_period(rig: Rig) -> None:
+    rig.start(replace(POLICY, poll_phase=0.25))
+    await until(lambda: rig.published_state() is CONNECTED and rig.clock.sleeping)
+    assert rig.sink.batches == []  # the first poll waits for its phase
+    for _ in range(3):
+        await rig.next_cycle()
+        await until(lambda: rig.clock.sleeping)
+    assert rig.clock.sleeps[:3] == [pytest.approx(0.25), pytest.approx(1.0), pytest.approx(1.0)]
+    assert len(rig.sink.batches) == 3
+
+
+def test_a_fleet_spreads_its_devices_over_the_period_the_same_way_each_time() -> None:
+    plant = PlantConfig.model_validate({"plant_id": "p", "devices": []})
+    phases = {
+        name: SupervisionPolicy.for_device(plant, rig_device(name)).poll_phase
+        for name in (f"press-{n}" for n in range(200))
+    }
+    assert all(0.0 <= phase < 1.0 for phase in phases.values())
+    assert len(set(phases.values())) == 200
+    # Spread over the period: every tenth of it holds some devices.
+    assert {int(phase * 10) for phase in phases.values()} == set(range(10))
+    assert (
+        SupervisionPolicy.for_device(plant, rig_device("press-7")).poll_phase == phases["press-7"]
+    )
+
+
+def rig_device(device_id: str) -> ModbusDevice:
+    return ModbusDevice.model_validate(
+        {"id": device_id, "protocol": "modbus", "modbus": {"host": "plc"}, "tags": TAGS}
+    )
 
 
 @pytest.mark.parametrize(
