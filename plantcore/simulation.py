@@ -41,7 +41,10 @@ SENSOR_STATE_SUFFIX = "/press/state"  # simulators/mqtt_sensor.py's state topic
 
 
 def port_free(port: int) -> bool:
+    """Whether a server could listen on ``port`` now (as servers do, with SO_REUSEADDR:
+    a port its last server left in TIME_WAIT is free again)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
