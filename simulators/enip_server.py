@@ -32,8 +32,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 from cpppo.dotdict import dotdict  # type: ignore[import-untyped]  # cpppo ships no type hints
 from cpppo.server import network  # type: ignore[import-untyped]
@@ -43,7 +42,8 @@ from cpppo.server.enip import main as enip_main
 from devices.protocols.enip import DEFAULT_PORT, EnipTag
 from devices.tags import RawValue, to_engineering, to_raw
 from domain.messages import TagValue
-from simulators.model import PressModel, tick_forever
+from simulators.lifecycle import Simulator
+from simulators.model import Point, PressModel, press_model
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +56,8 @@ INVALID_ATTRIBUTE_VALUE = 0x09
 ATTRIBUTE_NOT_SETTABLE = 0x0E
 
 
-@dataclass(frozen=True, slots=True)
-class PlcTag:
-    """A controller tag (``tag.tag``) serving the press output ``tag.name``."""
-
-    tag: EnipTag
-    initial: TagValue
+# A controller tag (``tag.tag``) serving the press output ``tag.name``.
+PlcTag = Point[EnipTag]
 
 
 PRESS_TAGS: tuple[PlcTag, ...] = (
@@ -320,7 +316,7 @@ def _cpppo_tags(tags: Sequence[EnipTag], memory: _Memory) -> Any:
     return table
 
 
-class EnipSimulator:
+class EnipSimulator(Simulator):
     """``async with EnipSimulator(port=...) as sim``; ``sim.model`` is the live press.
 
     It can be stopped and started again on the same port (the model keeps its state),
@@ -342,17 +338,11 @@ class EnipSimulator:
         self.port = port
         self._tags = tuple(tags)
         self._tick_seconds = tick_seconds
-        if model is None:
-            model = PressModel()
-            for plc_tag in self._tags:
-                if plc_tag.tag.writable:
-                    model.set_input(plc_tag.tag.name, plc_tag.initial)
-        self.model = model
+        self.model = model or press_model(self._tags)
         self._enip_tags = [plc_tag.tag for plc_tag in self._tags]
         self._memory = _Memory(self._enip_tags)
-        self._memory.publish(model.outputs())
+        self._memory.publish(self.model.outputs())
         self._server: _ServerThread | None = None
-        self._ticker: asyncio.Task[None] | None = None
 
     @property
     def write_requests(self) -> tuple[WriteRequest, ...]:
@@ -377,34 +367,18 @@ class EnipSimulator:
             EnipSimulator._serving = None
             raise
         self._server = server
-        self._ticker = asyncio.create_task(
-            tick_forever(self.model, self._tick_seconds, self._scan),
-            name=f"enip-sim-{self.port}",
+        self._start_ticking(
+            self.model, self._tick_seconds, self._scan, name=f"enip-sim-{self.port}"
         )
         log.info("EtherNet/IP simulator listening on %s:%d", self.host, self.port)
 
     async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            await asyncio.wait({self._ticker})
-            self._ticker = None
+        await self._stop_ticking()
         if self._server is not None:
             await self._server.stop()
             self._server = None
         if EnipSimulator._serving is self:
             EnipSimulator._serving = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def _scan(self) -> None:
         self._memory.scan(self.model)

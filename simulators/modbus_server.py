@@ -16,9 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
@@ -27,17 +24,15 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from devices.protocols.modbus import ModbusTag, raw_to_registers, registers_to_raw
 from devices.tags import to_engineering, to_raw
 from domain.messages import TagValue
-from simulators.model import PressModel, tick_forever
+from simulators.lifecycle import Simulator
+from simulators.model import Point, PressModel, press_model
 
 log = logging.getLogger(__name__)
 
 _BIT_FUNCTIONS = frozenset({1, 2, 5, 15})  # coils and discrete inputs: the press has none
 
 
-@dataclass(frozen=True, slots=True)
-class Register:
-    tag: ModbusTag
-    initial: TagValue
+Register = Point[ModbusTag]
 
 
 PRESS_REGISTERS: tuple[Register, ...] = (
@@ -60,7 +55,7 @@ PRESS_REGISTERS: tuple[Register, ...] = (
 )
 
 
-class ModbusSimulator:
+class ModbusSimulator(Simulator):
     """``async with ModbusSimulator(port=...) as sim``; ``sim.model`` is the live press.
 
     It can be stopped and started again on the same port (the model keeps its state),
@@ -80,18 +75,12 @@ class ModbusSimulator:
         self.port = port
         self._registers = tuple(registers)
         self._tick_seconds = tick_seconds
-        if model is None:
-            model = PressModel()
-            for register in self._registers:
-                if register.tag.writable:
-                    model.set_input(register.tag.name, register.initial)
-        self.model = model
+        self.model = model or press_model(self._registers)
         self._image: dict[int, int] = {}
         for register in self._registers:
             self._store(register.tag, register.initial)
         self._refresh()
         self._server: ModbusTcpServer | None = None
-        self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         simdata = [
@@ -108,33 +97,17 @@ class ModbusSimulator:
         server = ModbusTcpServer(device, address=(self.host, self.port))
         await server.serve_forever(background=True)
         self._server = server
-        self._ticker = asyncio.create_task(
-            tick_forever(self.model, self._tick_seconds, self._refresh),
-            name=f"modbus-sim-{self.port}",
+        self._start_ticking(
+            self.model, self._tick_seconds, self._refresh, name=f"modbus-sim-{self.port}"
         )
         log.info("modbus simulator listening on %s:%d", self.host, self.port)
 
     async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            await asyncio.wait({self._ticker})
-            self._ticker = None
+        await self._stop_ticking()
         if self._server is not None:
             # Closes the listener and every client connection.
             await self._server.shutdown()  # type: ignore[no-untyped-call]  # unannotated upstream
             self._server = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def _refresh(self) -> None:
         outputs = self.model.outputs()

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from devices.cancellation import raise_if_cancelling
+from devices.tags import TagConfig
 from domain.messages import TagValue
 
 INPUTS = ("running", "speed_setpoint")
@@ -68,6 +70,26 @@ class PressModel:
             self.speed_setpoint = float(value)
         else:
             raise ValueError(f"{name!r} is not a writable input of the press (value {value!r})")
+
+
+T = TypeVar("T", bound=TagConfig)
+
+
+@dataclass(frozen=True)  # no slots: a generic alias's call sets __orig_class__
+class Point(Generic[T]):
+    """One of the press's values as a protocol serves it: where it lives, and its first value."""
+
+    tag: T
+    initial: TagValue
+
+
+def press_model(points: Iterable[Point[Any]]) -> PressModel:
+    """A press whose writable inputs start at the points' first values."""
+    model = PressModel()
+    for point in points:
+        if point.tag.writable:
+            model.set_input(point.tag.name, point.initial)
+    return model
 
 
 async def tick_forever(

@@ -29,15 +29,14 @@ import json
 import logging
 import socket
 from contextlib import AsyncExitStack
-from types import TracebackType
-from typing import Self
 
 import aiomqtt
 
 from devices.protocols.mqtt import MqttTag, extract, fit, parse_payload
 from devices.tags import RawValue
 from domain.messages import TagValue
-from simulators.model import INPUTS, PressModel, tick_forever
+from simulators.lifecycle import Simulator
+from simulators.model import INPUTS, PressModel
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +97,7 @@ def press_tags(prefix: str) -> tuple[MqttTag, ...]:
     )
 
 
-class MqttSensorSimulator:
+class MqttSensorSimulator(Simulator):
     """``async with MqttSensorSimulator(prefix=...) as sim``; ``sim.model`` is the live press.
 
     It can be stopped and started again (the model keeps its state), which is how
@@ -129,7 +128,6 @@ class MqttSensorSimulator:
         self.last_state: dict[str, object] | None = None  # the last document sent
         self._client: aiomqtt.Client | None = None
         self._stack: AsyncExitStack | None = None
-        self._ticker: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
 
     @property
@@ -169,9 +167,8 @@ class MqttSensorSimulator:
         self._client, self._stack = client, stack
         await self._publish_state()
         self._listener = asyncio.create_task(self._listen(client), name="mqtt-sim-commands")
-        self._ticker = asyncio.create_task(
-            tick_forever(self.model, self._tick_seconds, self._publish_state),
-            name="mqtt-sim-ticker",
+        self._start_ticking(
+            self.model, self._tick_seconds, self._publish_state, name="mqtt-sim-ticker"
         )
         log.info(
             "mqtt simulator publishing on %s via %s:%d", self.state_topic, self.host, self.port
@@ -225,18 +222,6 @@ class MqttSensorSimulator:
     async def publish_raw(self, payload: bytes | str, *, retain: bool = False) -> None:
         """Publish any payload on the state topic, as a misbehaving sensor would."""
         await self._require_client().publish(self.state_topic, payload, qos=1, retain=retain)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _publish_state(self) -> None:
         client = self._client

@@ -41,11 +41,9 @@ import hmac
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from asyncua import ua
 from asyncua.common.callback import CallbackService, CallbackType, ServerItemCallback
@@ -61,9 +59,9 @@ from cryptography.hazmat.primitives import serialization
 
 from devices.protocols.opcua import VARIANT_TYPES, OpcUaTag
 from devices.tags import RawValue, to_raw
-from domain.messages import TagValue
 from simulators.certificates import ApplicationCertificate, ensure_application_certificate
-from simulators.model import PressModel, tick_forever
+from simulators.lifecycle import Simulator
+from simulators.model import Point, PressModel, press_model
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +72,7 @@ SERVER_APPLICATION_URI = "urn:plantcore:simulators:press-server"
 CLIENT_APPLICATION_URI = "urn:plantcore:client"
 
 
-@dataclass(frozen=True, slots=True)
-class Variable:
-    tag: OpcUaTag
-    initial: TagValue
+Variable = Point[OpcUaTag]
 
 
 def _node(name: str) -> str:
@@ -114,7 +109,7 @@ PRESS_VARIABLES: tuple[Variable, ...] = (
 )
 
 
-class OpcUaSimulator:
+class OpcUaSimulator(Simulator):
     """``async with OpcUaSimulator(certificate=..., port=...) as sim``; ``sim.model`` is the press.
 
     It can be stopped and started again on the same port (the model keeps its
@@ -152,16 +147,10 @@ class OpcUaSimulator:
             if trusted_clients is None
             else frozenset(_der(path.read_bytes()) for path in trusted_clients)
         )
-        if model is None:
-            model = PressModel()
-            for variable in self._variables:
-                if variable.tag.writable:
-                    model.set_input(variable.tag.name, variable.initial)
-        self.model = model
+        self.model = model or press_model(self._variables)
         self.reads: Counter[str] = Counter()
         self._published: dict[str, RawValue] = {}
         self._server: Server | None = None
-        self._ticker: asyncio.Task[None] | None = None
 
     @property
     def endpoint(self) -> str:
@@ -195,33 +184,17 @@ class OpcUaSimulator:
         server.subscribe_server_callback(CallbackType.PostWrite, self._apply_write)
         await server.start()
         self._server = server
-        self._ticker = asyncio.create_task(
-            tick_forever(self.model, self._tick_seconds, self.publish),
-            name=f"opcua-sim-{self.port}",
+        self._start_ticking(
+            self.model, self._tick_seconds, self.publish, name=f"opcua-sim-{self.port}"
         )
         log.info("opcua simulator listening on %s", self.endpoint)
 
     async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            await asyncio.wait({self._ticker})
-            self._ticker = None
+        await self._stop_ticking()
         if self._server is not None:
             # Closes the listener and every client connection.
             await self._server.stop()
             self._server = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _add_press(self, server: Server) -> None:
         index = await server.register_namespace(NAMESPACE_URI)

@@ -32,9 +32,7 @@ import logging
 import socket
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import snap7
 from snap7.datatypes import S7Area, S7WordLen
@@ -43,7 +41,8 @@ from snap7.type import SrvArea
 from devices.protocols.s7 import Area, S7Tag, decode, store
 from devices.tags import RawValue, to_engineering, to_raw
 from domain.messages import TagValue
-from simulators.model import PressModel, tick_forever
+from simulators.lifecycle import Simulator
+from simulators.model import Point, PressModel, press_model
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +52,7 @@ SERVER_AREAS: dict[Area, SrvArea] = {
 }  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class Variable:
-    tag: S7Tag
-    initial: TagValue
+Variable = Point[S7Tag]
 
 
 PRESS_VARIABLES: tuple[Variable, ...] = (
@@ -81,7 +77,7 @@ PRESS_VARIABLES: tuple[Variable, ...] = (
 MemoryKey = tuple[Area, int]  # (area, data block number; 0 outside the DB area)
 
 
-class S7Simulator:
+class S7Simulator(Simulator):
     """``async with S7Simulator(port=...) as sim``; ``sim.model`` is the live press.
 
     It can be stopped and started again on the same port (the model and the
@@ -102,12 +98,7 @@ class S7Simulator:
         self.port = port
         self._variables = tuple(variables)
         self._tick_seconds = tick_seconds
-        if model is None:
-            model = PressModel()
-            for variable in self._variables:
-                if variable.tag.writable:
-                    model.set_input(variable.tag.name, variable.initial)
-        self.model = model
+        self.model = model or press_model(self._variables)
         sizes: dict[MemoryKey, int] = {}
         for variable in self._variables:
             location = variable.tag.location
@@ -120,7 +111,6 @@ class S7Simulator:
             self._store(variable.tag, variable.initial)
         self._publish()
         self._server: _CpuServer | None = None
-        self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         server = _CpuServer()
@@ -128,33 +118,17 @@ class S7Simulator:
             server.register_area(SERVER_AREAS[area], db, memory)
         server.start_to(self.host, self.port)
         self._server = server
-        self._ticker = asyncio.create_task(
-            tick_forever(self.model, self._tick_seconds, self._exchange),
-            name=f"s7-sim-{self.port}",
+        self._start_ticking(
+            self.model, self._tick_seconds, self._exchange, name=f"s7-sim-{self.port}"
         )
         log.info("S7 simulator listening on %s:%d", self.host, self.port)
 
     async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            await asyncio.wait({self._ticker})
-            self._ticker = None
+        await self._stop_ticking()
         if self._server is not None:
             # Blocks for at most the listener's 0.1 s accept poll: clients are hung up first.
             self._server.stop()
             self._server = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def _exchange(self) -> None:
         """After each model step: client writes into the model, then the model's outputs out.

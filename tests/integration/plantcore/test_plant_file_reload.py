@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
-from api.auth import TokenSettings
-from devices.plant_file import load_plant_file
 from domain.application import PlantApplication
-from domain.messages import STATUS_SUBJECT, ConnectionState, DeviceStatus
-from plantcore.runtime import PlantRuntime, RuntimeConfig
+from domain.messages import ConnectionState
 from simulators.modbus_server import ModbusSimulator
+from tests.integration.plantcore.conftest import RunPlant, StatusWatch
 from tests.support import eventually, free_port, unique
 
 pytestmark = pytest.mark.integration
@@ -54,21 +47,6 @@ def configuration_events(app: PlantApplication | None) -> list[dict[str, Any]]:
     ]
 
 
-class StatusWatch:
-    """The last status NATS carried for each device."""
-
-    def __init__(self) -> None:
-        self.last: dict[str, DeviceStatus] = {}
-
-    async def record(self, msg: Msg) -> None:
-        status = DeviceStatus.decode(msg.data)
-        self.last[status.device] = status
-
-    def state(self, device: str) -> ConnectionState | None:
-        status = self.last.get(device)
-        return status.state if status else None
-
-
 @pytest.fixture
 async def simulators() -> AsyncIterator[tuple[ModbusSimulator, ModbusSimulator]]:
     async with (
@@ -80,11 +58,8 @@ async def simulators() -> AsyncIterator[tuple[ModbusSimulator, ModbusSimulator]]
 
 async def test_added_removed_and_changed_devices_apply_without_a_restart(
     tmp_path: Path,
-    own_database: str,
-    nats_url: str,
-    redis_url: str,
-    nc: NatsClient,
-    js: JetStreamContext,
+    run_plant: RunPlant,
+    statuses: StatusWatch,
     simulators: tuple[ModbusSimulator, ModbusSimulator],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -92,84 +67,57 @@ async def test_added_removed_and_changed_devices_apply_without_a_restart(
     kept, dropped, added = unique("kept"), unique("dropped"), unique("added")
     plant_file = tmp_path / "plant.yaml"
     write_plant(plant_file, press_block(kept, first.port), press_block(dropped, first.port))
-    watch = StatusWatch()
-    subscription = await nc.subscribe(STATUS_SUBJECT.format(device="*"), cb=watch.record)
-    prefix = unique("reload") + "-"
-    runtime = PlantRuntime(
-        RuntimeConfig(
-            database_url=own_database,
-            nats_url=nats_url,
-            redis_url=redis_url,
-            plant=load_plant_file(plant_file),
-            tokens=TokenSettings(secret=unique("secret") * 4, audience="plantcore"),
-            http_host="127.0.0.1",
-            http_port=0,
-            consumer_prefix=prefix,
-            projections_start="new",
-            plant_file=plant_file,
-            plant_file_poll_seconds=0.1,
-        )
+    runtime = await run_plant(plant_file)
+
+    async def connected(*devices: str) -> None:
+        for device in devices:
+            assert statuses.state(device) is ConnectionState.CONNECTED
+
+    await eventually(lambda: connected(kept, dropped))
+    assert runtime.fleet is not None
+    kept_supervisor = runtime.fleet.supervisor(kept)
+
+    # One device removed, one added on another simulator, and a broken block
+    # for the kept device: it keeps running as it was.
+    write_plant(
+        plant_file,
+        press_block(kept, first.port, tags=[]),
+        press_block(added, second.port),
     )
-    running = asyncio.create_task(runtime.run())
-    try:
 
-        async def connected(*devices: str) -> None:
-            for device in devices:
-                assert watch.state(device) is ConnectionState.CONNECTED
+    async def applied() -> None:
+        assert statuses.state(added) is ConnectionState.CONNECTED
+        assert statuses.state(dropped) is ConnectionState.STOPPED
 
-        await eventually(lambda: connected(kept, dropped))
-        assert runtime.fleet is not None
-        kept_supervisor = runtime.fleet.supervisor(kept)
+    await eventually(applied)
+    assert runtime.fleet.supervisor(kept) is kept_supervisor
+    assert runtime.app is not None
+    assert set(runtime.app.catalog.devices()) == {kept, added}
 
-        # One device removed, one added on another simulator, and a broken block
-        # for the kept device: it keeps running as it was.
-        write_plant(
-            plant_file,
-            press_block(kept, first.port, tags=[]),
-            press_block(added, second.port),
-        )
+    assert f"devices[{kept}].tags: Value should have at least 1 item" in caplog.text
 
-        async def applied() -> None:
-            assert watch.state(added) is ConnectionState.CONNECTED
-            assert watch.state(dropped) is ConnectionState.STOPPED
+    # Each change of the devices run is on the record.
+    async def recorded() -> list[dict[str, Any]]:
+        history = await asyncio.to_thread(configuration_events, runtime.app)
+        assert [(e["added"], e["removed"], e["changed"]) for e in history] == [
+            (sorted([kept, dropped]), [], []),
+            ([added], [dropped], []),
+        ]
+        return history
 
-        await eventually(applied)
-        assert runtime.fleet.supervisor(kept) is kept_supervisor
-        assert runtime.app is not None
-        assert set(runtime.app.catalog.devices()) == {kept, added}
+    history = await eventually(recorded)
+    assert history[-1]["source"] == str(plant_file)
+    (problem,) = history[-1]["problems"]
+    text = plant_file.read_text(encoding="utf-8")
+    line = text[: text.index("tags: []")].count("\n") + 1
+    assert f"plant.yaml:{line}: devices[{kept}].tags" in problem
 
-        assert f"devices[{kept}].tags: Value should have at least 1 item" in caplog.text
+    # A file saved half-written changes nothing.
+    plant_file.write_text("plant_id: [not yaml", encoding="utf-8")
 
-        # Each change of the devices run is on the record.
-        async def recorded() -> list[dict[str, Any]]:
-            history = await asyncio.to_thread(configuration_events, runtime.app)
-            assert [(e["added"], e["removed"], e["changed"]) for e in history] == [
-                (sorted([kept, dropped]), [], []),
-                ([added], [dropped], []),
-            ]
-            return history
+    async def refused() -> None:
+        assert "not valid YAML" in caplog.text
 
-        history = await eventually(recorded)
-        assert history[-1]["source"] == str(plant_file)
-        (problem,) = history[-1]["problems"]
-        text = plant_file.read_text(encoding="utf-8")
-        line = text[: text.index("tags: []")].count("\n") + 1
-        assert f"plant.yaml:{line}: devices[{kept}].tags" in problem
-
-        # A file saved half-written changes nothing.
-        plant_file.write_text("plant_id: [not yaml", encoding="utf-8")
-
-        async def refused() -> None:
-            assert "not valid YAML" in caplog.text
-
-        await eventually(refused)
-        assert runtime.fleet.supervisor(kept) is kept_supervisor
-        await connected(kept, added)
-    finally:
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
-        await subscription.unsubscribe()
-        for durable in ("live-state", "history"):
-            with contextlib.suppress(NotFoundError):  # the runtime may have stopped before
-                await js.delete_consumer("TELEMETRY", prefix + durable)
+    await eventually(refused)
+    assert runtime.fleet.supervisor(kept) is kept_supervisor
+    await connected(kept, added)
