@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
 
+from devices.driver import Reading
 from devices.plant_file import load_plant_file
 from devices.protocols.modbus import ModbusDevice, ModbusTag
+from domain.messages import Quality
 from simulators.modbus_server import ModbusSimulator
 from simulators.model import PressModel
 from tests.support import free_port, unique
@@ -40,3 +42,20 @@ def press_config(port: int, *extra_tags: ModbusTag) -> ModbusDevice:
 
 
 GHOST = ModbusTag(name="ghost", address=100, type="uint16", description="not in the simulator")
+
+
+def assert_plausible_press(
+    readings: Mapping[str, Reading], model: PressModel, steady_rpm: int
+) -> None:
+    """Every tag of a press at ``steady_rpm`` read good, each value one the model allows."""
+    assert readings["running"] == Reading(True, Quality.GOOD)
+    assert readings["speed_setpoint"] == Reading(steady_rpm, Quality.GOOD)
+    assert readings["speed"] == Reading(float(steady_rpm), Quality.GOOD)
+    temperature = readings["motor_temperature"]
+    assert temperature.quality is Quality.GOOD
+    assert isinstance(temperature.value, float)
+    assert 20.0 <= temperature.value <= model.motor_temperature + 1
+    count = readings["produced_count"]
+    assert count.quality is Quality.GOOD
+    assert isinstance(count.value, int)
+    assert 0 <= count.value <= model.produced_count

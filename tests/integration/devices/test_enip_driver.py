@@ -24,6 +24,7 @@ from devices.protocols.enip import EnipDevice, EnipTag, check_declarations
 from domain.messages import Quality
 from simulators.enip_server import PRESS_TAGS, EnipSimulator, WriteRequest
 from simulators.model import PressModel
+from tests.integration.devices.conftest import assert_plausible_press
 from tests.support import eventually, free_port, unique
 
 pytestmark = pytest.mark.integration
@@ -82,17 +83,7 @@ async def test_reads_every_tag_good_and_plausible(
     driver: EnipDriver, press: EnipDevice, simulator: EnipSimulator
 ) -> None:
     readings = await driver.read(press.tags)
-    assert readings["running"] == Reading(True, Quality.GOOD)
-    assert readings["speed_setpoint"] == Reading(STEADY_RPM, Quality.GOOD)
-    assert readings["speed"] == Reading(float(STEADY_RPM), Quality.GOOD)
-    temperature = readings["motor_temperature"]
-    assert temperature.quality is Quality.GOOD
-    assert isinstance(temperature.value, float)
-    assert 20.0 <= temperature.value <= simulator.model.motor_temperature + 1
-    count = readings["produced_count"]
-    assert count.quality is Quality.GOOD
-    assert isinstance(count.value, int)
-    assert 0 <= count.value <= simulator.model.produced_count
+    assert_plausible_press(readings, simulator.model, STEADY_RPM)
     assert simulator.write_requests == ()
 
 

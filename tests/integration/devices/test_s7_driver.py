@@ -18,6 +18,7 @@ from devices.supervisor import DeviceSupervisor, SupervisionPolicy
 from domain.messages import ConnectionState, Quality, WriteReply, WriteRequest
 from simulators.model import PressModel
 from simulators.s7_server import PRESS_DB, PRESS_VARIABLES, S7Simulator, serve
+from tests.integration.devices.conftest import assert_plausible_press
 from tests.support import eventually, free_port, unique
 from tests.unit.devices.fakes import RecordingSink
 
@@ -85,17 +86,7 @@ async def test_reads_every_tag_good_and_plausible(
     driver: S7Driver, press: S7Device, simulator: S7Simulator
 ) -> None:
     readings = await driver.read(press_tags(press))
-    assert readings["running"] == Reading(True, Quality.GOOD)
-    assert readings["speed_setpoint"] == Reading(STEADY_RPM, Quality.GOOD)
-    assert readings["speed"] == Reading(float(STEADY_RPM), Quality.GOOD)
-    temperature = readings["motor_temperature"]
-    assert temperature.quality is Quality.GOOD
-    assert isinstance(temperature.value, float)
-    assert 20.0 <= temperature.value <= simulator.model.motor_temperature + 1
-    count = readings["produced_count"]
-    assert count.quality is Quality.GOOD
-    assert isinstance(count.value, int)
-    assert 0 <= count.value <= simulator.model.produced_count
+    assert_plausible_press(readings, simulator.model, STEADY_RPM)
 
 
 async def test_a_write_reaches_the_press_and_reads_back(
