@@ -95,13 +95,14 @@ class Sample:
     unit: str
     ts: datetime
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, formatted_ts: str | None = None) -> dict[str, Any]:
+        """The sample's JSON object; ``formatted_ts`` is its ``ts`` already formatted."""
         return {
             "tag": self.tag,
             "value": self.value,
             "quality": self.quality.value,
             "unit": self.unit,
-            "ts": format_ts(self.ts),
+            "ts": formatted_ts or format_ts(self.ts),
         }
 
     @classmethod
@@ -134,12 +135,14 @@ class TelemetryBatch:
     samples: tuple[Sample, ...]
 
     def encode(self) -> bytes:
+        batch_ts = format_ts(self.ts)
         return _dump(
             {
                 "schema": SCHEMA_VERSION,
                 "device": self.device,
-                "ts": format_ts(self.ts),
-                "samples": [s.to_json() for s in self.samples],
+                "ts": batch_ts,
+                # A poll's samples share the batch's time: formatted once, not per sample.
+                "samples": [s.to_json(batch_ts if s.ts == self.ts else None) for s in self.samples],
             }
         )
 

@@ -79,6 +79,7 @@ class ModbusDriver:
         self._device = device.id
         self._connection = device.modbus
         self._tags = TagIndex(device.id, device.tags)
+        self._plans: dict[tuple[str, ...], list[ReadBlock]] = {}
         self._client: AsyncModbusTcpClient | None = None
 
     @property
@@ -108,7 +109,7 @@ class ModbusDriver:
 
     async def read(self, tags: Sequence[TagConfig]) -> dict[str, Reading]:
         readings: dict[str, Reading] = {}
-        for block in plan_reads(self._tags.resolve(tags)):
+        for block in self._plan(tags):
             try:
                 words = await self._read_block(block)
             except DeviceRequestError as exc:
@@ -124,6 +125,14 @@ class ModbusDriver:
                 raw = _decode(tag, words[offset : offset + tag.register_count])
                 readings[tag.name] = Reading(raw, Quality.GOOD)
         return readings
+
+    def _plan(self, tags: Sequence[TagConfig]) -> list[ReadBlock]:
+        """The read requests for ``tags``, planned once: the tags do not change while it runs."""
+        key = tuple(tag.name for tag in tags)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = plan_reads(self._tags.resolve(tags))
+        return plan
 
     async def write(self, neutral: TagConfig, value: RawValue) -> None:
         tag = self._tags[neutral]
