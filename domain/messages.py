@@ -13,6 +13,8 @@ Subjects (documented in ``docs/nats.md``):
   a heartbeat.
 - ``plant.write.<device>``: request/reply, :class:`WriteRequest` answered by
   :class:`WriteReply`.
+- ``plant.alarms.<device>``: one :class:`AlarmTransition` per change of an
+  alarm condition, evaluated at the source.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ SCHEMA_VERSION = 1
 TELEMETRY_SUBJECT = "plant.telemetry.{device}"
 STATUS_SUBJECT = "plant.status.{device}"
 WRITE_SUBJECT = "plant.write.{device}"
+ALARM_SUBJECT = "plant.alarms.{device}"
 
 TagValue = float | int | bool | None
 
@@ -304,6 +307,103 @@ class WriteReply:
     @classmethod
     def failure(cls, tag: str, kind: WriteErrorKind, error: str) -> WriteReply:
         return cls(ok=False, tag=tag, error=error, kind=kind)
+
+
+class AlarmPriority(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class AlarmKind(StrEnum):
+    HIHI = "hihi"
+    HI = "hi"
+    LO = "lo"
+    LOLO = "lolo"
+    DEVIATION = "deviation"
+    DISCRETE = "discrete"
+    RATE_OF_CHANGE = "rate_of_change"
+    COMM_LOSS = "comm_loss"
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmTransition:
+    """A change of one alarm condition, as the device's supervisor evaluated it.
+
+    ``active`` says whether the process condition now holds (after deadband and
+    delays); ``suppressed`` whether the condition's suppression (by design, for
+    example while the machine is stopped) holds now. A transition is sent when
+    either changes. ``transition_id`` is unique per transition (made at the
+    source), so a recorder that sees it twice records it once.
+    """
+
+    transition_id: str
+    device: str
+    condition: str  # unique within the device, e.g. "motor_temperature_hi"
+    kind: AlarmKind
+    priority: AlarmPriority
+    area: str
+    tag: str  # the tag the condition watches ("" for comm_loss)
+    active: bool
+    suppressed: bool
+    value: TagValue  # the value that decided it (None for comm_loss)
+    limit: float | None  # the limit crossed, where the kind has one
+    message: str
+    ts: datetime
+
+    def encode(self) -> bytes:
+        return _dump(
+            {
+                "schema": SCHEMA_VERSION,
+                "transition_id": self.transition_id,
+                "device": self.device,
+                "condition": self.condition,
+                "kind": self.kind.value,
+                "priority": self.priority.value,
+                "area": self.area,
+                "tag": self.tag,
+                "active": self.active,
+                "suppressed": self.suppressed,
+                "value": self.value,
+                "limit": self.limit,
+                "message": self.message,
+                "ts": format_ts(self.ts),
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> AlarmTransition:
+        obj = _load(data)
+        try:
+            kind = AlarmKind(str(obj.get("kind")))
+            priority = AlarmPriority(str(obj.get("priority")))
+        except ValueError as exc:
+            raise MalformedMessage(str(exc)) from exc
+        active, suppressed = obj.get("active"), obj.get("suppressed")
+        if not isinstance(active, bool) or not isinstance(suppressed, bool):
+            raise MalformedMessage("'active' and 'suppressed' must be booleans")
+        value = obj.get("value")
+        if value is not None and not isinstance(value, bool | int | float):
+            raise MalformedMessage(f"'value' must be a number, a bool or null: {value!r}")
+        limit = obj.get("limit")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | float)):
+            raise MalformedMessage(f"'limit' must be a number or null: {limit!r}")
+        return cls(
+            transition_id=_require_str(obj, "transition_id"),
+            device=_require_str(obj, "device"),
+            condition=_require_str(obj, "condition"),
+            kind=kind,
+            priority=priority,
+            area=_optional_str(obj, "area"),
+            tag=_optional_str(obj, "tag"),
+            active=active,
+            suppressed=suppressed,
+            value=value,
+            limit=None if limit is None else float(limit),
+            message=_optional_str(obj, "message"),
+            ts=parse_ts(obj.get("ts")),
+        )
 
 
 def _dump(obj: dict[str, Any]) -> bytes:
