@@ -347,6 +347,7 @@ class AlarmTransition:
     tag: str  # the tag the condition watches ("" for comm_loss)
     active: bool
     suppressed: bool
+    latch: bool  # the condition is configured to latch: it stays latched until reset
     value: TagValue  # the value that decided it (None for comm_loss)
     limit: float | None  # the limit crossed, where the kind has one
     message: str
@@ -365,6 +366,7 @@ class AlarmTransition:
                 "tag": self.tag,
                 "active": self.active,
                 "suppressed": self.suppressed,
+                "latch": self.latch,
                 "value": self.value,
                 "limit": self.limit,
                 "message": self.message,
@@ -380,9 +382,9 @@ class AlarmTransition:
             priority = AlarmPriority(str(obj.get("priority")))
         except ValueError as exc:
             raise MalformedMessage(str(exc)) from exc
-        active, suppressed = obj.get("active"), obj.get("suppressed")
-        if not isinstance(active, bool) or not isinstance(suppressed, bool):
-            raise MalformedMessage("'active' and 'suppressed' must be booleans")
+        active, suppressed, latch = obj.get("active"), obj.get("suppressed"), obj.get("latch")
+        if not all(isinstance(flag, bool) for flag in (active, suppressed, latch)):
+            raise MalformedMessage("'active', 'suppressed' and 'latch' must be booleans")
         value = obj.get("value")
         if value is not None and not isinstance(value, bool | int | float):
             raise MalformedMessage(f"'value' must be a number, a bool or null: {value!r}")
@@ -397,8 +399,9 @@ class AlarmTransition:
             priority=priority,
             area=_optional_str(obj, "area"),
             tag=_optional_str(obj, "tag"),
-            active=active,
-            suppressed=suppressed,
+            active=bool(active),
+            suppressed=bool(suppressed),
+            latch=bool(latch),
             value=value,
             limit=None if limit is None else float(limit),
             message=_optional_str(obj, "message"),

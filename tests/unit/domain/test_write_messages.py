@@ -50,8 +50,8 @@ def alarm(**fields: object) -> AlarmTransition:
     base: dict[str, object] = {
         "transition_id": "t1", "device": "press-1", "condition": "motor_temperature_hi",
         "kind": AlarmKind.HI, "priority": AlarmPriority.HIGH, "area": "press-line",
-        "tag": "motor_temperature", "active": True, "suppressed": False, "value": 81.5,
-        "limit": 80.0, "message": "motor temperature high",
+        "tag": "motor_temperature", "active": True, "suppressed": False, "latch": False,
+        "value": 81.5, "limit": 80.0, "message": "motor temperature high",
         "ts": datetime(2026, 11, 23, 9, 15, 2, 120_000, tzinfo=UTC),
     }  # fmt: skip
     return AlarmTransition(**{**base, **fields})  # type: ignore[arg-type]
