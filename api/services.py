@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import asyncpg
 import redis.asyncio as aioredis
 from nats.aio.client import Client as NatsClient
 from prometheus_client import CollectorRegistry
@@ -19,6 +20,7 @@ from domain.application import PlantApplication
 from domain.catalog import TagCatalog
 from eventstore.executor import StoreExecutor
 from eventstore.log_tail import LogTail
+from projections.alarm_views import AlarmViews
 
 
 def utc_now() -> datetime:
@@ -45,6 +47,9 @@ class Services:
     health_timeout: float = 2.0
     # What /metrics serves; None serves an empty registry.
     metrics: CollectorRegistry | None = None
+    # The read models' database (alarm views) and the alarm events' live feed.
+    pool: asyncpg.Pool | None = None
+    alarms: AlarmViews | None = None
 
     @property
     def catalog(self) -> TagCatalog:

@@ -34,7 +34,13 @@ from devices.drivers.modbus import ModbusDriver
 from devices.nats_bridge import NatsTelemetrySink
 from devices.protocols.modbus import ModbusConnection, ModbusDevice
 from devices.supervisor import DeviceSupervisor, SupervisionPolicy, TelemetrySink
-from domain.messages import STATUS_SUBJECT, TELEMETRY_SUBJECT, DeviceStatus, TelemetryBatch
+from domain.messages import (
+    STATUS_SUBJECT,
+    TELEMETRY_SUBJECT,
+    AlarmTransition,
+    DeviceStatus,
+    TelemetryBatch,
+)
 from plantcore.streams import ensure_telemetry_stream
 from simulators.modbus_server import PRESS_REGISTERS
 
@@ -72,6 +78,10 @@ class MeteredSink:
     async def publish_status(self, status: DeviceStatus) -> None:
         if self._inner is not None:
             await self._inner.publish_status(status)
+
+    async def publish_alarm(self, transition: AlarmTransition) -> None:
+        if self._inner is not None:
+            await self._inner.publish_alarm(transition)
 
 
 class SupervisedDevice:

@@ -3,8 +3,15 @@
 - :class:`NatsTelemetrySink` publishes a supervisor's batches to
   ``plant.telemetry.<device>`` and its status to ``plant.status.<device>``
   through JetStream, so the TELEMETRY stream stores them for the projections.
-  A failed publish (NATS down, stream missing, timeout) is logged and counted,
-  never raised: a broker outage must not stop the device's supervision.
+  It publishes the supervisor's alarm transitions to ``plant.alarms.<device>``,
+  into the ALARMS stream, each with its ``transition_id`` as the
+  ``Nats-Msg-Id`` header, so that JetStream drops a transition published twice
+  within its duplicate window. A failed publish (NATS down, stream missing,
+  timeout) is logged and counted, never raised: a broker outage must not stop
+  the device's supervision. A telemetry batch or a status that failed is gone
+  (the next one replaces it), but an alarm transition is not replaced until the
+  condition changes again: it waits, in order, and is published again after
+  the next publish that succeeds (at most :data:`MAX_PENDING_ALARMS` wait).
 - :func:`serve_writes` answers ``plant.write.<device>`` requests with the
   supervisor's :class:`~domain.messages.WriteReply`.
 """
@@ -13,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import Protocol
 
 import nats.errors
@@ -22,9 +30,11 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from domain.messages import (
+    ALARM_SUBJECT,
     STATUS_SUBJECT,
     TELEMETRY_SUBJECT,
     WRITE_SUBJECT,
+    AlarmTransition,
     DeviceStatus,
     MalformedMessage,
     TelemetryBatch,
@@ -35,28 +45,70 @@ from domain.messages import (
 
 log = logging.getLogger(__name__)
 
+# Alarm transitions kept for another try while NATS is unreachable; beyond, the oldest go.
+MAX_PENDING_ALARMS = 10_000
+
 
 class NatsTelemetrySink:
     def __init__(self, js: JetStreamContext, *, timeout_seconds: float = 2.0) -> None:
         self._js = js
         self._timeout = timeout_seconds
+        self._pending_alarms: deque[AlarmTransition] = deque()
         self.published = 0
         self.publish_failures = 0
+        self.alarms_dropped = 0
+
+    @property
+    def pending_alarms(self) -> int:
+        """Alarm transitions not yet stored, waiting for the next try."""
+        return len(self._pending_alarms)
 
     async def publish_batch(self, batch: TelemetryBatch) -> None:
-        await self._publish(TELEMETRY_SUBJECT.format(device=batch.device), batch.encode())
+        subject = TELEMETRY_SUBJECT.format(device=batch.device)
+        if await self._publish(subject, batch.encode()):
+            await self._retry_alarms()
 
     async def publish_status(self, status: DeviceStatus) -> None:
-        await self._publish(STATUS_SUBJECT.format(device=status.device), status.encode())
+        if await self._publish(STATUS_SUBJECT.format(device=status.device), status.encode()):
+            await self._retry_alarms()
 
-    async def _publish(self, subject: str, payload: bytes) -> None:
+    async def publish_alarm(self, transition: AlarmTransition) -> None:
+        if len(self._pending_alarms) >= MAX_PENDING_ALARMS:
+            lost = self._pending_alarms.popleft()
+            self.alarms_dropped += 1
+            log.error(
+                "alarm transition %s of %s/%s dropped: %d waiting for NATS",
+                lost.transition_id, lost.device, lost.condition, MAX_PENDING_ALARMS,
+            )  # fmt: skip
+        self._pending_alarms.append(transition)
+        await self._retry_alarms()
+
+    async def _retry_alarms(self) -> None:
+        """Publish the waiting transitions in order, until one fails."""
+        while self._pending_alarms:
+            transition = self._pending_alarms[0]
+            published = await self._publish(
+                ALARM_SUBJECT.format(device=transition.device),
+                transition.encode(),
+                headers={"Nats-Msg-Id": transition.transition_id},
+            )
+            if not published:
+                return
+            # Another supervisor's task may have published it meanwhile (JetStream kept one).
+            if self._pending_alarms and self._pending_alarms[0] is transition:
+                self._pending_alarms.popleft()
+
+    async def _publish(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> bool:
         try:
-            await self._js.publish(subject, payload, timeout=self._timeout)
+            await self._js.publish(subject, payload, timeout=self._timeout, headers=headers)
         except nats.errors.Error as exc:
             self.publish_failures += 1
             log.warning("publish to %s failed (%d so far): %r", subject, self.publish_failures, exc)
-        else:
-            self.published += 1
+            return False
+        self.published += 1
+        return True
 
 
 class WriteService(Protocol):

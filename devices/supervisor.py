@@ -17,6 +17,13 @@ status, then retries with exponential backoff. ``force_reconnect_every_sec``
 rotates a healthy connection; ``max_consecutive_fails`` polls in which no tag
 read good count as a loss (seed 003).
 
+The device's alarm conditions (the tags' ``alarms``, the device's
+``comm_loss_alarm``) are evaluated here, at the source, by an
+:class:`~devices.alarms.evaluator.AlarmEvaluator`: after each batch it
+publishes and each change of the connection, and whenever an on- or off-delay
+runs out between polls, the supervisor publishes every
+:class:`~domain.messages.AlarmTransition` through the sink.
+
 Writes are checked against the tag catalogue when submitted, then wait in a
 bounded queue (full: refused at once with ``busy``) that the run loop serves
 between polls, on the same connection; while the device is offline they are
@@ -39,6 +46,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple, Protocol
 
+from devices.alarms.evaluator import AlarmEvaluator
 from devices.backoff import Backoff, Jitter
 from devices.cancellation import raise_if_cancelling
 from devices.catalog import device_catalog
@@ -48,6 +56,7 @@ from devices.errors import DeviceConnectionError, DeviceRequestError, TagValueEr
 from devices.tags import TagConfig, to_engineering, to_raw
 from domain.errors import InvalidWrite, NotWritable, OutOfLimits, UnknownDevice, UnknownTag
 from domain.messages import (
+    AlarmTransition,
     ConnectionState,
     DeviceStatus,
     Quality,
@@ -71,6 +80,8 @@ class TelemetrySink(Protocol):
     async def publish_batch(self, batch: TelemetryBatch) -> None: ...
 
     async def publish_status(self, status: DeviceStatus) -> None: ...
+
+    async def publish_alarm(self, transition: AlarmTransition) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +123,7 @@ class SupervisorCounters:
     reconnects: int = 0
     writes: int = 0
     writes_refused_busy: int = 0
+    alarm_transitions: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +166,7 @@ class DeviceSupervisor:
             rng or random.Random(),
         )  # fmt: skip
         self._catalog = device_catalog(config)
+        self._alarms = AlarmEvaluator(config, clock)
         self._writes: asyncio.Queue[_WriteJob] = asyncio.Queue(
             maxsize=self._policy.write_queue_size
         )
@@ -296,10 +309,17 @@ class DeviceSupervisor:
             if now >= self._next_heartbeat:
                 self._next_heartbeat = now + self._policy.heartbeat_seconds
                 await self._publish_status()
+            alarm_due = self._alarms.next_due()
+            if alarm_due is not None and now >= alarm_due:
+                await self._publish_alarms(self._alarms.tick())
+                alarm_due = self._alarms.next_due()
             if now >= deadline:
                 return
             if self._writes.empty():
-                await self._wait_for_write(min(deadline, self._next_heartbeat) - now)
+                wake = min(deadline, self._next_heartbeat)
+                if alarm_due is not None:
+                    wake = min(wake, alarm_due)
+                await self._wait_for_write(wake - now)
             else:
                 # No await between taking a job and _serve_write: a taken job is always answered.
                 await self._serve_write(self._writes.get_nowait())
@@ -390,6 +410,9 @@ class DeviceSupervisor:
         self._state, self._detail = state, detail
         if changed:
             await self._publish_status()
+            if state in (ConnectionState.CONNECTED, ConnectionState.DISCONNECTED):
+                connected = state is ConnectionState.CONNECTED
+                await self._publish_alarms(self._alarms.connection(connected, _utc_now()))
 
     async def _publish_status(self) -> None:
         await self._sink.publish_status(
@@ -405,6 +428,12 @@ class DeviceSupervisor:
     async def _publish(self, batch: TelemetryBatch) -> None:
         await self._sink.publish_batch(batch)
         self.counters.samples_published += len(batch.samples)
+        await self._publish_alarms(self._alarms.evaluate(batch))
+
+    async def _publish_alarms(self, transitions: list[AlarmTransition]) -> None:
+        for transition in transitions:
+            await self._sink.publish_alarm(transition)
+            self.counters.alarm_transitions += 1
 
 
 def stable_fraction(name: str) -> float:

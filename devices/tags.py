@@ -6,7 +6,8 @@ Drivers move raw values; the supervisor scales them with :func:`to_engineering`
 and, for writes, inverts the scaling with :func:`to_raw`, which refuses a value
 the data type cannot hold rather than wrapping it.
 
-:class:`TagConfig` holds what every protocol shares; each protocol's tag model
+:class:`TagConfig` holds what every protocol shares, its alarm conditions
+included (:mod:`devices.alarms.conditions`); each protocol's tag model
 (:mod:`devices.protocols`) adds where the value lives on that device.
 """
 
@@ -17,6 +18,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from devices.alarms.conditions import AlarmCondition, check_tag_alarms
 from devices.errors import TagValueError
 from domain.messages import TagValue
 
@@ -50,6 +52,9 @@ class TagConfig(BaseModel):
     low: float | None = None
     high: float | None = None
     description: str = ""
+    alarms: tuple[AlarmCondition, ...] = Field(
+        (), description="alarm conditions on this tag, evaluated by the device's supervisor"
+    )
 
     @property
     def integral(self) -> bool:
@@ -67,6 +72,7 @@ class TagConfig(BaseModel):
         # A writable number without limits would let any value reach the PLC.
         if self.writable and self.type != "bool" and (self.low is None or self.high is None):
             raise ValueError("a writable numeric tag needs both low and high limits")
+        check_tag_alarms(self)
         return self
 
 

@@ -5,6 +5,10 @@ its caller and answers with a result or a :class:`~domain.errors.DomainError`.
 A refusal that must stay on record (a rejected request, a failed or late
 confirmation) is saved first and raised afterwards.
 
+Alarms and the floods of their areas are snapshotted every 50 events: a
+long-lived alarm (years of Raised and Cleared) loads from its latest snapshot
+and the events after it, not from its whole history.
+
 Persistence is the eventsourcing library's, chosen by ``env`` alone: with no
 ``env`` it is the in-memory store (unit tests); the composition root passes
 the PostgreSQL settings. Unlike the library's default, the process
@@ -14,6 +18,7 @@ environment is never read here.
 from __future__ import annotations
 
 import functools
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +30,9 @@ from eventsourcing.domain import DomainEvent
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import Environment
 
+from domain.alarm import SYSTEM, Alarm, AlarmState
+from domain.alarm import alarm_id as derive_alarm_id
+from domain.alarm_flood import AlarmFlood, flood_id
 from domain.catalog import TagCatalog
 from domain.command import (
     CONFIRMATION_METHOD,
@@ -33,6 +41,7 @@ from domain.command import (
     ControlCommand,
 )
 from domain.errors import (
+    AlarmNotFound,
     CodeReused,
     CommandClosed,
     CommandNotFound,
@@ -43,6 +52,7 @@ from domain.errors import (
     OperatorExists,
     UnknownOperator,
 )
+from domain.messages import AlarmTransition
 from domain.operator import Operator, operator_id
 from domain.plant_configuration import DevicesChange, PlantConfiguration, configuration_id
 
@@ -50,6 +60,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_CONFIRM_WINDOW = timedelta(seconds=30)
+# The longest an operator may shelve an alarm: a shelved alarm must come back on its own.
+DEFAULT_MAX_SHELVE = timedelta(hours=8)
 # Concurrent writers of one aggregate (an HMI and the expiry sweeper, a double
 # click) meet as a version conflict in the store; the loser decides again on
 # fresh state, which turns the conflict into the right domain error.
@@ -63,6 +75,17 @@ class CommandTicket:
     command_id: UUID
     challenge: str
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class AlarmChange:
+    """What one batch of transitions did to one alarm: its new state and the events recorded."""
+
+    alarm_id: UUID
+    device: str
+    condition: str
+    state: AlarmState
+    events: tuple[str, ...]
 
 
 def _retry_on_conflict(use_case: Callable[P, R]) -> Callable[P, R]:
@@ -86,20 +109,27 @@ def _utc(at: datetime) -> datetime:
 
 
 class PlantApplication(Application[UUID]):
+    snapshotting_intervals = {Alarm: 50, AlarmFlood: 50}
+
     def __init__(
         self,
         catalog: TagCatalog,
         env: Mapping[str, str] | None = None,
         confirm_window: timedelta = DEFAULT_CONFIRM_WINDOW,
+        max_shelve: timedelta = DEFAULT_MAX_SHELVE,
     ) -> None:
         self.catalog = catalog
         self.confirm_window = confirm_window
+        self.max_shelve = max_shelve
         super().__init__(env)
 
     def construct_env(self, name: str, env: Mapping[str, str] | None = None) -> Environment:
         # The library merges os.environ in here; the domain takes its settings from
         # the composition root only, so a stray variable can never redirect the store.
-        return Environment(name, env)
+        # Overriding it also skips the library's switch that turns snapshots on for
+        # ``snapshotting_intervals``, so that is done here.
+        settings = {"IS_SNAPSHOTTING_ENABLED": "y"} if self.snapshotting_intervals else {}
+        return Environment(name, {**settings, **(env or {})})
 
     # -- operators ---------------------------------------------------------------------------
 
@@ -291,3 +321,188 @@ class PlantApplication(Application[UUID]):
         command.fail_confirmation(reason=reason, actor=actor, at=at)
         self.save(command)
         raise ConfirmationRefused(command.id, reason, command.attempts_left)
+
+    # -- alarms ------------------------------------------------------------------------------
+
+    @_retry_on_conflict
+    def record_alarm_transitions(
+        self, transitions: Sequence[AlarmTransition], at: datetime
+    ) -> list[AlarmChange]:
+        """Record a burst of source transitions, in order, with one atomic save.
+
+        Each alarm is loaded (or defined) once and applies its transitions in
+        order; the floods of the areas concerned count the activations. All of
+        it is saved together, so a batch is recorded entirely or not at all and
+        a recorder that crashes before acking can simply deliver it again. A
+        transition's time is its source time, never later than ``at``.
+        """
+        now = _utc(at)
+        alarms: dict[UUID, Alarm] = {}
+        activations: dict[str, list[datetime]] = defaultdict(list)
+        for transition in transitions:
+            seen_at = min(_utc(transition.ts), now)
+            alarm = self._alarm_for(transition, seen_at, alarms)
+            if alarm is None:
+                continue
+            recorded = alarm.record(transition, seen_at)
+            if "Raised" in recorded and alarm.annunciated:
+                activations[alarm.area].append(seen_at)
+        changed = [alarm for alarm in alarms.values() if alarm.pending_events]
+        for alarm in changed:
+            alarm.catch_up(now)
+        floods = self._count_activations({a.area for a in changed}, activations, now)
+        # Saving drains the pending events: read them first.
+        changes = [_alarm_change(alarm) for alarm in changed]
+        self.save(*changed, *floods)
+        return changes
+
+    @_retry_on_conflict
+    def acknowledge_alarm(self, *, alarm_id: UUID, actor: str, comment: str, at: datetime) -> Alarm:
+        at = _utc(at)
+        alarm = self._caught_up_alarm(alarm_id, at)
+        alarm.acknowledge(actor=actor, comment=comment, at=at)
+        self.save(alarm)
+        return alarm
+
+    @_retry_on_conflict
+    def shelve_alarm(
+        self, *, alarm_id: UUID, actor: str, reason: str, duration: timedelta, at: datetime
+    ) -> Alarm:
+        """Hide the alarm for ``duration``, at most ``max_shelve``; it returns by itself."""
+        at = _utc(at)
+        alarm = self._caught_up_alarm(alarm_id, at)
+        alarm.shelve(actor=actor, reason=reason, duration=duration, longest=self.max_shelve, at=at)
+        self.save(alarm)
+        return alarm
+
+    @_retry_on_conflict
+    def unshelve_alarm(self, *, alarm_id: UUID, actor: str, at: datetime) -> Alarm:
+        at = _utc(at)
+        alarm = self._caught_up_alarm(alarm_id, at)
+        alarm.unshelve(actor=actor, at=at)
+        self.save(alarm)
+        return alarm
+
+    @_retry_on_conflict
+    def unshelve_if_due(self, alarm_id: UUID, at: datetime) -> bool:
+        """Record the automatic ``Unshelved`` (actor ``system``) if the shelve ran out by ``at``."""
+        alarm = self.get_alarm(alarm_id)
+        if not alarm.unshelve_if_due(_utc(at)):
+            return False
+        self.save(alarm)
+        return True
+
+    @_retry_on_conflict
+    def end_alarm_chattering_if_quiet(self, alarm_id: UUID, at: datetime) -> bool:
+        """Record ``ChatteringEnded`` if a quiet minute completed by ``at`` (for a sweeper)."""
+        alarm = self.get_alarm(alarm_id)
+        if not alarm.end_chattering_if_quiet(_utc(at)):
+            return False
+        self.save(alarm)
+        return True
+
+    @_retry_on_conflict
+    def remove_alarm_from_service(
+        self, *, alarm_id: UUID, actor: str, reason: str, at: datetime
+    ) -> Alarm:
+        at = _utc(at)
+        alarm = self._caught_up_alarm(alarm_id, at)
+        alarm.remove_from_service(actor=actor, reason=reason, at=at)
+        self.save(alarm)
+        return alarm
+
+    @_retry_on_conflict
+    def return_alarm_to_service(self, *, alarm_id: UUID, actor: str, at: datetime) -> Alarm:
+        at = _utc(at)
+        alarm = self._caught_up_alarm(alarm_id, at)
+        alarm.return_to_service(actor=actor, at=at)
+        self.save(alarm)
+        return alarm
+
+    @_retry_on_conflict
+    def reset_alarm_latch(self, *, alarm_id: UUID, actor: str, at: datetime) -> Alarm:
+        at = _utc(at)
+        alarm = self._caught_up_alarm(alarm_id, at)
+        alarm.reset_latch(actor=actor, at=at)
+        self.save(alarm)
+        return alarm
+
+    def get_alarm(self, alarm_id: UUID) -> Alarm:
+        alarm = self._find_alarm(alarm_id)
+        if alarm is None:
+            raise AlarmNotFound(alarm_id)
+        return alarm
+
+    def alarm_events(self, alarm_id: UUID, after_version: int = 0) -> list[DomainEvent]:
+        """The alarm's stored events after ``after_version``, oldest first (empty if none)."""
+        return cast(list[DomainEvent], list(self.events.get(alarm_id, gt=after_version)))
+
+    def alarm_flood(self, area: str) -> AlarmFlood | None:
+        try:
+            flood: object = self.repository.get(flood_id(area))
+        except AggregateNotFoundError:
+            return None
+        return flood if isinstance(flood, AlarmFlood) else None
+
+    @_retry_on_conflict
+    def end_alarm_flood_if_over(self, area: str, at: datetime) -> bool:
+        """Record ``FloodEnded`` if the area's flood ended by ``at`` (for a sweeper)."""
+        flood = self.alarm_flood(area)
+        if flood is None or not flood.end_if_over(_utc(at)):
+            return False
+        self.save(flood)
+        return True
+
+    def _find_alarm(self, alarm_id: UUID) -> Alarm | None:
+        try:
+            alarm: object = self.repository.get(alarm_id)
+        except AggregateNotFoundError:
+            return None
+        # Another aggregate's id (a command's) is not an alarm either.
+        return alarm if isinstance(alarm, Alarm) else None
+
+    def _caught_up_alarm(self, alarm_id: UUID, at: datetime) -> Alarm:
+        """The alarm with what time alone ended by ``at`` recorded, so that it decides on today."""
+        alarm = self.get_alarm(alarm_id)
+        alarm.catch_up(at)
+        return alarm
+
+    def _alarm_for(
+        self, transition: AlarmTransition, seen_at: datetime, alarms: dict[UUID, Alarm]
+    ) -> Alarm | None:
+        """The transition's alarm, loaded once per batch; defined when it first has news."""
+        key = derive_alarm_id(transition.device, transition.condition)
+        alarm = alarms.get(key) or self._find_alarm(key)
+        if alarm is None:
+            if not Alarm.worth_defining(transition):
+                return None
+            alarm = Alarm.define(transition, seen_at)
+        alarms[key] = alarm
+        return alarm
+
+    def _count_activations(
+        self, areas: set[str], activations: Mapping[str, list[datetime]], now: datetime
+    ) -> list[AlarmFlood]:
+        """Each concerned area's flood, with the batch's annunciated activations counted."""
+        floods: list[AlarmFlood] = []
+        for area in sorted(areas):
+            flood = self.alarm_flood(area)
+            times = activations.get(area, [])
+            if times:
+                flood = flood or AlarmFlood(area=area, actor=SYSTEM, at=min(times))
+                flood.count(times, now)
+            elif flood is not None:
+                flood.end_if_over(now)
+            if flood is not None:
+                floods.append(flood)
+        return floods
+
+
+def _alarm_change(alarm: Alarm) -> AlarmChange:
+    return AlarmChange(
+        alarm_id=alarm.id,
+        device=alarm.device,
+        condition=alarm.condition,
+        state=alarm.state,
+        events=tuple(type(e).__name__ for e in alarm.pending_events),
+    )

@@ -18,11 +18,22 @@
     ├── InvalidTransition             command_id, status, action (not allowed in this status)
     ├── OperatorExists                username
     ├── UnknownOperator               username
-    └── CodeReused                    username, step (a TOTP time step already accepted)
+    ├── CodeReused                    username, step (a TOTP time step already accepted)
+    ├── AlarmNotFound                 alarm_id
+    └── AlarmActionRefused            alarm_id, state, action, code, detail
+        ├── NothingToAcknowledge      (normal, or already acknowledged)
+        ├── ShelveRefused             (out of service, already shelved, no reason, bad duration)
+        ├── NotShelved
+        ├── RemovalRefused            (already out of service, no reason)
+        ├── NotOutOfService
+        └── LatchResetRefused         (not latched, or the process is still in alarm)
 
 Some errors are raised *after* an event was saved, so the caller knows the
 refusal itself is on record: ``CommandRefused``, ``ConfirmationRefused`` and
 ``ConfirmationTooLate``. All the others leave the event store untouched.
+
+An ``AlarmActionRefused`` carries a fixed ``code`` per cause (``already_shelved``,
+``still_active``, …) for callers that answer machines, and ``detail`` for people.
 
 Statuses and reasons are carried as plain strings (the values of the domain's
 ``StrEnum``\\ s) so that this module depends on nothing else in the domain.
@@ -157,3 +168,69 @@ class CodeReused(DomainError):
         super().__init__(f"the TOTP code of time step {step} was already used by {username!r}")
         self.username = username
         self.step = step
+
+
+class AlarmNotFound(DomainError):
+    def __init__(self, alarm_id: UUID) -> None:
+        super().__init__(f"no alarm {alarm_id}")
+        self.alarm_id = alarm_id
+
+
+class AlarmActionRefused(DomainError):
+    """An operator action the alarm's state does not allow; nothing was recorded."""
+
+    def __init__(self, alarm_id: UUID, state: str, action: str, code: str, detail: str) -> None:
+        super().__init__(f"cannot {action} alarm {alarm_id} ({state}): {detail}")
+        self.alarm_id = alarm_id
+        self.state = state
+        self.action = action
+        self.code = code
+        self.detail = detail
+
+
+class NothingToAcknowledge(AlarmActionRefused):
+    def __init__(self, alarm_id: UUID, state: str) -> None:
+        super().__init__(
+            alarm_id,
+            state,
+            "acknowledge",
+            "nothing_to_acknowledge",
+            "no alarm has been raised since it was last acknowledged or normal",
+        )
+
+
+class ShelveRefused(AlarmActionRefused):
+    """``code``: ``out_of_service``, ``already_shelved``, ``reason_required``, ``bad_duration``."""
+
+    def __init__(self, alarm_id: UUID, state: str, code: str, detail: str) -> None:
+        super().__init__(alarm_id, state, "shelve", code, detail)
+
+
+class NotShelved(AlarmActionRefused):
+    def __init__(self, alarm_id: UUID, state: str) -> None:
+        super().__init__(alarm_id, state, "unshelve", "not_shelved", "the alarm is not shelved")
+
+
+class RemovalRefused(AlarmActionRefused):
+    """``code`` is ``already_out_of_service`` or ``reason_required``."""
+
+    def __init__(self, alarm_id: UUID, state: str, code: str, detail: str) -> None:
+        super().__init__(alarm_id, state, "remove from service", code, detail)
+
+
+class NotOutOfService(AlarmActionRefused):
+    def __init__(self, alarm_id: UUID, state: str) -> None:
+        super().__init__(
+            alarm_id,
+            state,
+            "return to service",
+            "not_out_of_service",
+            "the alarm is in service",
+        )
+
+
+class LatchResetRefused(AlarmActionRefused):
+    """``code`` is ``not_latched`` or ``still_active`` (the process is still in alarm)."""
+
+    def __init__(self, alarm_id: UUID, state: str, code: str, detail: str) -> None:
+        super().__init__(alarm_id, state, "reset the latch of", code, detail)

@@ -24,6 +24,7 @@ import asyncpg
 import nats
 import redis.asyncio as aioredis
 import uvicorn
+from eventsourcing.persistence import TrackingRecorder
 from nats.aio.client import Client as NatsClient
 from nats.js.api import DeliverPolicy
 
@@ -42,12 +43,15 @@ from devices.supervisor import SupervisorCounters
 from domain.application import DEFAULT_CONFIRM_WINDOW, PlantApplication
 from domain.messages import ConnectionState
 from eventstore.executor import StoreExecutor
-from eventstore.log_tail import LogTail, TrackedPosition
+from eventstore.log_tail import Follower, LogTail, TrackedPosition
 from plantcore.application import open_application
 from plantcore.reload import watch_plant_file
 from plantcore.settings import ProjectionsStart, Settings, token_settings
 from plantcore.simulation import Simulations
-from plantcore.streams import ensure_telemetry_stream
+from plantcore.streams import ensure_alarm_stream, ensure_telemetry_stream
+from projections.alarm_clock import AlarmClock
+from projections.alarm_recorder import AlarmRecorder, alarm_consumer
+from projections.alarm_views import AlarmViews, ensure_alarm_schema
 from projections.command_metrics import CommandMetrics
 from projections.history import HistoryWriter, history_consumer
 from projections.history_schema import ensure_history_schema
@@ -180,6 +184,7 @@ class PlantRuntime:
             await ensure_telemetry_stream(
                 js, config.telemetry_stream, config.telemetry_max_age_hours
             )
+            await ensure_alarm_stream(js)
             redis = aioredis.from_url(config.redis_url, decode_responses=True)
             stack.push_async_callback(redis.aclose)
             pool = await asyncpg.create_pool(config.database_url, min_size=1, max_size=4)
@@ -190,8 +195,10 @@ class PlantRuntime:
             stack.push_async_callback(self._stop_tasks)
 
             await self._start_projections(js, redis, pool)
+            tracking = await store.call(app.factory.tracking_recorder)
             commands = CommandMetrics(app, partial(_log_end, app, store))
-            tail = await self._start_command_flow(app, store, nc, commands)
+            alarms = await self._start_alarms(js, app, store, pool, redis, tracking)
+            tail = await self._start_command_flow(app, store, nc, tracking, [commands, alarms])
             await self._start_fleet(nc, js)
 
             services = Services(
@@ -202,6 +209,8 @@ class PlantRuntime:
                 tokens=config.tokens,
                 commands=tail,
                 metrics=plant_registry(PlantCollector(self._device_figures, commands)),
+                pool=pool,
+                alarms=alarms,
             )
             await self._start_api(services)
             yield
@@ -250,19 +259,45 @@ class PlantRuntime:
         self._spawn("live-state projection", live.run())
         self._spawn("history projection", history.run())
 
+    async def _start_alarms(
+        self,
+        js: nats.js.JetStreamContext,
+        app: PlantApplication,
+        store: StoreExecutor,
+        pool: asyncpg.Pool,
+        redis: aioredis.Redis,
+        tracking: TrackingRecorder,
+    ) -> AlarmViews:
+        """The recorder of the supervisors' alarm transitions, and the alarm read models."""
+        await ensure_alarm_schema(pool)
+        views = AlarmViews(app, store, pool, redis, TrackedPosition(tracking, store, "alarm-views"))
+        recorder = alarm_consumer(
+            js,
+            AlarmRecorder(app, store),
+            durable=f"{self.config.consumer_prefix}alarm-recorder",
+            start=DeliverPolicy.NEW
+            if self.config.projections_start == "new"
+            else DeliverPolicy.ALL,
+        )
+        await recorder.ensure()
+        self._spawn("alarm recorder", recorder.run())
+        self._spawn("alarm views", views.run())
+        self._spawn("alarm clock", AlarmClock(app, store, pool).run())
+        return views
+
     async def _start_command_flow(
         self,
         app: PlantApplication,
         store: StoreExecutor,
         nc: NatsClient,
-        metrics: CommandMetrics,
+        tracking: TrackingRecorder,
+        followers: Sequence[Follower],
     ) -> LogTail:
-        tracking = await store.call(app.factory.tracking_recorder)
         dispatcher = CommandDispatcher(
             app, store, nc, TrackedPosition(tracking, store, "command-dispatcher")
         )
         sweeper = ExpirySweeper(app, store, TrackedPosition(tracking, store, "expiry-sweeper"))
-        tail = LogTail(app, store, followers=[dispatcher, sweeper, metrics], poll_interval=0.5)
+        tail = LogTail(app, store, followers=[dispatcher, sweeper, *followers], poll_interval=0.5)
         self._spawn("event log tail", tail.run())
         self._spawn("command dispatcher", dispatcher.run())
         self._spawn("expiry sweeper", sweeper.run())

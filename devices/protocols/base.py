@@ -8,6 +8,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from devices.alarms.conditions import CommLossAlarm, check_device_alarms
 from devices.tags import TagConfig
 
 # Device ids become NATS subject tokens (plant.telemetry.<device>): no dots, no wildcards.
@@ -28,6 +29,9 @@ class DeviceConfig(BaseModel):
         description="served by a simulator of its protocol that plantcore runs (simulation mode)",
     )
     tags: Sequence[TagConfig] = Field(min_length=1)
+    comm_loss_alarm: CommLossAlarm | None = Field(
+        None, description="an alarm while the connection to the device is lost"
+    )
 
     def tag(self, name: str) -> TagConfig | None:
         return next((tag for tag in self.tags if tag.name == name), None)
@@ -35,6 +39,11 @@ class DeviceConfig(BaseModel):
     @model_validator(mode="after")
     def _unique_tags(self) -> Self:
         refuse_duplicates("tag name", (tag.name for tag in self.tags))
+        return self
+
+    @model_validator(mode="after")
+    def _consistent_alarms(self) -> Self:
+        check_device_alarms(self)
         return self
 
 

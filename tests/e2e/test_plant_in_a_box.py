@@ -257,3 +257,52 @@ async def test_setpoint_round_trip_through_every_component(stack: Stack) -> None
     assert value("plantcore_device_samples_published", published, device=stack.device) > 0
     cycles = "plantcore_device_poll_cycle_seconds_count"
     assert value("plantcore_device_poll_cycle_seconds", cycles, device=stack.device) > 0
+
+
+ALARM_EVENTS = "subscription { alarmEvents { alarmId device condition event state actor } }"
+ACKNOWLEDGE = (
+    "mutation($id: ID!, $c: String!) {"
+    " acknowledgeAlarm(alarmId: $id, comment: $c) { state acknowledged } }"
+)
+ACTIVE_ALARMS = "query($d: String!) { alarms(device: $d) { alarmId condition state } }"
+
+
+async def next_alarm_event(events: GraphQLSocket, device: str, event: str) -> dict[str, Any]:
+    while True:
+        message = await events.receive()
+        assert message["type"] == "next", message
+        entry: dict[str, Any] = message["payload"]["data"]["alarmEvents"]
+        if entry["device"] == device and entry["event"] == event:
+            return entry
+
+
+async def test_a_hot_motor_raises_an_alarm_that_is_acknowledged_and_clears(stack: Stack) -> None:
+    token = (await stack.gql(LOGIN, u=stack.operator.username, p=stack.operator.password))["login"][
+        "accessToken"
+    ]
+    events = await GraphQLSocket.open(stack.ws_url, token)
+    await events.subscribe(ALARM_EVENTS)
+    model = stack.simulator.model
+
+    # The winding overheats past the Hi limit (48 °C) for longer than its on-delay.
+    model.motor_temperature = 65.0
+    raised = await next_alarm_event(events, stack.device, "Raised")
+    assert (raised["condition"], raised["state"]) == ("motor_temperature_hi", "unack_active")
+    active = (await stack.gql(ACTIVE_ALARMS, token, d=stack.device))["alarms"]
+    assert [(a["condition"], a["state"]) for a in active] == [
+        ("motor_temperature_hi", "unack_active")
+    ]
+
+    acknowledged = (await stack.gql(ACKNOWLEDGE, token, id=raised["alarmId"], c="fan checked"))[
+        "acknowledgeAlarm"
+    ]
+    assert acknowledged == {"state": "ack_active", "acknowledged": True}
+    entry = await next_alarm_event(events, stack.device, "Acknowledged")
+    assert entry["actor"] == stack.operator.username
+
+    # Cooled below the limit minus its deadband for longer than the off-delay.
+    model.motor_temperature = 30.0
+    cleared = await next_alarm_event(events, stack.device, "Cleared")
+    assert cleared["state"] == "normal"
+    await events.close()
+    assert (await stack.gql(ACTIVE_ALARMS, token, d=stack.device))["alarms"] == []

@@ -8,7 +8,13 @@ from collections.abc import Sequence
 from devices.driver import BAD_READING, Reading
 from devices.errors import DeviceConnectionError
 from devices.tags import RawValue, TagConfig
-from domain.messages import ConnectionState, DeviceStatus, Quality, TelemetryBatch
+from domain.messages import (
+    AlarmTransition,
+    ConnectionState,
+    DeviceStatus,
+    Quality,
+    TelemetryBatch,
+)
 
 
 class FakeClock:
@@ -122,12 +128,16 @@ class RecordingSink:
     def __init__(self) -> None:
         self.batches: list[TelemetryBatch] = []
         self.statuses: list[DeviceStatus] = []
+        self.alarms: list[AlarmTransition] = []
 
     async def publish_batch(self, batch: TelemetryBatch) -> None:
         self.batches.append(batch)
 
     async def publish_status(self, status: DeviceStatus) -> None:
         self.statuses.append(status)
+
+    async def publish_alarm(self, transition: AlarmTransition) -> None:
+        self.alarms.append(transition)
 
     def states(self) -> list[ConnectionState]:
         return [status.state for status in self.statuses]

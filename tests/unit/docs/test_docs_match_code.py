@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -30,11 +31,12 @@ from strawberry.printer import print_schema
 from api import context
 from api.graphql import errors as graphql_errors
 from api.graphql.schema import schema
+from domain.alarm import alarm_id
 from domain.application import PlantApplication
 from domain.catalog import TagCatalog, TagLimits, ValueKind
 from domain.command import ConfirmationFailure, RejectionReason
 from domain.errors import CommandRefused, ConfirmationRefused
-from domain.messages import WriteErrorKind
+from domain.messages import AlarmKind, AlarmPriority, AlarmTransition, WriteErrorKind
 from plantcore.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -180,6 +182,41 @@ def _every_path(app: PlantApplication) -> None:
         plant_id="demo", devices={"press": "digest"}, source="plant.yaml", problems=[],
         actor="plantcore", at=T0,
     )  # fmt: skip
+    _every_alarm_path(app)
+
+
+def _alarm_transition(serial: int, condition: str, active: bool, **changes: Any) -> AlarmTransition:
+    fields: dict[str, Any] = {
+        "transition_id": f"t{serial}", "device": "press", "condition": condition,
+        "kind": AlarmKind.HI, "priority": AlarmPriority.HIGH, "area": "hall", "tag": "temp",
+        "active": active, "suppressed": False, "latch": False, "value": 90.0, "limit": 80.0,
+        "message": "hot", "ts": T0 + timedelta(seconds=serial),
+    }  # fmt: skip
+    return AlarmTransition(**(fields | changes))
+
+
+def _every_alarm_path(app: PlantApplication) -> None:
+    """Alarms through every event, and a flood in their area that starts and ends."""
+    later = T0 + timedelta(minutes=1)
+    # Eleven alarms at once: Defined and Raised each, and a flood.
+    app.record_alarm_transitions([_alarm_transition(i, f"c{i}", True) for i in range(11)], later)
+    # c0 now latches (Reconfigured), clears and comes back twice: chattering, then latched.
+    flips = [_alarm_transition(20 + i, "c0", i % 2 == 1, latch=True) for i in range(5)]
+    app.record_alarm_transitions(flips, later)
+    suppression = [
+        _alarm_transition(30, "c1", True, suppressed=True),
+        _alarm_transition(31, "c1", True, suppressed=False),
+    ]
+    app.record_alarm_transitions(suppression, later)
+    alarm, at = alarm_id("press", "c0"), T0 + timedelta(minutes=2)
+    assert app.end_alarm_chattering_if_quiet(alarm, at)
+    app.acknowledge_alarm(alarm_id=alarm, actor="ana", comment="seen", at=at)
+    app.reset_alarm_latch(alarm_id=alarm, actor="ana", at=at)
+    app.shelve_alarm(alarm_id=alarm, actor="ana", reason="r", duration=timedelta(hours=1), at=at)
+    app.unshelve_alarm(alarm_id=alarm, actor="ana", at=at)
+    app.remove_alarm_from_service(alarm_id=alarm, actor="ana", reason="r", at=at)
+    app.return_alarm_to_service(alarm_id=alarm, actor="ana", at=at)
+    assert app.end_alarm_flood_if_over("hall", T0 + timedelta(hours=1))
 
 
 def _confirmed(app: PlantApplication, step: int) -> UUID:
