@@ -16,6 +16,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -79,12 +80,16 @@ class Stack:
     def ws_url(self) -> str:
         return self.runtime.api_url.replace("http://", "ws://") + "/graphql"
 
-    async def gql(self, query: str, token: str | None = None, **variables: Any) -> Any:
+    async def raw(self, query: str, token: str | None = None, **variables: Any) -> Any:
+        """The whole response body, errors included."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         response = await self.http.post(
             "/graphql", json={"query": query, "variables": variables}, headers=headers
         )
-        body = response.json()
+        return response.json()
+
+    async def gql(self, query: str, token: str | None = None, **variables: Any) -> Any:
+        body = await self.raw(query, token, **variables)
         assert "errors" not in body, body
         return body["data"]
 
@@ -265,6 +270,12 @@ ACKNOWLEDGE = (
     " acknowledgeAlarm(alarmId: $id, comment: $c) { state acknowledged } }"
 )
 ACTIVE_ALARMS = "query($d: String!) { alarms(device: $d) { alarmId condition state } }"
+JOURNAL = (
+    "query($s: DateTime!, $u: DateTime!, $d: String!, $a: String) {"
+    " alarmJournal(since: $s, until: $u, device: $d, first: 2, after: $a)"
+    " { events { event } endCursor hasNextPage } }"
+)
+KPIS = "{ alarmKpis { perHour { area alarms } mostFrequent { device condition activations } } }"
 
 
 async def next_alarm_event(events: GraphQLSocket, device: str, event: str) -> dict[str, Any]:
@@ -306,3 +317,34 @@ async def test_a_hot_motor_raises_an_alarm_that_is_acknowledged_and_clears(stack
     assert cleared["state"] == "normal"
     await events.close()
     assert (await stack.gql(ACTIVE_ALARMS, token, d=stack.device))["alarms"] == []
+
+    # Acknowledging what is no longer there to acknowledge is refused, and says why.
+    again = await stack.raw(ACKNOWLEDGE, token, id=raised["alarmId"], c="twice")
+    assert again["errors"][0]["extensions"]["code"] == "domain_error"
+
+    # The journal pages through the alarm's events in log order.
+    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    pages: list[str] = []
+    after = None
+    while True:
+        page = (await stack.gql(JOURNAL, token, s=since, u=until, d=stack.device, a=after))[
+            "alarmJournal"
+        ]
+        pages.extend(event["event"] for event in page["events"])
+        if not page["hasNextPage"]:
+            break
+        after = page["endCursor"]
+    assert pages[pages.index("Raised") :] == ["Raised", "Acknowledged", "Cleared"]
+    bad = await stack.raw(JOURNAL, token, s=since, u=until, d=stack.device, a="nonsense")
+    assert bad["errors"][0]["extensions"]["code"] == "bad_cursor"
+
+    kpis = (await stack.gql(KPIS, token))["alarmKpis"]
+    assert {"area": "press-line", "alarms": 1} in [
+        {"area": row["area"], "alarms": row["alarms"]} for row in kpis["perHour"]
+    ]
+    assert ("motor_temperature_hi", 1) in [
+        (row["condition"], row["activations"])
+        for row in kpis["mostFrequent"]
+        if row["device"] == stack.device
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 import pytest
 import redis.asyncio as aioredis
@@ -136,3 +137,26 @@ async def test_missing_expired_or_forged_tokens_are_unauthenticated(
             [error] = body["errors"]
             assert error["extensions"]["code"] == "unauthenticated", error
             assert message in error["message"]
+
+
+@pytest.mark.parametrize(
+    "mutation",
+    [
+        'acknowledgeAlarm(alarmId: $id, comment: "seen")',
+        'shelveAlarm(alarmId: $id, reason: "noisy", minutes: 10)',
+        "unshelveAlarm(alarmId: $id)",
+        'removeAlarmFromService(alarmId: $id, reason: "sensor out")',
+        "returnAlarmToService(alarmId: $id)",
+        "resetAlarmLatch(alarmId: $id)",
+    ],
+)
+async def test_a_viewer_may_read_alarms_but_not_act_on_them(
+    make_plant: PlantFactory, mutation: str
+) -> None:
+    plant = await make_plant(dispatcher=False)
+    viewer = issue_token(TOKENS, username="vera", role="viewer", now=datetime.now(UTC)).token
+    body = await plant.gql(
+        f"mutation($id: ID!) {{ {mutation} {{ state }} }}", viewer, id=str(uuid4())
+    )
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "forbidden"
