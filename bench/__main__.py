@@ -13,10 +13,11 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import command_store, fleet_poll, history_write, modbus_poll
+from bench import alarm_burst, command_store, fleet_poll, history_write, modbus_poll
 from bench.common import RESULTS_DIR, BenchConfig, Figures, describe_machine, emit
 
 BENCHMARKS: dict[str, Callable[[BenchConfig], Awaitable[Figures]]] = {
+    "alarm_burst": alarm_burst.run,
     "command_store": command_store.run,
     "fleet_poll": fleet_poll.run,
     "history_write": history_write.run,

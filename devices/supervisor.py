@@ -48,7 +48,6 @@ from typing import NamedTuple, Protocol
 
 from devices.alarms.evaluator import AlarmEvaluator
 from devices.backoff import Backoff, Jitter
-from devices.cancellation import raise_if_cancelling
 from devices.catalog import device_catalog
 from devices.config import DeviceConfig, PlantConfig
 from devices.driver import BAD_READING, Driver, Reading
@@ -67,6 +66,7 @@ from domain.messages import (
     WriteReply,
     WriteRequest,
 )
+from eventstore.cancellation import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 

@@ -43,6 +43,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic
 
+from eventstore.cancellation import raise_if_cancelling
 from eventstore.executor import StoreExecutor
 
 log = logging.getLogger(__name__)
@@ -227,6 +228,7 @@ class LogTail:
         position = await self._start_position()
         self._position = position
         while True:
+            raise_if_cancelling()
             try:
                 batch = await self._store.call(
                     self._app.recorder.select_notifications,

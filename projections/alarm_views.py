@@ -38,6 +38,7 @@ from eventsourcing.persistence import Notification
 from domain.alarm import Alarm, AlarmState
 from domain.alarm_flood import AlarmFlood
 from domain.application import PlantApplication
+from eventstore.cancellation import raise_if_cancelling
 from eventstore.executor import StoreExecutor
 from eventstore.log_tail import TRANSIENT_STORE_ERRORS, PositionStore, originator_uuid
 
@@ -186,6 +187,7 @@ class AlarmViews:
     async def run(self) -> None:
         """Apply the alarm events the tail hands over, in log order, until cancelled."""
         while True:
+            raise_if_cancelling()
             batch = await self._pending.get()
             while True:
                 try:

@@ -34,6 +34,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from domain.messages import MalformedMessage
+from eventstore.cancellation import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ class DurableConsumer(Generic[T]):
         self._running = True
         try:
             while not self._stopping.is_set():
+                raise_if_cancelling()  # nats-py's fetch may have swallowed our cancel
                 msgs = await self._next_batch(sub)
                 if msgs:
                     await self._process(msgs)

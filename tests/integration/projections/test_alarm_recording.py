@@ -70,14 +70,17 @@ async def plant(
     try:
         yield Plant(app, store, pool, redis_client, js, views, tail, device)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await js.delete_consumer("ALARMS", durable)
-        await redis_client.hdel(ACTIVE_KEY, str(alarm_id(device, "motor_temperature_hi")))
-        await pool.close()
-        app.close()
-        store.shutdown()
+        try:
+            for task in tasks:
+                task.cancel()
+            _, pending = await asyncio.wait(tasks, timeout=10)
+            assert not pending, f"still running after cancel: {pending}"
+            await js.delete_consumer("ALARMS", durable)
+            await redis_client.hdel(ACTIVE_KEY, str(alarm_id(device, "motor_temperature_hi")))
+        finally:
+            await pool.close()
+            app.close()
+            store.shutdown()
 
 
 def transition(device: str, *, active: bool, **fields: object) -> AlarmTransition:
