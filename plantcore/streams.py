@@ -19,18 +19,9 @@ ALARM_SUBJECTS = ["plant.alarms.>"]
 async def ensure_telemetry_stream(
     js: JetStreamContext, name: str = "TELEMETRY", max_age_hours: int = 72
 ) -> None:
-    config = StreamConfig(
-        name=name,
-        subjects=TELEMETRY_SUBJECTS,
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        # When the disk budget is reached the oldest samples go first: history
-        # already holds them, and a projection that far behind must catch up anyway.
-        discard=DiscardPolicy.OLD,
-        max_age=max_age_hours * 3600.0,
-        duplicate_window=120.0,
-    )
-    await _ensure_stream(js, config)
+    # When the disk budget is reached the oldest samples go first: history
+    # already holds them, and a projection that far behind must catch up anyway.
+    await _ensure_stream(js, _limits_stream(name, TELEMETRY_SUBJECTS, max_age_hours))
 
 
 async def ensure_alarm_stream(
@@ -39,20 +30,23 @@ async def ensure_alarm_stream(
     """The stream of alarm transitions, kept 30 days by default.
 
     Each transition carries its id as ``Nats-Msg-Id``: a supervisor's
-    re-publish within the two-minute duplicate window is stored once.
+    re-publish within the two-minute duplicate window is stored once. The alarm
+    journal is the event store; the stream only has to outlast a recorder that
+    is down, so here too the oldest transitions may go first.
     """
-    config = StreamConfig(
+    await _ensure_stream(js, _limits_stream(name, ALARM_SUBJECTS, max_age_hours))
+
+
+def _limits_stream(name: str, subjects: list[str], max_age_hours: int) -> StreamConfig:
+    return StreamConfig(
         name=name,
-        subjects=ALARM_SUBJECTS,
+        subjects=subjects,
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
-        # The alarm journal is the event store; the stream only has to outlast
-        # a recorder that is down, so the oldest transitions may go first.
         discard=DiscardPolicy.OLD,
         max_age=max_age_hours * 3600.0,
         duplicate_window=120.0,
     )
-    await _ensure_stream(js, config)
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
