@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 T = TypeVar("T")
 
@@ -39,3 +43,15 @@ async def eventually(
             if time.monotonic() >= deadline:
                 raise
         await asyncio.sleep(interval)
+
+
+# The durable consumers a plant core makes, by stream: a test's runtime leaves them
+# behind under its consumer prefix unless the test deletes them.
+RUNTIME_DURABLES = {"TELEMETRY": ("live-state", "history"), "ALARMS": ("alarm-recorder",)}
+
+
+async def delete_runtime_consumers(js: JetStreamContext, prefix: str) -> None:
+    for stream, durables in RUNTIME_DURABLES.items():
+        for durable in durables:
+            with contextlib.suppress(NotFoundError):  # the runtime may not have made it
+                await js.delete_consumer(stream, prefix + durable)

@@ -16,7 +16,7 @@ import pytest
 from nats.js import JetStreamContext
 
 from devices.plant_file import load_plant_file
-from tests.support import eventually, free_port, unique
+from tests.support import delete_runtime_consumers, eventually, free_port, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -98,8 +98,7 @@ async def demo(
         if process.returncode is None:
             process.kill()
             await process.wait()
-        for durable in ("live-state", "history"):
-            await js.delete_consumer("TELEMETRY", prefix + durable)
+        await delete_runtime_consumers(js, prefix)
 
 
 async def test_demo_serves_the_simulators_live_speed_and_stops_on_ctrl_c(demo: Demo) -> None:

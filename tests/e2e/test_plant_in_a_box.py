@@ -34,7 +34,7 @@ from plantcore.operators import Credentials, create_operator
 from plantcore.runtime import PlantRuntime, RuntimeConfig
 from simulators.modbus_server import ModbusSimulator
 from tests.graphql_client import GraphQLSocket
-from tests.support import eventually, free_port, unique
+from tests.support import delete_runtime_consumers, eventually, free_port, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -139,8 +139,7 @@ async def stack(
             running.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await running
-            for durable in ("live-state", "history"):
-                await js.delete_consumer("TELEMETRY", prefix + durable)
+            await delete_runtime_consumers(js, prefix)
 
 
 async def _started(running: asyncio.Task[None], ready: asyncio.Event) -> None:

@@ -12,13 +12,12 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
 from api.auth import TokenSettings
 from devices.plant_file import load_plant_file
 from domain.messages import STATUS_SUBJECT, ConnectionState, DeviceStatus
 from plantcore.runtime import PlantRuntime, RuntimeConfig
-from tests.support import unique
+from tests.support import delete_runtime_consumers, unique
 
 RunPlant = Callable[..., Awaitable[PlantRuntime]]
 
@@ -80,6 +79,4 @@ async def run_plant(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    for durable in ("live-state", "history"):
-        with contextlib.suppress(NotFoundError):  # the runtime may have stopped before
-            await js.delete_consumer("TELEMETRY", prefix + durable)
+    await delete_runtime_consumers(js, prefix)
