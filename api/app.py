@@ -20,12 +20,13 @@ from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from api.context import make_context_getter
-from api.graphql.schema import schema
+from api.graphql.schema import build_schema
 from api.services import Services
 
 
 def create_app(services: Services) -> FastAPI:
     app = FastAPI(title="plantcore", docs_url=None, redoc_url=None)
+    schema = build_schema(max_depth=services.max_query_depth, max_cost=services.max_query_cost)
     graphql: GraphQLRouter[Any, None] = GraphQLRouter(
         schema,
         context_getter=make_context_getter(services),

@@ -1,4 +1,4 @@
-"""Credentials the API checks: Argon2id passwords, JWT access tokens, TOTP codes.
+"""Credentials the API checks: Argon2id passwords, JWT access and refresh tokens, TOTP codes.
 
 Pure functions and small value objects, tested without a server:
 
@@ -6,9 +6,15 @@ Pure functions and small value objects, tested without a server:
   ``PasswordHasher`` (Argon2id). An unknown user is checked against a dummy
   hash so that "no such user" and "wrong password" take the same time.
 - :func:`issue_token` / :func:`verify_token`: HS256 access tokens with the
-  claims ``sub``, ``role``, ``aud``, ``iat``, ``exp`` and ``jti``. Every claim
-  is required on the way in; anything wrong raises :class:`InvalidToken` with
-  a short reason that is safe to show to the client.
+  claims ``sub``, ``sid`` (the session), ``roles``, ``aud``, ``iat``, ``exp``
+  and ``jti``. Every claim is required on the way in; anything wrong raises
+  :class:`InvalidToken` with a short reason that is safe to show to the
+  client. A valid signature is not enough: the API also checks that the
+  session is still open and reads the operator's *current* roles, so a
+  logout, a revocation or a revoked role takes effect at once.
+- :func:`new_refresh_token` / :func:`parse_refresh_token`: opaque refresh
+  tokens ``<username>.<session>.<secret>``; only a SHA-256 of the secret is
+  recorded (a 256-bit random secret needs no slow hash).
 - :func:`totp_step`: the RFC 6238 time step a code belongs to, within one step
   either side of ``at`` (clock drift, a code typed as it rolls over), compared
   in constant time. The domain decides whether that step may still be used.
@@ -16,7 +22,11 @@ Pure functions and small value objects, tested without a server:
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import hmac
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,7 +40,9 @@ JWT_ALGORITHM = "HS256"
 # HS256 keys shorter than the hash are weak (RFC 7518 §3.2); PyJWT warns below 32 bytes.
 MIN_SECRET_BYTES = 32
 TOTP_TOLERANCE_STEPS = 1
-_REQUIRED_CLAIMS = ["sub", "role", "aud", "iat", "exp", "jti"]
+MIN_PASSWORD_LENGTH = 12
+_REQUIRED_CLAIMS = ["sub", "sid", "roles", "aud", "iat", "exp", "jti"]
+_REFRESH_SECRET_BYTES = 32
 
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so both failures cost one Argon2 run.
@@ -46,7 +58,7 @@ class Principal:
     """The authenticated caller of a request, from a verified access token."""
 
     username: str
-    role: str
+    session_id: str
     token_id: str
     expires_at: datetime
 
@@ -80,11 +92,29 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return False
 
 
-def issue_token(settings: TokenSettings, *, username: str, role: str, now: datetime) -> IssuedToken:
+@dataclass(frozen=True, slots=True)
+class RefreshToken:
+    """A presented refresh token: whose, which session, and the hash of its secret."""
+
+    username: str
+    session_id: str
+    secret_hash: str
+
+
+def issue_token(
+    settings: TokenSettings,
+    *,
+    username: str,
+    session_id: str,
+    roles: tuple[str, ...],
+    now: datetime,
+) -> IssuedToken:
     expires = int((now.astimezone(UTC) + settings.ttl).timestamp())
     claims = {
         "sub": username,
-        "role": role,
+        "sid": session_id,
+        # For the client's display only: the API authorises on the operator's current roles.
+        "roles": list(roles),
         "aud": settings.audience,
         "iat": int(now.timestamp()),
         "exp": expires,
@@ -110,18 +140,50 @@ def verify_token(settings: TokenSettings, token: str) -> Principal:
         raise InvalidToken("token not issued for this service") from exc
     except jwt.InvalidTokenError as exc:
         raise InvalidToken("invalid token") from exc
-    sub, role, jti, exp = (claims.get(name) for name in ("sub", "role", "jti", "exp"))
+    sub, sid, jti, exp = (claims.get(name) for name in ("sub", "sid", "jti", "exp"))
     if not (
         isinstance(sub, str)
         and sub
-        and isinstance(role, str)
+        and isinstance(sid, str)
+        and sid
         and isinstance(jti, str)
         and isinstance(exp, int)
     ):
         raise InvalidToken("invalid token")
     return Principal(
-        username=sub, role=role, token_id=jti, expires_at=datetime.fromtimestamp(exp, UTC)
+        username=sub, session_id=sid, token_id=jti, expires_at=datetime.fromtimestamp(exp, UTC)
     )
+
+
+def new_session_id() -> str:
+    return uuid.uuid4().hex
+
+
+def hash_refresh_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_refresh_token(username: str, session_id: str) -> tuple[str, str]:
+    """A fresh refresh token for the session and the hash to record of it."""
+    secret = secrets.token_urlsafe(_REFRESH_SECRET_BYTES)
+    owner = base64.urlsafe_b64encode(username.encode()).decode().rstrip("=")
+    return f"{owner}.{session_id}.{secret}", hash_refresh_secret(secret)
+
+
+def parse_refresh_token(token: str) -> RefreshToken:
+    """The parts of a presented refresh token; raises :class:`InvalidToken` if malformed."""
+    owner, _, rest = token.strip().partition(".")
+    session_id, _, secret = rest.partition(".")
+    if not (owner and session_id and secret):
+        raise InvalidToken("invalid refresh token")
+    try:
+        username = base64.urlsafe_b64decode(owner + "=" * (-len(owner) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidToken("invalid refresh token") from exc
+    # The decoder skips characters outside the alphabet: only an exact round trip counts.
+    if not username or base64.urlsafe_b64encode(username.encode()).decode().rstrip("=") != owner:
+        raise InvalidToken("invalid refresh token")
+    return RefreshToken(username, session_id, hash_refresh_secret(secret))
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -149,3 +211,12 @@ def totp_step(secret: str, code: str, at: datetime) -> int | None:
         if hmac.compare_digest(expected.encode(), candidate.encode()) and matched is None:
             matched = step
     return matched
+
+
+def new_totp_secret() -> str:
+    return str(pyotp.random_base32())
+
+
+def provisioning_uri(username: str, totp_secret: str, issuer: str = "plantcore") -> str:
+    """The ``otpauth://`` URI an authenticator app reads (as a QR code or pasted)."""
+    return str(pyotp.TOTP(totp_secret).provisioning_uri(name=username, issuer_name=issuer))

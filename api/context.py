@@ -1,4 +1,4 @@
-"""The request context of every GraphQL operation: who is asking, and the services.
+"""The request context of every GraphQL operation: who is asking, what they may do, the services.
 
 One :func:`make_context_getter` builds it for HTTP and WebSocket alike. The
 caller is read lazily, when a resolver asks for it, because a WebSocket's
@@ -6,11 +6,20 @@ credentials only arrive after the context exists: graphql-transport-ws sends
 them in the ``connection_init`` payload (``{"authorization": "Bearer …"}``),
 which strawberry stores as ``connection_params``. HTTP requests carry the usual
 ``Authorization: Bearer …`` header.
+
+A valid token is not enough to be a caller: its session must still be open
+(not logged out, revoked, or ended by a reused refresh token) and its operator
+enabled. Roles and scopes are the operator's *current* ones, read from the
+event store on each check, so a revocation takes effect on the next request.
+Every resolver asks :meth:`PlantContext.authorize` for the action it performs
+(:mod:`domain.permissions`), the device too when the action is scoped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 
 from graphql import GraphQLError
@@ -19,21 +28,37 @@ from strawberry.fastapi import BaseContext
 
 from api.auth import InvalidToken, Principal, bearer_token, verify_token
 from api.services import Services
+from domain.errors import SessionInvalid
+from domain.permissions import Action, actions_of, is_allowed
 
 UNAUTHENTICATED = "unauthenticated"
 FORBIDDEN = "forbidden"
-# Who may ask for and answer commands; viewers and auditors only read.
-COMMAND_ROLES = frozenset({"admin", "supervisor", "operator", "service"})
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated operator with an open session, as the event store knows them now."""
+
+    username: str
+    full_name: str
+    session_id: str
+    roles: tuple[str, ...]
+    scopes: tuple[str, ...]
+    expires_at: datetime
+
+    def may(self, action: Action, *, device: str | None = None, area: str = "") -> bool:
+        return is_allowed(self.roles, self.scopes, action, device=device, area=area)
 
 
 class PlantContext(BaseContext):
-    def __init__(self, services: Services, authorization: str | None) -> None:
+    def __init__(self, services: Services, authorization: str | None, source: str) -> None:
         super().__init__()
         self.services = services
+        self.source = source
         self._header = authorization
 
     @cached_property
-    def _authentication(self) -> Principal | InvalidToken:
+    def _token(self) -> Principal | InvalidToken:
         token = bearer_token(self._authorization())
         if token is None:
             return InvalidToken("missing bearer token")
@@ -42,21 +67,51 @@ class PlantContext(BaseContext):
         except InvalidToken as exc:
             return exc
 
-    @property
-    def user(self) -> Principal:
+    async def caller(self) -> Caller:
         """The authenticated caller, or a GraphQL error with ``extensions.code`` unauthenticated."""
-        outcome = self._authentication
-        if isinstance(outcome, InvalidToken):
-            raise GraphQLError(str(outcome), extensions={"code": UNAUTHENTICATED})
-        return outcome
-
-    def user_with_role(self, roles: frozenset[str]) -> Principal:
-        user = self.user
-        if user.role not in roles:
-            raise GraphQLError(
-                f"role {user.role!r} may not do this", extensions={"code": FORBIDDEN}
+        token = self._token
+        if isinstance(token, InvalidToken):
+            raise GraphQLError(str(token), extensions={"code": UNAUTHENTICATED})
+        services = self.services
+        try:
+            operator = await services.store.call(
+                services.app.authenticate,
+                username=token.username,
+                session_id=token.session_id,
+                at=services.clock(),
             )
-        return user
+        except SessionInvalid as exc:
+            raise GraphQLError(
+                f"session {exc.reason}: log in again", extensions={"code": UNAUTHENTICATED}
+            ) from exc
+        return Caller(
+            username=operator.username,
+            full_name=operator.full_name,
+            session_id=token.session_id,
+            roles=operator.roles,
+            scopes=operator.scopes,
+            expires_at=token.expires_at,
+        )
+
+    async def require_role(self, action: Action) -> Caller:
+        """The caller, if one of their roles allows ``action`` somewhere (scope checked later)."""
+        caller = await self.caller()
+        if action not in actions_of(caller.roles):
+            raise GraphQLError(
+                f"{caller.username!r} may not {action}", extensions={"code": FORBIDDEN}
+            )
+        return caller
+
+    async def authorize(self, action: Action, *, device: str | None = None) -> Caller:
+        """The caller, if the permission matrix allows them ``action`` (on ``device``)."""
+        caller = await self.caller()
+        area = self.services.catalog.area_of(device) if device is not None else ""
+        if not caller.may(action, device=device, area=area):
+            where = f" on {device}" if device is not None else ""
+            raise GraphQLError(
+                f"{caller.username!r} may not {action}{where}", extensions={"code": FORBIDDEN}
+            )
+        return caller
 
     def _authorization(self) -> str | None:
         params = self.connection_params
@@ -69,6 +124,8 @@ class PlantContext(BaseContext):
 def make_context_getter(services: Services) -> Callable[[HTTPConnection], Awaitable[PlantContext]]:
     # FastAPI injects the HTTPConnection: the Request of a query, the WebSocket of a subscription.
     async def context_getter(connection: HTTPConnection) -> PlantContext:
-        return PlantContext(services, connection.headers.get("authorization"))
+        client = connection.client
+        source = client.host if client is not None else "unknown"
+        return PlantContext(services, connection.headers.get("authorization"), source)
 
     return context_getter

@@ -16,11 +16,17 @@ from nats.aio.client import Client as NatsClient
 from prometheus_client import CollectorRegistry
 
 from api.auth import TokenSettings
+from api.rate_limit import CommandRateCounter
+from api.secrets import SecretBox
 from domain.application import PlantApplication
 from domain.catalog import TagCatalog
 from eventstore.executor import StoreExecutor
 from eventstore.log_tail import LogTail
 from projections.alarm_views import AlarmViews
+
+# Deep enough for any HMI query and for introspection, too shallow for abuse.
+DEFAULT_MAX_QUERY_DEPTH = 12
+DEFAULT_MAX_QUERY_COST = 5000
 
 
 def utc_now() -> datetime:
@@ -33,7 +39,8 @@ class Services:
 
     ``commands`` is the running :class:`~eventstore.log_tail.LogTail` that
     feeds ``commandStatus`` and that ``confirmCommand`` nudges; ``redis`` must
-    decode responses to ``str``.
+    decode responses to ``str``. ``secrets`` seals and opens TOTP secrets;
+    ``command_rate`` counts each user's command requests across API processes.
     """
 
     app: PlantApplication
@@ -42,6 +49,8 @@ class Services:
     nats: NatsClient
     tokens: TokenSettings
     commands: LogTail
+    secrets: SecretBox
+    command_rate: CommandRateCounter
     clock: Callable[[], datetime] = field(default=utc_now)
     # How long /health waits for each service before calling it down.
     health_timeout: float = 2.0
@@ -50,6 +59,9 @@ class Services:
     # The read models' database (alarm views) and the alarm events' live feed.
     pool: asyncpg.Pool | None = None
     alarms: AlarmViews | None = None
+    # Queries deeper or costlier than these are refused before they run.
+    max_query_depth: int = DEFAULT_MAX_QUERY_DEPTH
+    max_query_cost: int = DEFAULT_MAX_QUERY_COST
 
     @property
     def catalog(self) -> TagCatalog:

@@ -79,13 +79,14 @@ class PlantOperator:
         app.register_operator(
             username=self._name,
             full_name="Bench Operator",
-            role="operator",
+            roles=["operator"],
             # Never checked: the API verifies codes; the application only sees TOTP steps.
             password_hash=PLACEHOLDER,
-            totp_secret=PLACEHOLDER,
+            totp_secret_sealed=PLACEHOLDER,
             actor="bench",
             at=_now(),
         )
+        app.grant_permission(username=self._name, scope="plant", actor="bench", at=_now())
 
     def request(self) -> UUID:
         ticket = self._app.request_command(

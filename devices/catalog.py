@@ -11,15 +11,15 @@ from collections.abc import Iterable
 
 from devices.config import DeviceConfig, PlantConfig
 from devices.tags import TagConfig
-from domain.catalog import TagCatalog, TagLimits, ValueKind
+from domain.catalog import DeviceInfo, TagCatalog, TagLimits, ValueKind
 
 
 def tag_catalog(plant: PlantConfig) -> TagCatalog:
-    return TagCatalog(_limits(plant.devices))
+    return TagCatalog(_limits(plant.devices), _device_infos(plant.devices))
 
 
 def device_catalog(device: DeviceConfig) -> TagCatalog:
-    return TagCatalog(_limits([device]))
+    return TagCatalog(_limits([device]), _device_infos([device]))
 
 
 def tag_limits(device: str, tag: TagConfig) -> TagLimits:
@@ -31,7 +31,13 @@ def tag_limits(device: str, tag: TagConfig) -> TagLimits:
         kind=_kind(tag),
         low=tag.low,
         high=tag.high,
+        critical=tag.critical,
+        emergency_values=tag.emergency_values,
     )
+
+
+def _device_infos(devices: Iterable[DeviceConfig]) -> dict[str, DeviceInfo]:
+    return {d.id: DeviceInfo(area=d.area, simulated=d.simulate) for d in devices}
 
 
 def _limits(devices: Iterable[DeviceConfig]) -> Iterable[TagLimits]:

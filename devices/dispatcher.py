@@ -1,10 +1,18 @@
-"""The command dispatcher: turns each confirmed command into one write on its device.
+"""The command dispatcher: turns each released command into one write on its device.
 
 It follows the event log (a :class:`~eventstore.log_tail.LogTail` follower).
-For every ``ControlCommand.Confirmed`` notification it loads the command and
-acts on its *current* status, so handling a notification twice is harmless:
+A command is released by the event that lets its write go: the requester's
+``ControlCommand.Confirmed`` (an emergency action's included), or, for a
+critical tag, the second person's ``Approved``. A critical tag's own
+``Confirmed`` (meaning ``request``) releases nothing and is skipped: the
+command then awaits its approval, and its ``Approved`` comes later. So each
+command has exactly one releasing notification, and two handlings of one
+command never race (one reading back while the other's write is in flight).
 
-- ``confirmed``: record ``WriteDispatched``, then send
+For every releasing notification it loads the command and acts on its
+*current* status, so handling a notification twice is harmless:
+
+- ``confirmed`` (released): record ``WriteDispatched``, then send
   ``WriteRequest(op="write")`` by NATS request to ``plant.write.<device>``.
   A reply is recorded as ``WriteSucceeded(read_back)`` or ``WriteFailed``;
   no responders as ``WriteFailed("device supervisor not reachable")``. A reply
@@ -15,17 +23,19 @@ acts on its *current* status, so handling a notification twice is harmless:
   crash of this process): never re-send. Settle it by
   ``WriteRequest(op="read")``: the requested value read back is a success,
   anything else a ``WriteFailed`` saying what was seen.
-- anything else (cancelled in between, already settled): nothing to do.
+- anything else (cancelled, declined, rejected or expired in between, still
+  awaiting its approval, already settled): nothing to do.
 
 Only commands for devices of the application's catalogue are touched: several
 plants (or test suites) may share one event store, each with its dispatcher.
 
 Where it resumes: its position is a tracking record of the eventsourcing
-library (:class:`~eventstore.log_tail.TrackedPosition`, name
-``CommandDispatcher`` in the application's ``<app>_tracking`` table). The
-position only moves past a notification once its command is settled, so on
-start-up the tail replays every confirmation whose write was unfinished, and a
-command left ``dispatched`` by a crash is settled by a read as above.
+library (:class:`~eventstore.log_tail.TrackedPosition`, named
+``command-dispatcher`` by the runtime, in the application's ``<app>_tracking``
+table). The position only moves past a notification once its command is
+settled, so on start-up the tail replays every release whose write was
+unfinished, and a command left ``dispatched`` by a crash is settled by a read
+as above.
 
 Commands run concurrently (one slow device does not hold up the others), at
 most ``max_in_flight`` at a time; a command whose outcome cannot be recorded
@@ -47,7 +57,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from domain.application import PlantApplication
-from domain.command import CommandStatus, ControlCommand
+from domain.command import CommandStatus, ControlCommand, SignatureMeaning
 from domain.errors import DomainError
 from domain.messages import (
     WRITE_SUBJECT,
@@ -68,6 +78,7 @@ from eventstore.log_tail import (
 log = logging.getLogger(__name__)
 
 CONFIRMED_TOPIC = event_topic(ControlCommand, "Confirmed")
+APPROVED_TOPIC = event_topic(ControlCommand, "Approved")
 NOT_REACHABLE = "device supervisor not reachable"
 
 WriteValue = float | int | bool
@@ -101,7 +112,7 @@ class CommandDispatcher:
         self._retry_delay = retry_delay
         self._clock = clock
         self._slots = asyncio.Semaphore(max_in_flight)
-        # Every device this plant has had since start: a command confirmed for a
+        # Every device this plant has had since start: a command released for a
         # device that a reload then removed still gets its outcome (unreachable).
         self._devices = set(app.catalog.devices())
         self._queue: asyncio.Queue[tuple[int, UUID]] = asyncio.Queue()
@@ -118,13 +129,23 @@ class CommandDispatcher:
         for notification in notifications:
             if not progress.is_new(notification.id):
                 continue
-            if notification.topic == CONFIRMED_TOPIC:
+            if self._releases(notification):
                 # Held until settled; the queue is unbounded so the tail never waits on
                 # a device, and each entry is two small values.
                 progress.hold(notification.id)
                 self._queue.put_nowait((notification.id, originator_uuid(notification)))
             progress.seen(notification.id)
         self._dirty.set()
+
+    def _releases(self, notification: Notification) -> bool:
+        """Whether this event lets the command's write go (see the module's docstring)."""
+        if notification.topic == APPROVED_TOPIC:
+            return True
+        if notification.topic != CONFIRMED_TOPIC:
+            return False
+        event = self._app.mapper.to_domain_event(notification)
+        # A critical tag's requester signed a request: the write waits for the approval.
+        return getattr(event, "meaning", None) != SignatureMeaning.REQUEST.value
 
     # -- running ---------------------------------------------------------------------------
 
@@ -184,7 +205,7 @@ class CommandDispatcher:
             self._slots.release()
 
     async def settle(self, command_id: UUID) -> None:
-        """Bring one confirmed command to its outcome, according to its current status."""
+        """Bring one released command to its outcome, according to its current status."""
         command = await self._store.call(self._app.get_command, command_id)
         self._devices.update(self._app.catalog.devices())
         if command.device not in self._devices:
@@ -195,7 +216,7 @@ class CommandDispatcher:
             try:
                 await self._store.call(self._app.record_dispatch, command_id, self._clock())
             except DomainError as exc:
-                # Cancelled (or dispatched by another instance) since it was loaded.
+                # Cancelled or rejected (or dispatched by another instance) since it was loaded.
                 log.info("command %s not dispatched: %s", command_id, exc)
                 return
             await self._write(command)

@@ -1,19 +1,33 @@
-"""The expiry sweeper: records ``Expired`` for commands nobody confirmed in time.
+"""The expiry sweeper: records ``Expired`` for commands nobody answered in time.
 
-A confirmation that comes too late is refused (and recorded) by the domain
-anyway; the sweeper makes sure that a command nobody answers also ends in the
-event store, and so on every HMI's ``commandStatus``, soon after its window
-closes.
+A confirmation or approval that comes too late is refused (and recorded) by
+the domain anyway; the sweeper makes sure that a command nobody answers also
+ends in the event store, and so on every HMI's ``commandStatus``, soon after
+its window closes.
 
-It follows the event log (a :class:`~eventstore.log_tail.LogTail` follower):
-each ``ChallengeIssued`` adds the command and its deadline to a small pending
-set, and a confirmation, cancellation, expiry or final failed attempt removes
-it. When a deadline passes it calls ``expire_command``, which records
-``Expired`` only if the command still awaits its confirmation.
+It follows the event log (a :class:`~eventstore.log_tail.LogTail` follower).
+A command waits for a person in one window at a time, and each window opens
+with an event that carries its deadline (``expires_at``):
 
-Its position is a tracking record (name ``ExpirySweeper``) that never passes a
-command still pending, so after a restart the tail replays every challenge
-still open and the sweeper rebuilds its pending set from the log.
+- ``ChallengeIssued``: the requester's confirmation (its second factor);
+- ``ApprovalRequested``: a critical tag's second person, once the requester
+  has signed. It is saved with that ``Confirmed`` and follows it in the log:
+  the ``Confirmed`` closes the challenge's window, then the
+  ``ApprovalRequested`` opens the approval's.
+
+Each opening event puts the command and its deadline in a small pending set
+(replacing any earlier window of the command); an event that ends the wait
+removes it: ``Confirmed``, ``Approved``, ``ApprovalDeclined``, ``Cancelled``,
+``Expired``, ``Rejected`` (the plant went read-only, the requester lost the
+permission) and a final ``ConfirmationFailed``. A non-final failed code or a
+refused approval (``ApprovalRefused``) leaves the window open. When a deadline
+passes it calls ``expire_command``, which records ``Expired`` only if the
+command still awaits a person past its deadline.
+
+Its position is a tracking record (named ``expiry-sweeper`` by the runtime)
+that never passes the opening event of a window still pending, so after a
+restart the tail replays every window still open and the sweeper rebuilds its
+pending set from the log.
 """
 
 from __future__ import annotations
@@ -42,10 +56,22 @@ from eventstore.log_tail import (
 
 log = logging.getLogger(__name__)
 
-CHALLENGE_TOPIC = event_topic(ControlCommand, "ChallengeIssued")
+# The events that open a window, each with its deadline ``expires_at``.
+WINDOW_TOPICS = frozenset(
+    event_topic(ControlCommand, name) for name in ("ChallengeIssued", "ApprovalRequested")
+)
 FAILED_TOPIC = event_topic(ControlCommand, "ConfirmationFailed")
+# The events that end the wait of the window open (a final failure ends it too).
 ANSWERED_TOPICS = frozenset(
-    event_topic(ControlCommand, name) for name in ("Confirmed", "Cancelled", "Expired")
+    event_topic(ControlCommand, name)
+    for name in (
+        "Confirmed",
+        "Approved",
+        "ApprovalDeclined",
+        "Cancelled",
+        "Expired",
+        "Rejected",
+    )
 )
 
 
@@ -83,6 +109,11 @@ class ExpirySweeper:
     def pending(self) -> frozenset[UUID]:
         return frozenset(self._pending)
 
+    def deadline(self, command_id: UUID) -> datetime | None:
+        """When the open window of a pending command closes; ``None`` if it is not pending."""
+        pending = self._pending.get(command_id)
+        return None if pending is None else pending.expires_at
+
     async def load_position(self) -> int:
         return await self._tracked.load()
 
@@ -93,14 +124,10 @@ class ExpirySweeper:
                 continue
             progress.seen(notification.id)
             command_id = originator_uuid(notification)
-            if notification.topic == CHALLENGE_TOPIC:
-                event = self._app.mapper.to_domain_event(notification)
-                expires_at = getattr(event, "expires_at", None)
-                if not isinstance(expires_at, datetime):
-                    log.error("challenge of command %s has no deadline", command_id)
-                    continue
-                self._pending[command_id] = _Pending(expires_at, notification.id)
-                progress.hold(notification.id)
+            # In log order: a critical command's Confirmed closes the challenge's window
+            # before the ApprovalRequested saved with it opens the approval's.
+            if notification.topic in WINDOW_TOPICS:
+                self._open(command_id, notification)
             elif command_id in self._pending and self._answered(notification):
                 self._forget(command_id)
         self._changed.set()
@@ -122,17 +149,21 @@ class ExpirySweeper:
 
     async def _sweep(self) -> None:
         now = self._clock()
-        due = [cid for cid, pending in self._pending.items() if now > pending.expires_at]
-        for command_id in due:
+        due = [(cid, p) for cid, p in self._pending.items() if now > p.expires_at]
+        for command_id, pending in due:
             try:
                 expired = await self._store.call(self._app.expire_command, command_id, now)
             except DomainError as exc:
                 log.warning("command %s could not be expired: %s", command_id, exc)
                 expired = False
             if expired:
-                log.info("command %s expired unconfirmed", command_id)
-            # Past its deadline and not expirable means it no longer awaits an answer.
-            self._forget(command_id)
+                log.info("command %s expired unanswered", command_id)
+            # Past its deadline and not expirable means it no longer awaits that answer.
+            # But while the store was called, the tail may have delivered the command's
+            # next window (confirmed just in time, now awaiting its approval): that one
+            # is kept, it has a deadline of its own.
+            if self._pending.get(command_id) is pending:
+                self._forget(command_id)
 
     async def _sleep_until_due(self) -> None:
         self._changed.clear()
@@ -145,6 +176,17 @@ class ExpirySweeper:
             delay = self._max_sleep
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout=delay)
+
+    def _open(self, command_id: UUID, notification: Notification) -> None:
+        event = self._app.mapper.to_domain_event(notification)
+        expires_at = getattr(event, "expires_at", None)
+        if not isinstance(expires_at, datetime):
+            log.error("window of command %s has no deadline: %s", command_id, notification.topic)
+            return
+        # A command waits in one window at a time: a new one replaces (and releases) the last.
+        self._forget(command_id)
+        self._pending[command_id] = _Pending(expires_at, notification.id)
+        self._tracked.progress.hold(notification.id)
 
     def _answered(self, notification: Notification) -> bool:
         if notification.topic in ANSWERED_TOPICS:

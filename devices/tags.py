@@ -55,6 +55,14 @@ class TagConfig(BaseModel):
     alarms: tuple[AlarmCondition, ...] = Field(
         (), description="alarm conditions on this tag, evaluated by the device's supervisor"
     )
+    critical: bool = Field(
+        False, description="a write needs the approval of a second person (two-person rule)"
+    )
+    emergency_values: tuple[bool | float, ...] = Field(
+        (),
+        description="writing one of these values is an emergency action (a stop): it needs"
+        " a login but no second factor, approval or rate limit",
+    )
 
     @property
     def integral(self) -> bool:
@@ -72,6 +80,11 @@ class TagConfig(BaseModel):
         # A writable number without limits would let any value reach the PLC.
         if self.writable and self.type != "bool" and (self.low is None or self.high is None):
             raise ValueError("a writable numeric tag needs both low and high limits")
+        if (self.critical or self.emergency_values) and not self.writable:
+            raise ValueError("critical and emergency_values only apply to a writable tag")
+        for value in self.emergency_values:
+            if isinstance(value, bool) != (self.type == "bool"):
+                raise ValueError(f"emergency value {value!r} does not fit a {self.type} tag")
         check_tag_alarms(self)
         return self
 

@@ -5,9 +5,19 @@ its caller and answers with a result or a :class:`~domain.errors.DomainError`.
 A refusal that must stay on record (a rejected request, a failed or late
 confirmation) is saved first and raised afterwards.
 
-Alarms and the floods of their areas are snapshotted every 50 events: a
-long-lived alarm (years of Raised and Cleared) loads from its latest snapshot
-and the events after it, not from its whole history.
+A command passes the whole safety chain here, in this order, and each refusal
+is a ``Rejected`` event with its reason: the requester's permission on the
+device (``forbidden``), the plant mode (``read_only``, ``simulation_mode``),
+the rate limit (``rate_limited``, not for emergency actions), then the tag's
+own contract. Permission and mode are checked again when the write is released
+(the requester's confirmation, or the second person's approval of a critical
+tag), because either can change while a command waits.
+
+Operators, logins, sessions and the plant mode are in :mod:`domain.access`.
+
+Alarms, the floods of their areas and operators are snapshotted every 50
+events: a long-lived alarm (years of Raised and Cleared) or operator (years of
+logins) loads from its latest snapshot and the events after it.
 
 Persistence is the eventsourcing library's, chosen by ``env`` alone: with no
 ``env`` it is the in-memory store (unit tests); the composition root passes
@@ -17,28 +27,29 @@ environment is never read here.
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import NoReturn, ParamSpec, TypeVar, cast
+from datetime import datetime, timedelta
+from typing import NoReturn, cast
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import DomainEvent
-from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import Environment
 
+from domain.access import AccessUseCases
 from domain.alarm import SYSTEM, Alarm, AlarmState
 from domain.alarm import alarm_id as derive_alarm_id
 from domain.alarm_flood import AlarmFlood, flood_id
 from domain.catalog import TagCatalog
 from domain.command import (
     CONFIRMATION_METHOD,
+    EMERGENCY_METHOD,
     REJECTION_REASONS,
     ConfirmationFailure,
     ControlCommand,
+    RejectionReason,
 )
 from domain.errors import (
     AlarmNotFound,
@@ -48,24 +59,24 @@ from domain.errors import (
     CommandRefused,
     ConfirmationRefused,
     ConfirmationTooLate,
+    Forbidden,
     InvalidWrite,
-    OperatorExists,
-    UnknownOperator,
+    SecondPersonRequired,
 )
 from domain.messages import AlarmTransition
-from domain.operator import Operator, operator_id
+from domain.operator import LoginPolicy, Operator
+from domain.permissions import Action, is_allowed
 from domain.plant_configuration import DevicesChange, PlantConfiguration, configuration_id
-
-P = ParamSpec("P")
-R = TypeVar("R")
+from domain.plant_mode import Mode
+from domain.time import retry_on_conflict, utc
 
 DEFAULT_CONFIRM_WINDOW = timedelta(seconds=30)
+# How long a critical write waits for its second person once the requester has signed.
+DEFAULT_APPROVAL_WINDOW = timedelta(minutes=5)
+# Commands per minute per user (seed 000): a guard against human error, not a quota.
+DEFAULT_COMMAND_RATE_LIMIT = 5
 # The longest an operator may shelve an alarm: a shelved alarm must come back on its own.
 DEFAULT_MAX_SHELVE = timedelta(hours=8)
-# Concurrent writers of one aggregate (an HMI and the expiry sweeper, a double
-# click) meet as a version conflict in the store; the loser decides again on
-# fresh state, which turns the conflict into the right domain error.
-_CONFLICT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -88,39 +99,32 @@ class AlarmChange:
     events: tuple[str, ...]
 
 
-def _retry_on_conflict(use_case: Callable[P, R]) -> Callable[P, R]:
-    @functools.wraps(use_case)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        for _ in range(_CONFLICT_ATTEMPTS - 1):
-            try:
-                return use_case(*args, **kwargs)
-            except IntegrityError:
-                continue
-        return use_case(*args, **kwargs)
+@dataclass(frozen=True)
+class CommandPolicy:
+    """The limits of the command chain, from the settings."""
 
-    return run
+    confirm_window: timedelta = DEFAULT_CONFIRM_WINDOW
+    approval_window: timedelta = DEFAULT_APPROVAL_WINDOW
+    rate_limit: int = DEFAULT_COMMAND_RATE_LIMIT
 
 
-def _utc(at: datetime) -> datetime:
-    # A naive time would be stored without an offset and compare wrongly later.
-    if at.tzinfo is None:
-        raise ValueError(f"times must be timezone-aware, got {at!r}")
-    return at.astimezone(UTC)
-
-
-class PlantApplication(Application[UUID]):
-    snapshotting_intervals = {Alarm: 50, AlarmFlood: 50}
+class PlantApplication(AccessUseCases):
+    snapshotting_intervals = {Alarm: 50, AlarmFlood: 50, Operator: 50}
 
     def __init__(
         self,
         catalog: TagCatalog,
         env: Mapping[str, str] | None = None,
-        confirm_window: timedelta = DEFAULT_CONFIRM_WINDOW,
+        commands: CommandPolicy | None = None,
         max_shelve: timedelta = DEFAULT_MAX_SHELVE,
+        plant_id: str = "plant",
+        login_policy: LoginPolicy | None = None,
     ) -> None:
         self.catalog = catalog
-        self.confirm_window = confirm_window
+        self.commands = commands or CommandPolicy()
         self.max_shelve = max_shelve
+        self.plant_id = plant_id
+        self.login_policy = login_policy or LoginPolicy()
         super().__init__(env)
 
     def construct_env(self, name: str, env: Mapping[str, str] | None = None) -> Environment:
@@ -130,41 +134,6 @@ class PlantApplication(Application[UUID]):
         # ``snapshotting_intervals``, so that is done here.
         settings = {"IS_SNAPSHOTTING_ENABLED": "y"} if self.snapshotting_intervals else {}
         return Environment(name, {**settings, **(env or {})})
-
-    # -- operators ---------------------------------------------------------------------------
-
-    def register_operator(
-        self,
-        *,
-        username: str,
-        full_name: str,
-        role: str,
-        password_hash: str,
-        totp_secret: str,
-        actor: str,
-        at: datetime,
-    ) -> UUID:
-        operator = Operator(
-            username=username,
-            full_name=full_name,
-            role=role,
-            password_hash=password_hash,
-            totp_secret=totp_secret,
-            actor=actor,
-            at=_utc(at),
-        )
-        try:
-            self.save(operator)
-        except IntegrityError as exc:
-            raise OperatorExists(username) from exc
-        return operator.id
-
-    def find_operator(self, username: str) -> Operator | None:
-        try:
-            operator: Operator = self.repository.get(operator_id(username))
-        except AggregateNotFoundError:
-            return None
-        return operator
 
     # -- the plant's configuration ------------------------------------------------------------
 
@@ -179,7 +148,7 @@ class PlantApplication(Application[UUID]):
         at: datetime,
     ) -> DevicesChange | None:
         """Record the devices now run (id → configuration fingerprint), if anything changed."""
-        at = _utc(at)
+        at = utc(at)
         try:
             configuration: PlantConfiguration = self.repository.get(configuration_id(plant_id))
         except AggregateNotFoundError:
@@ -200,28 +169,54 @@ class PlantApplication(Application[UUID]):
     # -- commands ----------------------------------------------------------------------------
 
     def request_command(
-        self, *, actor: str, device: str, tag: str, value: object, at: datetime
+        self,
+        *,
+        actor: str,
+        device: str,
+        tag: str,
+        value: object,
+        at: datetime,
+        recent_requests: int = 0,
     ) -> CommandTicket:
-        """Record the request, then its rejection or its challenge, in one save."""
-        at = _utc(at)
+        """Record the request, then its rejection, its challenge or its emergency release.
+
+        ``recent_requests`` is how many commands ``actor`` asked for in the last
+        minute, this one included (the API counts them across its processes).
+        """
+        at = utc(at)
+        operator = self.get_operator(actor)
+        checked: float | int | bool | None = None
+        contract: tuple[RejectionReason, str] | None = None
         try:
             checked = self.catalog.check_write(device, tag, value)
-        except InvalidWrite as refusal:
-            command = ControlCommand.request(
-                device=device, tag=tag, value=value, actor=actor, at=at
+        except InvalidWrite as invalid:
+            contract = (REJECTION_REASONS[type(invalid)], str(invalid))
+        emergency = checked is not None and self.catalog.lookup(device, tag).is_emergency(checked)
+        command = ControlCommand.request(
+            device=device, tag=tag, value=value if checked is None else checked, actor=actor, at=at
+        )
+        refusal = self._policy_refusal(operator, device, Action.REQUEST_COMMAND, emergency)
+        if refusal is None and not emergency and recent_requests > self.commands.rate_limit:
+            refusal = (
+                RejectionReason.RATE_LIMITED,
+                f"more than {self.commands.rate_limit} commands in one minute",
             )
-            reason = REJECTION_REASONS[type(refusal)]
-            command.reject(reason=reason, detail=str(refusal), actor=actor, at=at)
+        refusal = refusal or contract
+        if refusal is not None:
+            reason, detail = refusal
+            command.reject(reason=reason, detail=detail, actor=actor, at=at)
             self.save(command)
-            raise CommandRefused(command.id, reason, str(refusal)) from refusal
-        # The accepted value is recorded as it will be written (5.0 for an integer tag is 5).
-        command = ControlCommand.request(device=device, tag=tag, value=checked, actor=actor, at=at)
-        expires_at = at + self.confirm_window
+            raise CommandRefused(command.id, reason, detail)
+        if emergency:
+            command.authorize_emergency(signer_name=operator.full_name, actor=actor, at=at)
+            self.save(command)
+            return CommandTicket(command.id, EMERGENCY_METHOD, at)
+        expires_at = at + self.commands.confirm_window
         command.issue_challenge(expires_at=expires_at, actor=actor, at=at)
         self.save(command)
         return CommandTicket(command.id, CONFIRMATION_METHOD, expires_at)
 
-    @_retry_on_conflict
+    @retry_on_conflict
     def confirm_command(
         self, *, actor: str, command_id: UUID, totp_step: int | None, at: datetime
     ) -> ControlCommand:
@@ -229,30 +224,55 @@ class PlantApplication(Application[UUID]):
 
         The API verifies the TOTP code against the operator's secret and passes
         the time step it matched; the domain decides whether that step may
-        still be used, and counts failures.
+        still be used, and counts failures. A critical tag's command then waits
+        for a second person's approval instead of being released.
         """
-        at = _utc(at)
+        at = utc(at)
         command = self.get_command(command_id)
         command.check_confirmable(actor)
         if self._expire_if_overdue(command, actor, at):
             raise ConfirmationTooLate(command_id)
-        if totp_step is None:
-            self._refuse_confirmation(command, ConfirmationFailure.WRONG_CODE, actor, at)
-        operator = self.find_operator(actor)
-        if operator is None:
-            raise UnknownOperator(actor)
-        try:
-            operator.use_totp_step(totp_step, at)
-        except CodeReused:
-            self._refuse_confirmation(command, ConfirmationFailure.CODE_REUSED, actor, at)
-        command.confirm(actor=actor, at=at)
+        operator = self._answering_operator(command, actor, Action.REQUEST_COMMAND, at)
+        self._spend_code(command, operator, totp_step, at)
+        critical = self.catalog.lookup(command.device, command.tag).critical
+        command.confirm(
+            signer_name=operator.full_name,
+            approval_until=at + self.commands.approval_window if critical else None,
+            actor=actor,
+            at=at,
+        )
         # One atomic save: the step is spent if and only if the command is confirmed.
         self.save(command, operator)
         return command
 
-    @_retry_on_conflict
+    @retry_on_conflict
+    def approve_command(
+        self, *, actor: str, command_id: UUID, totp_step: int | None, at: datetime
+    ) -> ControlCommand:
+        """A second person's signed approval of a critical write, which releases it."""
+        at = utc(at)
+        command = self._command_to_approve(command_id, actor, at)
+        operator = self._answering_operator(command, actor, Action.APPROVE_COMMAND, at)
+        self._spend_code(command, operator, totp_step, at)
+        command.approve(signer_name=operator.full_name, actor=actor, at=at)
+        self.save(command, operator)
+        return command
+
+    @retry_on_conflict
+    def decline_command(
+        self, *, actor: str, command_id: UUID, reason: str, at: datetime
+    ) -> ControlCommand:
+        """The second person refuses a critical write: it ends without being written."""
+        at = utc(at)
+        command = self._command_to_approve(command_id, actor, at)
+        self._answering_operator(command, actor, Action.APPROVE_COMMAND, at)
+        command.decline(reason=reason.strip() or "declined", actor=actor, at=at)
+        self.save(command)
+        return command
+
+    @retry_on_conflict
     def cancel_command(self, *, actor: str, command_id: UUID, at: datetime) -> None:
-        at = _utc(at)
+        at = utc(at)
         command = self.get_command(command_id)
         command.check_cancellable(actor)
         if self._expire_if_overdue(command, actor, at):
@@ -260,19 +280,19 @@ class PlantApplication(Application[UUID]):
         command.cancel(actor=actor, at=at)
         self.save(command)
 
-    @_retry_on_conflict
+    @retry_on_conflict
     def expire_command(self, command_id: UUID, at: datetime, actor: str = "system") -> bool:
-        """Record ``Expired`` if the command still awaits a confirmation past its deadline."""
-        at = _utc(at)
+        """Record ``Expired`` if the command still awaits a person past its deadline."""
+        at = utc(at)
         return self._expire_if_overdue(self.get_command(command_id), actor, at)
 
-    @_retry_on_conflict
+    @retry_on_conflict
     def record_dispatch(self, command_id: UUID, at: datetime, actor: str = "dispatcher") -> None:
         command = self.get_command(command_id)
-        command.dispatch(actor=actor, at=_utc(at))
+        command.dispatch(actor=actor, at=utc(at))
         self.save(command)
 
-    @_retry_on_conflict
+    @retry_on_conflict
     def record_write_succeeded(
         self,
         command_id: UUID,
@@ -281,15 +301,15 @@ class PlantApplication(Application[UUID]):
         actor: str = "dispatcher",
     ) -> None:
         command = self.get_command(command_id)
-        command.write_succeeded(read_back=read_back, actor=actor, at=_utc(at))
+        command.write_succeeded(read_back=read_back, actor=actor, at=utc(at))
         self.save(command)
 
-    @_retry_on_conflict
+    @retry_on_conflict
     def record_write_failed(
         self, command_id: UUID, reason: str, at: datetime, actor: str = "dispatcher"
     ) -> None:
         command = self.get_command(command_id)
-        command.write_failed(reason=reason, actor=actor, at=_utc(at))
+        command.write_failed(reason=reason, actor=actor, at=utc(at))
         self.save(command)
 
     def get_command(self, command_id: UUID) -> ControlCommand:
@@ -315,6 +335,87 @@ class PlantApplication(Application[UUID]):
         self.save(command)
         return True
 
+    def _policy_refusal(
+        self, operator: Operator, device: str, action: Action, emergency: bool = False
+    ) -> tuple[RejectionReason, str] | None:
+        """Why the plant refuses ``operator`` this command now, or ``None``."""
+        info = self.catalog.device_info(device)
+        if not (
+            operator.enabled
+            and is_allowed(operator.roles, operator.scopes, action, device=device, area=info.area)
+        ):
+            return RejectionReason.FORBIDDEN, f"{operator.username!r} may not {action} on {device}"
+        mode = self.plant_mode()
+        if mode is Mode.READ_ONLY:
+            kind = "emergency action" if emergency else "command"
+            return RejectionReason.READ_ONLY, f"the plant is read-only: no {kind} is accepted"
+        if mode is Mode.SIMULATION and not info.simulated:
+            return (
+                RejectionReason.SIMULATION_MODE,
+                f"the plant is in simulation mode and {device} is a real device",
+            )
+        return None
+
+    def _answering_operator(
+        self, command: ControlCommand, actor: str, action: Action, at: datetime
+    ) -> Operator:
+        """The operator answering ``command``, once the plant still allows its write.
+
+        Permission and mode may have changed since the request: if the command
+        can no longer go ahead it is rejected (recorded) and the refusal raised.
+        A would-be approver without permission is recorded and refused, and the
+        command waits on for someone who has it.
+        """
+        operator = self.get_operator(actor)
+        refusal = self._policy_refusal(operator, command.device, action, command.emergency)
+        if refusal is None:
+            return operator
+        reason, detail = refusal
+        if action is Action.APPROVE_COMMAND and reason is RejectionReason.FORBIDDEN:
+            command.refuse_approval(reason=reason.value, actor=actor, at=at)
+            self.save(command)
+            raise Forbidden(actor, action.value, command.device)
+        command.reject(reason=reason, detail=detail, actor=actor, at=at)
+        self.save(command)
+        raise CommandRefused(command.id, reason, detail)
+
+    def _command_to_approve(self, command_id: UUID, actor: str, at: datetime) -> ControlCommand:
+        """The command awaiting ``actor``'s approval, with its requester still allowed to ask.
+
+        A closed window is recorded as such first, whoever answers late.
+        """
+        command = self.get_command(command_id)
+        if self._expire_if_overdue(command, actor, at):
+            raise ConfirmationTooLate(command_id)
+        try:
+            command.check_approvable(actor)
+        except SecondPersonRequired:
+            # Trying to approve one's own critical write is worth a line in the record.
+            command.refuse_approval(reason="requester", actor=actor, at=at)
+            self.save(command)
+            raise
+        # The requester may have been disabled or lost the scope while the command waited.
+        requester = self.get_operator(command.requested_by)
+        refusal = self._policy_refusal(requester, command.device, Action.REQUEST_COMMAND)
+        if refusal is not None:
+            reason, detail = refusal
+            command.reject(reason=reason, detail=detail, actor=actor, at=at)
+            self.save(command)
+            raise CommandRefused(command.id, reason, detail)
+        return command
+
+    def _spend_code(
+        self, command: ControlCommand, operator: Operator, totp_step: int | None, at: datetime
+    ) -> None:
+        """Use the matched TOTP step, or record the failed attempt and raise."""
+        actor = operator.username
+        if totp_step is None:
+            self._refuse_confirmation(command, ConfirmationFailure.WRONG_CODE, actor, at)
+        try:
+            operator.use_totp_step(totp_step, at)
+        except CodeReused:
+            self._refuse_confirmation(command, ConfirmationFailure.CODE_REUSED, actor, at)
+
     def _refuse_confirmation(
         self, command: ControlCommand, reason: ConfirmationFailure, actor: str, at: datetime
     ) -> NoReturn:
@@ -324,7 +425,7 @@ class PlantApplication(Application[UUID]):
 
     # -- alarms ------------------------------------------------------------------------------
 
-    @_retry_on_conflict
+    @retry_on_conflict
     def record_alarm_transitions(
         self, transitions: Sequence[AlarmTransition], at: datetime
     ) -> list[AlarmChange]:
@@ -336,11 +437,11 @@ class PlantApplication(Application[UUID]):
         a recorder that crashes before acking can simply deliver it again. A
         transition's time is its source time, never later than ``at``.
         """
-        now = _utc(at)
+        now = utc(at)
         alarms: dict[UUID, Alarm] = {}
         activations: dict[str, list[datetime]] = defaultdict(list)
         for transition in transitions:
-            seen_at = min(_utc(transition.ts), now)
+            seen_at = min(utc(transition.ts), now)
             alarm = self._alarm_for(transition, seen_at, alarms)
             if alarm is None:
                 continue
@@ -356,72 +457,72 @@ class PlantApplication(Application[UUID]):
         self.save(*changed, *floods)
         return changes
 
-    @_retry_on_conflict
+    @retry_on_conflict
     def acknowledge_alarm(self, *, alarm_id: UUID, actor: str, comment: str, at: datetime) -> Alarm:
-        at = _utc(at)
+        at = utc(at)
         alarm = self._caught_up_alarm(alarm_id, at)
         alarm.acknowledge(actor=actor, comment=comment, at=at)
         self.save(alarm)
         return alarm
 
-    @_retry_on_conflict
+    @retry_on_conflict
     def shelve_alarm(
         self, *, alarm_id: UUID, actor: str, reason: str, duration: timedelta, at: datetime
     ) -> Alarm:
         """Hide the alarm for ``duration``, at most ``max_shelve``; it returns by itself."""
-        at = _utc(at)
+        at = utc(at)
         alarm = self._caught_up_alarm(alarm_id, at)
         alarm.shelve(actor=actor, reason=reason, duration=duration, longest=self.max_shelve, at=at)
         self.save(alarm)
         return alarm
 
-    @_retry_on_conflict
+    @retry_on_conflict
     def unshelve_alarm(self, *, alarm_id: UUID, actor: str, at: datetime) -> Alarm:
-        at = _utc(at)
+        at = utc(at)
         alarm = self._caught_up_alarm(alarm_id, at)
         alarm.unshelve(actor=actor, at=at)
         self.save(alarm)
         return alarm
 
-    @_retry_on_conflict
+    @retry_on_conflict
     def unshelve_if_due(self, alarm_id: UUID, at: datetime) -> bool:
         """Record the automatic ``Unshelved`` (actor ``system``) if the shelve ran out by ``at``."""
         alarm = self.get_alarm(alarm_id)
-        if not alarm.unshelve_if_due(_utc(at)):
+        if not alarm.unshelve_if_due(utc(at)):
             return False
         self.save(alarm)
         return True
 
-    @_retry_on_conflict
+    @retry_on_conflict
     def end_alarm_chattering_if_quiet(self, alarm_id: UUID, at: datetime) -> bool:
         """Record ``ChatteringEnded`` if a quiet minute completed by ``at`` (for a sweeper)."""
         alarm = self.get_alarm(alarm_id)
-        if not alarm.end_chattering_if_quiet(_utc(at)):
+        if not alarm.end_chattering_if_quiet(utc(at)):
             return False
         self.save(alarm)
         return True
 
-    @_retry_on_conflict
+    @retry_on_conflict
     def remove_alarm_from_service(
         self, *, alarm_id: UUID, actor: str, reason: str, at: datetime
     ) -> Alarm:
-        at = _utc(at)
+        at = utc(at)
         alarm = self._caught_up_alarm(alarm_id, at)
         alarm.remove_from_service(actor=actor, reason=reason, at=at)
         self.save(alarm)
         return alarm
 
-    @_retry_on_conflict
+    @retry_on_conflict
     def return_alarm_to_service(self, *, alarm_id: UUID, actor: str, at: datetime) -> Alarm:
-        at = _utc(at)
+        at = utc(at)
         alarm = self._caught_up_alarm(alarm_id, at)
         alarm.return_to_service(actor=actor, at=at)
         self.save(alarm)
         return alarm
 
-    @_retry_on_conflict
+    @retry_on_conflict
     def reset_alarm_latch(self, *, alarm_id: UUID, actor: str, at: datetime) -> Alarm:
-        at = _utc(at)
+        at = utc(at)
         alarm = self._caught_up_alarm(alarm_id, at)
         alarm.reset_latch(actor=actor, at=at)
         self.save(alarm)
@@ -444,11 +545,11 @@ class PlantApplication(Application[UUID]):
             return None
         return flood if isinstance(flood, AlarmFlood) else None
 
-    @_retry_on_conflict
+    @retry_on_conflict
     def end_alarm_flood_if_over(self, area: str, at: datetime) -> bool:
         """Record ``FloodEnded`` if the area's flood ended by ``at`` (for a sweeper)."""
         flood = self.alarm_flood(area)
-        if flood is None or not flood.end_if_over(_utc(at)):
+        if flood is None or not flood.end_if_over(utc(at)):
             return False
         self.save(flood)
         return True

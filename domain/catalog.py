@@ -1,16 +1,18 @@
 """What may be written where: the tags of every device, their kind and engineering limits.
 
-The catalogue is built by the composition root from the plant's configuration;
-the domain only asks it one question before recording a command: may this
-value be written to this tag? ``check_write`` answers with the value to write
-or with the :class:`~domain.errors.InvalidWrite` that becomes the rejection.
+The catalogue is built by the composition root from the plant's configuration.
+Before recording a command the domain asks it: may this value be written to
+this tag? ``check_write`` answers with the value to write or with the
+:class:`~domain.errors.InvalidWrite` that becomes the rejection. It also tells
+where a device is (its area, for permissions), whether it runs simulated, and
+which writes are critical (two persons) or emergency actions (no second factor).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from domain.errors import NotWritable, OutOfLimits, UnknownDevice, UnknownTag, ValueNotNumeric
@@ -33,10 +35,32 @@ class TagLimits:
     kind: ValueKind
     low: float | None
     high: float | None
+    # A write needs the approval of a second person with permission on the device.
+    critical: bool = False
+    # Writing one of these values is an emergency action (a stop): no second factor.
+    emergency_values: tuple[float | int | bool, ...] = field(default=())
+
+    def is_emergency(self, value: float | int | bool) -> bool:
+        # ``True == 1`` in Python: a boolean only matches a boolean, a number a number.
+        return any(
+            type(value) is type(candidate) and value == candidate
+            if isinstance(value, bool) or isinstance(candidate, bool)
+            else value == candidate
+            for candidate in self.emergency_values
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    area: str = ""
+    simulated: bool = False
 
 
 class TagCatalog:
-    def __init__(self, tags: Iterable[TagLimits]) -> None:
+    def __init__(
+        self, tags: Iterable[TagLimits], devices: Mapping[str, DeviceInfo] | None = None
+    ) -> None:
+        self._devices = dict(devices or {})
         self._by_device: dict[str, dict[str, TagLimits]] = {}
         for limits in tags:
             device_tags = self._by_device.setdefault(limits.device, {})
@@ -53,6 +77,13 @@ class TagCatalog:
 
     def devices(self) -> list[str]:
         return sorted(self._by_device)
+
+    def device_info(self, device: str) -> DeviceInfo:
+        """Where ``device`` is and whether it runs simulated (a default for an unknown one)."""
+        return self._devices.get(device, DeviceInfo())
+
+    def area_of(self, device: str) -> str:
+        return self.device_info(device).area
 
     def tags(self, device: str) -> list[TagLimits]:
         return sorted(self._device_tags(device).values(), key=lambda limits: limits.tag)

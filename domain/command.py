@@ -3,12 +3,28 @@
 Each arrow is one event; a command has exactly one terminal outcome (marked *)::
 
     Requested ─┬─▶ Rejected*
+               ├─▶ Confirmed (emergency: no second factor) ─▶ WriteDispatched ─▶ …
                └─▶ ChallengeIssued ─┬─▶ Confirmed ─┬─▶ WriteDispatched ─┬─▶ WriteSucceeded*
                                     │              │                    └─▶ WriteFailed*
+                                    │              ├─▶ ApprovalRequested ─┬─▶ Approved (releases)
+                                    │              │                      ├─▶ ApprovalRefused
+                                    │              │                      ├─▶ ApprovalDeclined*
+                                    │              │                      └─▶ Expired*, Cancelled*
                                     │              └─▶ Cancelled*
                                     ├─▶ ConfirmationFailed (final on the 3rd attempt*)
                                     ├─▶ Expired*
                                     └─▶ Cancelled*
+
+Before the write is dispatched, a command can still be ``Rejected`` (the
+plant went read-only, the requester lost the permission).
+
+``Confirmed`` and ``Approved`` are electronic signatures (21 CFR 11.50): they
+record the signer's full name, the time and the meaning of the signature:
+``execution`` when the requester's confirmation releases the write,
+``request`` when a critical tag's write still needs a second person, whose
+``Approved`` then carries ``approval``. An emergency action is ``Confirmed``
+with ``emergency`` set and method ``none``: authenticated, but without the
+second factor, so that security never delays a stop.
 
 The public methods decide: they check the guards and raise a
 :class:`~domain.errors.DomainError`. Only then a private ``@event`` method
@@ -24,6 +40,7 @@ import math
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
@@ -35,6 +52,7 @@ from domain.errors import (
     NotRequester,
     NotWritable,
     OutOfLimits,
+    SecondPersonRequired,
     UnknownDevice,
     UnknownTag,
     ValueNotNumeric,
@@ -45,6 +63,8 @@ RecordedValue = float | int | bool | str
 
 MAX_CONFIRMATION_ATTEMPTS = 3
 CONFIRMATION_METHOD = "totp"
+# How an emergency action is confirmed: it is not, beyond the login.
+EMERGENCY_METHOD = "none"
 # A garbage value is kept for the record, but not at any size.
 _MAX_RECORDED_REPR = 200
 
@@ -52,6 +72,7 @@ _MAX_RECORDED_REPR = 200
 class CommandStatus(StrEnum):
     REQUESTED = "requested"
     AWAITING_CONFIRMATION = "awaiting_confirmation"
+    AWAITING_APPROVAL = "awaiting_approval"
     CONFIRMED = "confirmed"
     DISPATCHED = "dispatched"
     SUCCEEDED = "succeeded"
@@ -60,6 +81,7 @@ class CommandStatus(StrEnum):
     EXPIRED = "expired"
     CANCELLED = "cancelled"
     CONFIRMATION_FAILED = "confirmation_failed"
+    DECLINED = "declined"
 
 
 TERMINAL_STATUSES = frozenset(
@@ -70,8 +92,25 @@ TERMINAL_STATUSES = frozenset(
         CommandStatus.EXPIRED,
         CommandStatus.CANCELLED,
         CommandStatus.CONFIRMATION_FAILED,
+        CommandStatus.DECLINED,
     }
 )
+# Waiting for a person: the window of ``expires_at`` applies.
+AWAITING_STATUSES = frozenset(
+    {CommandStatus.AWAITING_CONFIRMATION, CommandStatus.AWAITING_APPROVAL}
+)
+# Before the write leaves: a refusal can still stop the command.
+REFUSABLE_STATUSES = frozenset(
+    {CommandStatus.REQUESTED, *AWAITING_STATUSES, CommandStatus.CONFIRMED}
+)
+
+
+class SignatureMeaning(StrEnum):
+    """What an electronic signature on a command means (21 CFR 11.50(a)(3))."""
+
+    REQUEST = "request"
+    APPROVAL = "approval"
+    EXECUTION = "execution"
 
 
 class RejectionReason(StrEnum):
@@ -82,6 +121,10 @@ class RejectionReason(StrEnum):
     NOT_WRITABLE = "not_writable"
     NOT_A_NUMBER = "not_a_number"
     OUT_OF_LIMITS = "out_of_limits"
+    FORBIDDEN = "forbidden"
+    READ_ONLY = "read_only"
+    SIMULATION_MODE = "simulation_mode"
+    RATE_LIMITED = "rate_limited"
 
 
 # The reason recorded for each refusal of the catalogue (the API uses the same codes).
@@ -118,6 +161,24 @@ def recordable(value: object) -> RecordedValue:
 
 
 class ControlCommand(Aggregate):
+    class Confirmed(Aggregate.Event):
+        method: str
+        meaning: str
+        signer_name: str
+        emergency: bool
+        actor: str
+        at: datetime
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # v1 (before signatures) was always the requester releasing the write;
+            # the signer's full name was not recorded then, and is not invented now.
+            state["meaning"] = SignatureMeaning.EXECUTION.value
+            state["signer_name"] = ""
+            state["emergency"] = False
+
     @classmethod
     def request(
         cls, *, device: str, tag: str, value: object, actor: str, at: datetime
@@ -138,6 +199,8 @@ class ControlCommand(Aggregate):
         self._read_back: float | int | bool | None = None
         self._reason: str | None = None
         self._detail = ""
+        self._emergency = False
+        self._approved_by: str | None = None
 
     # -- what the API and the dispatcher read ------------------------------------------------
 
@@ -158,6 +221,14 @@ class ControlCommand(Aggregate):
         return self._requested_by
 
     @property
+    def approved_by(self) -> str | None:
+        return self._approved_by
+
+    @property
+    def emergency(self) -> bool:
+        return self._emergency
+
+    @property
     def status(self) -> CommandStatus:
         return self._status
 
@@ -167,7 +238,7 @@ class ControlCommand(Aggregate):
 
     @property
     def expires_at(self) -> datetime | None:
-        """When the confirmation window closes; ``None`` until a challenge is issued."""
+        """When the current confirmation or approval window closes; ``None`` before one."""
         return self._expires_at
 
     @property
@@ -193,9 +264,9 @@ class ControlCommand(Aggregate):
         return self._detail
 
     def is_overdue(self, at: datetime) -> bool:
-        """Awaiting a confirmation whose window closed before ``at``."""
+        """Awaiting a confirmation or an approval whose window closed before ``at``."""
         return (
-            self._status is CommandStatus.AWAITING_CONFIRMATION
+            self._status in AWAITING_STATUSES
             and self._expires_at is not None
             and at > self._expires_at
         )
@@ -203,7 +274,11 @@ class ControlCommand(Aggregate):
     # -- decisions ---------------------------------------------------------------------------
 
     def reject(self, *, reason: RejectionReason, detail: str, actor: str, at: datetime) -> None:
-        self._require(CommandStatus.REQUESTED, "reject")
+        """Refuse the command: at its request, or later, as long as nothing was written."""
+        if self.is_terminal:
+            raise CommandClosed(self.id, self._status)
+        if self._status not in REFUSABLE_STATUSES:
+            raise InvalidTransition(self.id, self._status, "reject")
         self._rejected(reason=reason.value, detail=detail, actor=actor, at=at)
 
     def issue_challenge(self, *, expires_at: datetime, actor: str, at: datetime) -> None:
@@ -212,18 +287,83 @@ class ControlCommand(Aggregate):
             method=CONFIRMATION_METHOD, expires_at=expires_at, actor=actor, at=at
         )
 
+    def authorize_emergency(self, *, signer_name: str, actor: str, at: datetime) -> None:
+        """An emergency action: released by its authenticated requester, without a code."""
+        self._require(CommandStatus.REQUESTED, "authorize")
+        if actor != self._requested_by:
+            raise NotRequester(self.id, actor)
+        self._confirmed(
+            method=EMERGENCY_METHOD,
+            meaning=SignatureMeaning.EXECUTION.value,
+            signer_name=signer_name,
+            emergency=True,
+            actor=actor,
+            at=at,
+        )
+
     def check_confirmable(self, actor: str) -> None:
         """Raise unless ``actor`` may answer the challenge (the clock is checked apart)."""
         self._require_requester(actor)
         self._require(CommandStatus.AWAITING_CONFIRMATION, "confirm")
 
-    def confirm(self, *, actor: str, at: datetime) -> None:
+    def confirm(
+        self,
+        *,
+        signer_name: str,
+        approval_until: datetime | None,
+        actor: str,
+        at: datetime,
+    ) -> None:
+        """The requester's signature; with ``approval_until`` a second person must approve."""
         self._check_answer(actor, at)
-        self._confirmed(method=CONFIRMATION_METHOD, actor=actor, at=at)
+        meaning = SignatureMeaning.REQUEST if approval_until else SignatureMeaning.EXECUTION
+        self._confirmed(
+            method=CONFIRMATION_METHOD,
+            meaning=meaning.value,
+            signer_name=signer_name,
+            emergency=False,
+            actor=actor,
+            at=at,
+        )
+        if approval_until is not None:
+            self._approval_requested(expires_at=approval_until, actor=actor, at=at)
+
+    def check_approvable(self, actor: str) -> None:
+        """Raise unless ``actor`` may approve now: a second person, while approval is awaited."""
+        if self.is_terminal:
+            raise CommandClosed(self.id, self._status)
+        if self._status is not CommandStatus.AWAITING_APPROVAL:
+            raise InvalidTransition(self.id, self._status, "approve")
+        if actor == self._requested_by:
+            raise SecondPersonRequired(self.id, actor)
+
+    def approve(self, *, signer_name: str, actor: str, at: datetime) -> None:
+        self._check_approval(actor, at)
+        self._approved(
+            method=CONFIRMATION_METHOD,
+            meaning=SignatureMeaning.APPROVAL.value,
+            signer_name=signer_name,
+            actor=actor,
+            at=at,
+        )
+
+    def refuse_approval(self, *, reason: str, actor: str, at: datetime) -> None:
+        """Record an approval attempt the command does not count (its requester, no permission)."""
+        if self._status is not CommandStatus.AWAITING_APPROVAL:
+            raise InvalidTransition(self.id, self._status, "approve")
+        self._approval_refused(reason=reason, actor=actor, at=at)
+
+    def decline(self, *, reason: str, actor: str, at: datetime) -> None:
+        """The second person says no: the command ends without a write."""
+        self._check_approval(actor, at)
+        self._approval_declined(reason=reason, actor=actor, at=at)
 
     def fail_confirmation(self, *, reason: ConfirmationFailure, actor: str, at: datetime) -> None:
-        """Record a failed attempt; the last allowed one ends the command."""
-        self._check_answer(actor, at)
+        """Record a failed code, the requester's or the approver's; the last allowed one ends it."""
+        if self._status is CommandStatus.AWAITING_APPROVAL:
+            self._check_approval(actor, at)
+        else:
+            self._check_answer(actor, at)
         attempt = self._failures + 1
         self._confirmation_failed(
             reason=reason.value,
@@ -234,7 +374,8 @@ class ControlCommand(Aggregate):
         )
 
     def expire(self, *, actor: str, at: datetime) -> None:
-        self._require(CommandStatus.AWAITING_CONFIRMATION, "expire")
+        if self.is_terminal:
+            raise CommandClosed(self.id, self._status)
         # Expiry is a fact about the clock, so only a closed window may be recorded as one.
         if not self.is_overdue(at):
             raise InvalidTransition(self.id, self._status, "expire")
@@ -243,7 +384,7 @@ class ControlCommand(Aggregate):
     def check_cancellable(self, actor: str) -> None:
         """Raise unless ``actor`` may cancel now: before the write is dispatched."""
         self._require_requester(actor)
-        if self._status not in (CommandStatus.AWAITING_CONFIRMATION, CommandStatus.CONFIRMED):
+        if self._status not in (*AWAITING_STATUSES, CommandStatus.CONFIRMED):
             raise InvalidTransition(self.id, self._status, "cancel")
 
     def cancel(self, *, actor: str, at: datetime) -> None:
@@ -276,12 +417,16 @@ class ControlCommand(Aggregate):
     def _require_requester(self, actor: str) -> None:
         if self.is_terminal:
             raise CommandClosed(self.id, self._status)
-        # Only the requester answers for now; the two-person rule will widen this.
         if actor != self._requested_by:
             raise NotRequester(self.id, actor)
 
     def _check_answer(self, actor: str, at: datetime) -> None:
         self.check_confirmable(actor)
+        if self.is_overdue(at):
+            raise ConfirmationTooLate(self.id)
+
+    def _check_approval(self, actor: str, at: datetime) -> None:
+        self.check_approvable(actor)
         if self.is_overdue(at):
             raise ConfirmationTooLate(self.id)
 
@@ -300,9 +445,40 @@ class ControlCommand(Aggregate):
         self._status = CommandStatus.AWAITING_CONFIRMATION
         self._expires_at = expires_at
 
-    @event("Confirmed")
-    def _confirmed(self, *, method: str, actor: str, at: datetime) -> None:
+    @event(Confirmed)
+    def _confirmed(
+        self,
+        *,
+        method: str,
+        meaning: str,
+        signer_name: str,
+        emergency: bool,
+        actor: str,
+        at: datetime,
+    ) -> None:
         self._status = CommandStatus.CONFIRMED
+        self._emergency = emergency
+
+    @event("ApprovalRequested")
+    def _approval_requested(self, *, expires_at: datetime, actor: str, at: datetime) -> None:
+        self._status = CommandStatus.AWAITING_APPROVAL
+        self._expires_at = expires_at
+
+    @event("Approved")
+    def _approved(
+        self, *, method: str, meaning: str, signer_name: str, actor: str, at: datetime
+    ) -> None:
+        self._status = CommandStatus.CONFIRMED
+        self._approved_by = actor
+
+    @event("ApprovalRefused")
+    def _approval_refused(self, *, reason: str, actor: str, at: datetime) -> None:
+        self._reason = reason
+
+    @event("ApprovalDeclined")
+    def _approval_declined(self, *, reason: str, actor: str, at: datetime) -> None:
+        self._status = CommandStatus.DECLINED
+        self._reason = reason
 
     @event("ConfirmationFailed")
     def _confirmation_failed(

@@ -19,6 +19,14 @@
     ├── OperatorExists                username
     ├── UnknownOperator               username
     ├── CodeReused                    username, step (a TOTP time step already accepted)
+    ├── UnknownRole                   role
+    ├── InvalidScope                  scope (not ``plant``, ``area:<name>`` or ``device:<id>``)
+    ├── Forbidden                     actor, action, target (the matrix says no)
+    ├── SecondPersonRequired          command_id, actor (a requester approving their own)
+    ├── LoginRefused                  username, reason, until (after LoginFailed was recorded)
+    ├── SessionInvalid                reason (ended, expired, invalid; reuse ends the family)
+    ├── OperatorAccountError          username, code, detail (disable yourself, last admin, …)
+    ├── ModeReasonRequired            (a plant mode change without a reason)
     ├── AlarmNotFound                 alarm_id
     └── AlarmActionRefused            alarm_id, state, action, code, detail
         ├── NothingToAcknowledge      (normal, or already acknowledged)
@@ -30,7 +38,8 @@
 
 Some errors are raised *after* an event was saved, so the caller knows the
 refusal itself is on record: ``CommandRefused``, ``ConfirmationRefused`` and
-``ConfirmationTooLate``. All the others leave the event store untouched.
+``ConfirmationTooLate``, ``LoginRefused`` and ``SessionInvalid`` (a reused
+refresh token revokes its session first). All the others leave the event store untouched.
 
 An ``AlarmActionRefused`` carries a fixed ``code`` per cause (``already_shelved``,
 ``still_active``, …) for callers that answer machines, and ``detail`` for people.
@@ -41,6 +50,7 @@ Statuses and reasons are carried as plain strings (the values of the domain's
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 
@@ -168,6 +178,73 @@ class CodeReused(DomainError):
         super().__init__(f"the TOTP code of time step {step} was already used by {username!r}")
         self.username = username
         self.step = step
+
+
+class UnknownRole(DomainError):
+    def __init__(self, role: str) -> None:
+        super().__init__(f"no role {role!r}")
+        self.role = role
+
+
+class InvalidScope(DomainError):
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"{scope!r} is not a scope: use plant, area:<name> or device:<id>")
+        self.scope = scope
+
+
+class Forbidden(DomainError):
+    """The permission matrix does not allow ``action`` to ``actor`` on ``target``."""
+
+    def __init__(self, actor: str, action: str, target: str = "") -> None:
+        where = f" on {target}" if target else ""
+        super().__init__(f"{actor!r} may not {action}{where}")
+        self.actor = actor
+        self.action = action
+        self.target = target
+
+
+class SecondPersonRequired(DomainError):
+    def __init__(self, command_id: UUID, actor: str) -> None:
+        super().__init__(
+            f"command {command_id} needs the approval of a second person, not {actor!r}"
+        )
+        self.command_id = command_id
+        self.actor = actor
+
+
+class LoginRefused(DomainError):
+    """``reason``: ``invalid_credentials``, ``locked`` (``until`` set) or ``disabled``."""
+
+    def __init__(self, username: str, reason: str, until: datetime | None = None) -> None:
+        detail = f" until {until.isoformat()}" if until else ""
+        super().__init__(f"login of {username!r} refused ({reason}){detail}")
+        self.username = username
+        self.reason = reason
+        self.until = until
+
+
+class SessionInvalid(DomainError):
+    """``reason``: ``ended`` (or never was), ``expired``, ``disabled``, ``invalid`` (a refresh
+    token not of this session) or ``refresh_reused`` (the session was revoked for it)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"session not valid ({reason})")
+        self.reason = reason
+
+
+class OperatorAccountError(DomainError):
+    """A change to an account that would leave it or the plant unmanageable."""
+
+    def __init__(self, username: str, code: str, detail: str) -> None:
+        super().__init__(f"{username!r}: {detail}")
+        self.username = username
+        self.code = code
+        self.detail = detail
+
+
+class ModeReasonRequired(DomainError):
+    def __init__(self) -> None:
+        super().__init__("changing the plant mode needs a reason")
 
 
 class AlarmNotFound(DomainError):

@@ -1,7 +1,21 @@
-"""The Operator aggregate: a person (or service) who may act on the plant.
+"""The Operator aggregate: a person (or an integrator's service account) and their access.
 
-Minimal for now: who they are, their role, the credentials the API checks, and
-the last TOTP time step they used. Roles, permissions and lockout come later.
+Everything that decides whether someone may act is an event of their
+operator, so that it can be read back from the log:
+
+- the account: ``Registered``, ``Disabled``, ``Enabled``;
+- what they may do and where: ``RoleGranted``/``RoleRevoked``,
+  ``PermissionGranted``/``PermissionRevoked`` (scopes, see :mod:`domain.permissions`);
+- their credentials: ``PasswordSet`` (an Argon2id hash), ``TotpEnrolled`` (the
+  TOTP secret *sealed* by the API with the plant's secrets key, opaque here),
+  ``TotpStepUsed`` (a code is accepted once per time step);
+- their sessions: ``LoginSucceeded`` (starts one), ``LoginFailed`` (with the
+  source address), ``LockedOut``, ``Unlocked``, ``SessionRefreshed``,
+  ``LoggedOut``, ``SessionRevoked``.
+
+A session is a family of refresh tokens: each refresh replaces the token and
+remembers the old one's hash, and presenting an old one again (a stolen token
+used after its owner refreshed, or the other way round) revokes the session.
 
 The id is derived from the username, so registering the same name twice
 collides in the event store itself (a version conflict) instead of racing a
@@ -10,45 +24,143 @@ collides in the event store itself (a version conflict) instead of racing a
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypedDict
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import CodeReused
+from domain.errors import CodeReused, LoginRefused, OperatorAccountError, SessionInvalid
+from domain.permissions import Scope, parse_role
 
 # Fixed forever: changing it would orphan every stored operator.
 OPERATOR_NAMESPACE = UUID("6f1c1d0e-5b8a-4c1e-9a57-0d3c8f7e2b41")
+# Version 1 of ``Registered`` held the TOTP secret in clear; its upcast marks it so.
+CLEAR_SECRET_PREFIX = "clear:"  # noqa: S105 - a marker, not a secret
 
 
 def operator_id(username: str) -> UUID:
     return uuid5(OPERATOR_NAMESPACE, "operator:" + username)
 
 
+@dataclass(frozen=True, slots=True)
+class LoginPolicy:
+    """Lockout after ``max_failures`` wrong passwords in a row, for longer each time."""
+
+    max_failures: int = 5
+    first_lockout: timedelta = timedelta(minutes=1)
+    longest_lockout: timedelta = timedelta(hours=1)
+    # A session (its refresh tokens) ends this long after login, refreshed or not: one shift.
+    session_lifetime: timedelta = timedelta(hours=12)
+
+    def lockout(self, lockouts: int) -> timedelta:
+        """The ``lockouts``-th lockout of a streak lasts twice the one before, up to the longest."""
+        # Doubling stops at the longest: past ~40 lockouts 2**n would overflow a timedelta.
+        longer = self.first_lockout
+        for _ in range(lockouts - 1):
+            if longer >= self.longest_lockout:
+                break
+            longer *= 2
+        return min(longer, self.longest_lockout)
+
+
+class SessionRecord(TypedDict):
+    source: str
+    started_at: datetime
+    expires_at: datetime
+    generation: int
+    refresh_hash: str
+    used_hashes: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """One open session as an admin sees it."""
+
+    session_id: str
+    username: str
+    source: str
+    started_at: datetime
+    expires_at: datetime
+    refreshes: int
+
+
 class Operator(Aggregate):
+    class Registered(Aggregate.Created):
+        username: str
+        full_name: str
+        roles: list[str]
+        password_hash: str
+        totp_secret_sealed: str
+        actor: str
+        at: datetime
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # v1 had one role and the TOTP secret in clear.
+            state["roles"] = [state.pop("role")]
+            state["totp_secret_sealed"] = CLEAR_SECRET_PREFIX + state.pop("totp_secret")
+
     @staticmethod
     def create_id(*_: Any, username: str, **__: Any) -> UUID:
         return operator_id(username)
 
-    @event("Registered")
+    @classmethod
+    def register(
+        cls,
+        *,
+        username: str,
+        full_name: str,
+        roles: Iterable[str],
+        password_hash: str,
+        totp_secret_sealed: str,
+        actor: str,
+        at: datetime,
+    ) -> Operator:
+        checked = sorted({parse_role(role).value for role in roles})
+        if not checked:
+            raise OperatorAccountError(username, "role_required", "an operator needs a role")
+        return cls(
+            username=username,
+            full_name=full_name,
+            roles=checked,
+            password_hash=password_hash,
+            totp_secret_sealed=totp_secret_sealed,
+            actor=actor,
+            at=at,
+        )
+
+    @event(Registered)
     def __init__(
         self,
         *,
         username: str,
         full_name: str,
-        role: str,
+        roles: list[str],
         password_hash: str,
-        totp_secret: str,
+        totp_secret_sealed: str,
         actor: str,
         at: datetime,
     ) -> None:
         self._username = username
         self._full_name = full_name
-        self._role = role
+        self._roles = list(roles)
+        self._scopes: list[str] = []
+        self._enabled = True
         self._password_hash = password_hash
-        self._totp_secret = totp_secret
+        self._totp_secret_sealed = totp_secret_sealed
         self._last_totp_step: int | None = None
+        self._failures = 0
+        self._lockouts = 0
+        self._locked_until: datetime | None = None
+        self._sessions: dict[str, SessionRecord] = {}
+
+    # -- what the API reads ------------------------------------------------------------------
 
     @property
     def username(self) -> str:
@@ -59,24 +171,124 @@ class Operator(Aggregate):
         return self._full_name
 
     @property
-    def role(self) -> str:
-        return self._role
+    def roles(self) -> tuple[str, ...]:
+        return tuple(self._roles)
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return tuple(self._scopes)
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
 
     @property
     def password_hash(self) -> str:
         return self._password_hash
 
     @property
-    def totp_secret(self) -> str:
-        return self._totp_secret
+    def totp_secret_sealed(self) -> str:
+        return self._totp_secret_sealed
 
     @property
     def last_totp_step(self) -> int | None:
         return self._last_totp_step
 
+    @property
+    def failures(self) -> int:
+        """Wrong passwords since the last login or unlock."""
+        return self._failures
+
+    @property
+    def locked_until(self) -> datetime | None:
+        return self._locked_until
+
+    def is_locked(self, at: datetime) -> bool:
+        return self._locked_until is not None and at < self._locked_until
+
+    def open_sessions(self, at: datetime) -> list[SessionView]:
+        return [
+            SessionView(
+                session_id=session_id,
+                username=self._username,
+                source=record["source"],
+                started_at=record["started_at"],
+                expires_at=record["expires_at"],
+                refreshes=record["generation"],
+            )
+            for session_id, record in sorted(self._sessions.items())
+            if at < record["expires_at"]
+        ]
+
+    def check_session(self, session_id: str, at: datetime) -> None:
+        """Raise :class:`SessionInvalid` unless ``session_id`` is open at ``at``."""
+        if not self._enabled:
+            raise SessionInvalid("disabled")
+        record = self._sessions.get(session_id)
+        if record is None:
+            raise SessionInvalid("ended")
+        if at >= record["expires_at"]:
+            raise SessionInvalid("expired")
+
     def __repr__(self) -> str:
         # The library's repr prints every attribute: credentials must never reach a log.
-        return f"Operator(username={self._username!r}, role={self._role!r}, version={self.version})"
+        return (
+            f"Operator(username={self._username!r}, roles={self._roles!r}, version={self.version})"
+        )
+
+    # -- the account -------------------------------------------------------------------------
+
+    def disable(self, *, reason: str, actor: str, at: datetime) -> bool:
+        if not self._enabled:
+            return False
+        if actor == self._username:
+            raise OperatorAccountError(self._username, "self", "you cannot disable yourself")
+        self._disabled(reason=reason, actor=actor, at=at)
+        return True
+
+    def enable(self, *, actor: str, at: datetime) -> bool:
+        if self._enabled:
+            return False
+        self._enabled_again(actor=actor, at=at)
+        return True
+
+    def grant_role(self, role: str, *, actor: str, at: datetime) -> bool:
+        checked = parse_role(role).value
+        if checked in self._roles:
+            return False
+        self._role_granted(role=checked, actor=actor, at=at)
+        return True
+
+    def revoke_role(self, role: str, *, actor: str, at: datetime) -> bool:
+        checked = parse_role(role).value
+        if checked not in self._roles:
+            return False
+        if len(self._roles) == 1:
+            raise OperatorAccountError(
+                self._username, "role_required", "an operator keeps at least one role"
+            )
+        self._role_revoked(role=checked, actor=actor, at=at)
+        return True
+
+    def grant_permission(self, scope: str, *, actor: str, at: datetime) -> bool:
+        checked = str(Scope.parse(scope))
+        if checked in self._scopes:
+            return False
+        self._permission_granted(scope=checked, actor=actor, at=at)
+        return True
+
+    def revoke_permission(self, scope: str, *, actor: str, at: datetime) -> bool:
+        checked = str(Scope.parse(scope))
+        if checked not in self._scopes:
+            return False
+        self._permission_revoked(scope=checked, actor=actor, at=at)
+        return True
+
+    def set_password(self, password_hash: str, *, actor: str, at: datetime) -> None:
+        self._password_set(password_hash=password_hash, actor=actor, at=at)
+
+    def enroll_totp(self, totp_secret_sealed: str, *, actor: str, at: datetime) -> None:
+        self._totp_enrolled(totp_secret_sealed=totp_secret_sealed, actor=actor, at=at)
 
     def use_totp_step(self, step: int, at: datetime) -> None:
         """Accept a TOTP code of time ``step`` once only (RFC 6238 §5.2).
@@ -89,6 +301,205 @@ class Operator(Aggregate):
             raise CodeReused(self._username, step)
         self._totp_step_used(step=step, actor=self._username, at=at)
 
+    # -- logging in and sessions -------------------------------------------------------------
+
+    def log_in(
+        self,
+        *,
+        password_matches: bool,
+        source: str,
+        session_id: str,
+        refresh_hash: str,
+        policy: LoginPolicy,
+        at: datetime,
+    ) -> LoginRefused | None:
+        """Record the attempt; the refusal to raise once it is saved, or ``None``.
+
+        A locked account is refused whatever the password, so that trying one
+        during the lockout tells nothing; those attempts do not lengthen it.
+        """
+        actor = self._username
+        if self.is_locked(at):
+            self._login_failed(
+                source=source, reason="locked", failures=self._failures, actor=actor, at=at
+            )
+            return LoginRefused(self._username, "locked", self._locked_until)
+        if not password_matches:
+            failures = self._failures + 1
+            self._login_failed(
+                source=source, reason="invalid_credentials", failures=failures, actor=actor, at=at
+            )
+            if failures % policy.max_failures == 0:
+                lockouts = self._lockouts + 1
+                until = at + policy.lockout(lockouts)
+                self._locked_out(until=until, lockouts=lockouts, actor="system", at=at)
+                return LoginRefused(self._username, "locked", until)
+            return LoginRefused(self._username, "invalid_credentials")
+        if not self._enabled:
+            self._login_failed(
+                source=source, reason="disabled", failures=self._failures, actor=actor, at=at
+            )
+            return LoginRefused(self._username, "disabled")
+        self._login_succeeded(
+            session_id=session_id,
+            source=source,
+            refresh_hash=refresh_hash,
+            expires_at=at + policy.session_lifetime,
+            actor=actor,
+            at=at,
+        )
+        return None
+
+    def unlock(self, *, actor: str, at: datetime) -> bool:
+        if self._failures == 0 and self._locked_until is None:
+            return False
+        self._unlocked(actor=actor, at=at)
+        return True
+
+    def refresh(
+        self, *, session_id: str, presented_hash: str, new_hash: str, source: str, at: datetime
+    ) -> SessionInvalid | None:
+        """Rotate the session's refresh token; the refusal to raise once saved, or ``None``.
+
+        Presenting a token this session already replaced revokes the whole
+        session (recorded, so it must be saved before the refusal is raised).
+        """
+        self.check_session(session_id, at)
+        record = self._sessions[session_id]
+        if hmac.compare_digest(record["refresh_hash"], presented_hash):
+            self._session_refreshed(
+                session_id=session_id,
+                generation=record["generation"] + 1,
+                refresh_hash=new_hash,
+                source=source,
+                actor=self._username,
+                at=at,
+            )
+            return None
+        if any(hmac.compare_digest(old, presented_hash) for old in record["used_hashes"]):
+            self._session_revoked(
+                session_id=session_id, reason="refresh_reused", actor="system", at=at
+            )
+            return SessionInvalid("refresh_reused")
+        # Not a token of this session at all: refused, but an outsider cannot end it.
+        return SessionInvalid("invalid")
+
+    def log_out(self, session_id: str, *, at: datetime) -> bool:
+        if session_id not in self._sessions:
+            return False
+        self._logged_out(session_id=session_id, actor=self._username, at=at)
+        return True
+
+    def revoke_session(self, session_id: str, *, reason: str, actor: str, at: datetime) -> bool:
+        if session_id not in self._sessions:
+            return False
+        self._session_revoked(session_id=session_id, reason=reason, actor=actor, at=at)
+        return True
+
+    # -- records (state changes only: these run again on every replay) -----------------------
+
+    @event("Disabled")
+    def _disabled(self, *, reason: str, actor: str, at: datetime) -> None:
+        self._enabled = False
+        # A disabled account keeps no session: every token it holds stops working.
+        self._sessions = {}
+
+    @event("Enabled")
+    def _enabled_again(self, *, actor: str, at: datetime) -> None:
+        self._enabled = True
+
+    @event("RoleGranted")
+    def _role_granted(self, *, role: str, actor: str, at: datetime) -> None:
+        self._roles = sorted({*self._roles, role})
+
+    @event("RoleRevoked")
+    def _role_revoked(self, *, role: str, actor: str, at: datetime) -> None:
+        self._roles = [r for r in self._roles if r != role]
+
+    @event("PermissionGranted")
+    def _permission_granted(self, *, scope: str, actor: str, at: datetime) -> None:
+        self._scopes = sorted({*self._scopes, scope})
+
+    @event("PermissionRevoked")
+    def _permission_revoked(self, *, scope: str, actor: str, at: datetime) -> None:
+        self._scopes = [s for s in self._scopes if s != scope]
+
+    @event("PasswordSet")
+    def _password_set(self, *, password_hash: str, actor: str, at: datetime) -> None:
+        self._password_hash = password_hash
+
+    @event("TotpEnrolled")
+    def _totp_enrolled(self, *, totp_secret_sealed: str, actor: str, at: datetime) -> None:
+        self._totp_secret_sealed = totp_secret_sealed
+
     @event("TotpStepUsed")
     def _totp_step_used(self, *, step: int, actor: str, at: datetime) -> None:
         self._last_totp_step = step
+
+    @event("LoginSucceeded")
+    def _login_succeeded(
+        self,
+        *,
+        session_id: str,
+        source: str,
+        refresh_hash: str,
+        expires_at: datetime,
+        actor: str,
+        at: datetime,
+    ) -> None:
+        self._failures = 0
+        self._lockouts = 0
+        self._locked_until = None
+        # Sessions that ran out are forgotten here, so the state does not grow with logins.
+        self._sessions = {
+            sid: record for sid, record in self._sessions.items() if at < record["expires_at"]
+        }
+        self._sessions[session_id] = SessionRecord(
+            source=source,
+            started_at=at,
+            expires_at=expires_at,
+            generation=0,
+            refresh_hash=refresh_hash,
+            used_hashes=[],
+        )
+
+    @event("LoginFailed")
+    def _login_failed(
+        self, *, source: str, reason: str, failures: int, actor: str, at: datetime
+    ) -> None:
+        self._failures = failures
+
+    @event("LockedOut")
+    def _locked_out(self, *, until: datetime, lockouts: int, actor: str, at: datetime) -> None:
+        self._lockouts = lockouts
+        self._locked_until = until
+
+    @event("Unlocked")
+    def _unlocked(self, *, actor: str, at: datetime) -> None:
+        self._failures = 0
+        self._lockouts = 0
+        self._locked_until = None
+
+    @event("SessionRefreshed")
+    def _session_refreshed(
+        self,
+        *,
+        session_id: str,
+        generation: int,
+        refresh_hash: str,
+        source: str,
+        actor: str,
+        at: datetime,
+    ) -> None:
+        record = self._sessions[session_id]
+        record["used_hashes"] = [*record["used_hashes"], record["refresh_hash"]]
+        record["refresh_hash"] = refresh_hash
+        record["generation"] = generation
+
+    @event("LoggedOut")
+    def _logged_out(self, *, session_id: str, actor: str, at: datetime) -> None:
+        self._sessions.pop(session_id, None)
+
+    @event("SessionRevoked")
+    def _session_revoked(self, *, session_id: str, reason: str, actor: str, at: datetime) -> None:
+        self._sessions.pop(session_id, None)

@@ -6,10 +6,9 @@ event, the events table is already append-only (see :mod:`eventstore.guard`).
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from domain.application import DEFAULT_CONFIRM_WINDOW, PlantApplication
+from domain.application import CommandPolicy, PlantApplication
 from domain.catalog import TagCatalog
+from domain.operator import LoginPolicy
 from eventstore.guard import install_append_only_guard
 from eventstore.postgres import event_store_env
 
@@ -17,11 +16,20 @@ EVENTS_TABLE = "plantapplication_events"
 
 
 def open_application(
-    database_url: str, catalog: TagCatalog, confirm_window: timedelta = DEFAULT_CONFIRM_WINDOW
+    database_url: str,
+    catalog: TagCatalog,
+    *,
+    plant_id: str = "plant",
+    commands: CommandPolicy | None = None,
+    login_policy: LoginPolicy | None = None,
 ) -> PlantApplication:
     """The application with its append-only events table. Blocking: call it off the event loop."""
     app = PlantApplication(
-        catalog, env=event_store_env(database_url), confirm_window=confirm_window
+        catalog,
+        env=event_store_env(database_url),
+        commands=commands,
+        plant_id=plant_id,
+        login_policy=login_policy,
     )
     try:
         install_append_only_guard(database_url, EVENTS_TABLE)

@@ -4,8 +4,11 @@
   file, against the services of the settings.
 - ``plantcore demo``: the same, plus the Modbus simulator, embedded services
   where none answer, and a demo operator whose credentials it prints.
-- ``plantcore users create``: register an operator and print their TOTP
-  enrolment (secret and ``otpauth://`` URI).
+- ``plantcore users create``: register an operator (the first admin, say)
+  and print their TOTP enrolment (secret and ``otpauth://`` URI). The password
+  comes from ``PLANTCORE_NEW_PASSWORD``, the file ``PLANTCORE_NEW_PASSWORD_FILE``
+  or the prompt; there is no default.
+- ``plantcore secrets-key``: print a new key for ``PLANTCORE_SECRETS_KEY``.
 """
 
 from __future__ import annotations
@@ -20,17 +23,21 @@ import signal
 import sys
 from collections.abc import Coroutine
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+from api.auth import MIN_PASSWORD_LENGTH
+from api.secrets import generate_key
 from devices.catalog import tag_catalog
 from devices.errors import PlantConfigError
 from devices.plant_file import load_plant_file, read_plant_file
-from domain.errors import OperatorExists
+from domain.errors import DomainError, OperatorExists
+from domain.permissions import Role
 from plantcore.application import open_application
 from plantcore.demo import run_demo
 from plantcore.operators import create_operator
 from plantcore.runtime import PlantRuntime, runtime_config
-from plantcore.settings import Settings
+from plantcore.settings import MissingSecret, Settings, jwt_secret, secret_box
 
 log = logging.getLogger("plantcore")
 
@@ -48,10 +55,24 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--full-name", required=True)
     create.add_argument(
         "--role",
+        dest="roles",
+        action="append",
         required=True,
-        choices=["admin", "supervisor", "operator", "viewer", "auditor", "service"],
+        choices=[role.value for role in Role],
+        help="a role (repeat for several)",
     )
+    create.add_argument(
+        "--scope",
+        dest="scopes",
+        action="append",
+        default=[],
+        help="where they may act: plant, area:<name> or device:<id> (repeat for several)",
+    )
+    commands.add_parser("secrets-key", help="print a new key for PLANTCORE_SECRETS_KEY")
     args = parser.parse_args(argv)
+    if args.command == "secrets-key":
+        print(generate_key())
+        return 0
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -65,15 +86,18 @@ def main(argv: list[str] | None = None) -> int:
             return _run(settings)
         if args.command == "demo":
             return _interruptible(run_demo(settings))
-        return _create_user(settings, args.username, args.full_name, args.role)
-    except PlantConfigError as exc:
+        return _create_user(settings, args)
+    except (PlantConfigError, MissingSecret) as exc:
         print(f"plantcore: {exc}", file=sys.stderr)
         return 2
 
 
 def _run(settings: Settings) -> int:
-    if settings.jwt_secret is None:
-        print("plantcore: set PLANTCORE_JWT_SECRET (at least 32 bytes)", file=sys.stderr)
+    if jwt_secret(settings) is None:
+        print(
+            "plantcore: set PLANTCORE_JWT_SECRET or PLANTCORE_JWT_SECRET_FILE (at least 32 bytes)",
+            file=sys.stderr,
+        )
         return 2
     loaded = read_plant_file(settings.plant_file)
     for problem in loaded.problems:
@@ -108,27 +132,57 @@ def _interruptible(work: Coroutine[Any, Any, None]) -> int:
     return 0
 
 
-def _create_user(settings: Settings, username: str, full_name: str, role: str) -> int:
-    password = os.environ.get("PLANTCORE_NEW_PASSWORD") or getpass.getpass("Password: ")
-    if len(password) < 12:
-        print("plantcore: the password needs at least 12 characters", file=sys.stderr)
+def _new_password() -> str:
+    """The new operator's password: from the environment, a file, or typed twice."""
+    if password := os.environ.get("PLANTCORE_NEW_PASSWORD"):
+        return password
+    if path := os.environ.get("PLANTCORE_NEW_PASSWORD_FILE"):
+        return Path(path).read_text(encoding="utf-8").rstrip("\n")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != password:
+        raise PasswordMismatch("the two passwords differ")
+    return password
+
+
+class PasswordMismatch(ValueError):
+    pass
+
+
+def _create_user(settings: Settings, args: argparse.Namespace) -> int:
+    box = secret_box(settings)
+    try:
+        password = _new_password()
+    except (OSError, PasswordMismatch) as exc:
+        print(f"plantcore: {exc}", file=sys.stderr)
         return 2
-    app = open_application(settings.database_url, tag_catalog(load_plant_file(settings.plant_file)))
+    if len(password) < MIN_PASSWORD_LENGTH:
+        print(
+            f"plantcore: the password needs at least {MIN_PASSWORD_LENGTH} characters",
+            file=sys.stderr,
+        )
+        return 2
+    plant = load_plant_file(settings.plant_file)
+    app = open_application(settings.database_url, tag_catalog(plant), plant_id=plant.plant_id)
     try:
         credentials = create_operator(
             app,
-            username=username,
-            full_name=full_name,
-            role=role,
+            box,
+            username=args.username,
+            full_name=args.full_name,
+            roles=args.roles,
+            scopes=args.scopes,
             password=password,
             actor=f"cli:{getpass.getuser()}",
         )
     except OperatorExists:
-        print(f"plantcore: {username!r} already exists", file=sys.stderr)
+        print(f"plantcore: {args.username!r} already exists", file=sys.stderr)
         return 1
+    except DomainError as exc:
+        print(f"plantcore: {exc}", file=sys.stderr)
+        return 2
     finally:
         app.close()
-    print(f"created {username} ({role})")
+    print(f"created {args.username} ({', '.join(sorted(set(args.roles)))})")
     print(f"TOTP secret: {credentials.totp_secret}")
     print(f"enrol with:  {credentials.provisioning_uri()}")
     return 0

@@ -2,7 +2,9 @@
 
 The demo plant file marks each press ``simulate: true``, so the runtime serves
 each from a simulator of its protocol (:mod:`plantcore.simulation`); the demo
-adds the embedded services where none answer, and an operator to log in with.
+adds the embedded services where none answer, an operator to log in with, and
+(unless ``PLANTCORE_SECRETS_KEY`` is set) a secrets key of its own in the state
+directory.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import logging
 
 from devices.plant_file import read_plant_file
 from plantcore.embedded import free_port, services
-from plantcore.operators import Credentials, demo_operator
+from plantcore.operators import Credentials, demo_operator, demo_secrets_key
 from plantcore.runtime import PlantRuntime, runtime_config
-from plantcore.settings import Settings
+from plantcore.settings import Settings, secret_box
 from plantcore.simulation import port_free
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,11 @@ async def run_demo(settings: Settings) -> None:
         log.error("%s; that device is not started", problem)
     http_port = settings.http_port if port_free(settings.http_port) else free_port()
 
+    box = (
+        secret_box(settings)
+        if settings.secrets_key or settings.secrets_key_file
+        else demo_secrets_key(settings.state_dir)
+    )
     with services(settings.state_dir) as urls:
         config = runtime_config(
             settings,
@@ -35,11 +42,12 @@ async def run_demo(settings: Settings) -> None:
             redis_url=urls.redis_url,
             http_port=http_port,
             plant_file=settings.plant_file,  # edits apply while the demo runs
+            secrets=box,
         )
 
         async def ready(runtime: PlantRuntime) -> None:
             assert runtime.app is not None
-            credentials = demo_operator(runtime.app, settings.state_dir)
+            credentials = demo_operator(runtime.app, box, settings.state_dir)
             _print_banner(runtime.api_url, credentials, list(runtime.simulations.lines.values()))
 
         with contextlib.suppress(KeyboardInterrupt):

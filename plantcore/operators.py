@@ -1,18 +1,19 @@
-"""Creating operators from the command line and the demo's own operator."""
+"""Creating operators from the command line, and the demo's own operator and secrets key."""
 
 from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pyotp
-
-from api.auth import hash_password, verify_password
+from api.auth import hash_password, new_totp_secret, provisioning_uri, verify_password
+from api.secrets import SecretBox, UnsealError, generate_key
 from domain.application import PlantApplication
 from domain.errors import OperatorExists
+from domain.permissions import PLANT_SCOPE, Scope
 
 
 @dataclass(frozen=True)
@@ -23,38 +24,50 @@ class Credentials:
 
     def provisioning_uri(self) -> str:
         """The ``otpauth://`` URI an authenticator app reads (as a QR code or pasted)."""
-        return str(
-            pyotp.TOTP(self.totp_secret).provisioning_uri(
-                name=self.username, issuer_name="plantcore"
-            )
-        )
+        return provisioning_uri(self.username, self.totp_secret)
 
 
 def create_operator(
     app: PlantApplication,
+    box: SecretBox,
     *,
     username: str,
     full_name: str,
-    role: str,
+    roles: Sequence[str],
     password: str,
+    scopes: Sequence[str] = (),
     actor: str,
 ) -> Credentials:
-    """Register an operator with a fresh TOTP secret; raises OperatorExists."""
-    totp_secret = pyotp.random_base32()
+    """Register an operator with a fresh TOTP secret and ``scopes``; raises OperatorExists."""
+    checked = [str(Scope.parse(scope)) for scope in scopes]  # before anything is recorded
+    totp_secret = new_totp_secret()
+    at = datetime.now(UTC)
     app.register_operator(
         username=username,
         full_name=full_name,
-        role=role,
+        roles=roles,
         password_hash=hash_password(password),
-        totp_secret=totp_secret,
+        totp_secret_sealed=box.seal(totp_secret, username=username),
         actor=actor,
-        at=datetime.now(UTC),
+        at=at,
     )
+    for scope in checked:
+        app.grant_permission(username=username, scope=scope, actor=actor, at=at)
     return Credentials(username, password, totp_secret)
 
 
-def demo_operator(app: PlantApplication, state_dir: Path) -> Credentials:
-    """The demo's operator, the same on every run against the same database.
+def demo_secrets_key(state_dir: Path) -> SecretBox:
+    """The demo's secrets key, kept in ``<state_dir>/secrets.key`` (0600) across runs."""
+    path = state_dir / "secrets.key"
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(generate_key(), encoding="utf-8")
+        path.chmod(0o600)
+    return SecretBox.from_text(path.read_text(encoding="utf-8"))
+
+
+def demo_operator(app: PlantApplication, box: SecretBox, state_dir: Path) -> Credentials:
+    """The demo's operator (may command every device), the same on every run against one database.
 
     The credentials live in ``<state_dir>/demo-operator.json`` (outside the
     repository). If the database already knows that user name with other
@@ -66,15 +79,22 @@ def demo_operator(app: PlantApplication, state_dir: Path) -> Credentials:
         saved = Credentials(**json.loads(path.read_text(encoding="utf-8")))
         operator = app.find_operator(saved.username)
         if operator is not None and verify_password(operator.password_hash, saved.password):
-            return Credentials(saved.username, saved.password, operator.totp_secret)
+            try:
+                secret = box.open(operator.totp_secret_sealed, username=saved.username)
+            except UnsealError:
+                secret = None  # sealed under another key: make a new operator
+            if secret is not None:
+                return Credentials(saved.username, saved.password, secret)
     while True:
         try:
             credentials = create_operator(
                 app,
+                box,
                 username=f"demo-{secrets.token_hex(3)}",
                 full_name="Demo Operator",
-                role="operator",
+                roles=["operator"],
                 password=secrets.token_urlsafe(12),
+                scopes=[PLANT_SCOPE],
                 actor="plantcore demo",
             )
         except OperatorExists:

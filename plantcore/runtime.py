@@ -15,8 +15,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -24,6 +24,7 @@ import asyncpg
 import nats
 import redis.asyncio as aioredis
 import uvicorn
+from api.rate_limit import CommandRateCounter
 from eventsourcing.persistence import TrackingRecorder
 from nats.aio.client import Client as NatsClient
 from nats.js.api import DeliverPolicy
@@ -31,7 +32,8 @@ from nats.js.api import DeliverPolicy
 from api.app import create_app
 from api.auth import TokenSettings
 from api.metrics import DeviceFigures, PlantCollector, plant_registry
-from api.services import Services
+from api.secrets import SecretBox
+from api.services import DEFAULT_MAX_QUERY_COST, DEFAULT_MAX_QUERY_DEPTH, Services
 from devices.catalog import tag_catalog
 from devices.config import PlantConfig
 from devices.dispatcher import CommandDispatcher
@@ -40,13 +42,21 @@ from devices.expiry import ExpirySweeper
 from devices.fleet import Fleet
 from devices.nats_bridge import NatsTelemetrySink, serve_writes
 from devices.supervisor import SupervisorCounters
-from domain.application import DEFAULT_CONFIRM_WINDOW, PlantApplication
+from domain.application import CommandPolicy, PlantApplication
 from domain.messages import ConnectionState
+from domain.operator import LoginPolicy
 from eventstore.executor import StoreExecutor
 from eventstore.log_tail import Follower, LogTail, TrackedPosition
 from plantcore.application import open_application
 from plantcore.reload import watch_plant_file
-from plantcore.settings import ProjectionsStart, Settings, token_settings
+from plantcore.settings import (
+    ProjectionsStart,
+    Settings,
+    command_policy,
+    login_policy,
+    secret_box,
+    token_settings,
+)
 from plantcore.simulation import Simulations
 from plantcore.streams import ensure_alarm_stream, ensure_telemetry_stream
 from projections.alarm_clock import AlarmClock
@@ -69,6 +79,8 @@ class RuntimeConfig:
     redis_url: str
     plant: PlantConfig
     tokens: TokenSettings
+    # Seals and opens operators' TOTP secrets (PLANTCORE_SECRETS_KEY).
+    secrets: SecretBox
     http_host: str
     http_port: int
     telemetry_stream: str = "TELEMETRY"
@@ -77,8 +89,11 @@ class RuntimeConfig:
     # test) can share one NATS without sharing, and so splitting, a consumer.
     consumer_prefix: str = ""
     projections_start: ProjectionsStart = "retained"
-    # How long an operator has to confirm a command's challenge.
-    confirm_window: timedelta = DEFAULT_CONFIRM_WINDOW
+    # The command chain's windows and rate limit, and the login lockout.
+    commands: CommandPolicy = field(default_factory=CommandPolicy)
+    login_policy: LoginPolicy = field(default_factory=LoginPolicy)
+    max_query_depth: int = DEFAULT_MAX_QUERY_DEPTH
+    max_query_cost: int = DEFAULT_MAX_QUERY_COST
     # The file ``plant`` was read from: followed, and applied when it changes.
     plant_file: Path | None = None
     # Why device blocks of that file were left out, recorded with the configuration.
@@ -97,8 +112,13 @@ def runtime_config(
     redis_url: str | None = None,
     http_port: int | None = None,
     plant_file: Path | None = None,
+    secrets: SecretBox | None = None,
 ) -> RuntimeConfig:
-    """The runtime's configuration from the settings; the demo overrides where things run."""
+    """The runtime's configuration from the settings; the demo overrides where things run.
+
+    Raises :class:`~plantcore.settings.MissingSecret` if no secrets key is
+    configured and none is given (the demo gives its own).
+    """
     return RuntimeConfig(
         database_url=database_url or settings.database_url,
         nats_url=nats_url or settings.nats_url,
@@ -111,7 +131,11 @@ def runtime_config(
         telemetry_max_age_hours=settings.telemetry_max_age_hours,
         consumer_prefix=settings.consumer_prefix,
         projections_start=settings.projections_start,
-        confirm_window=timedelta(seconds=settings.command_confirm_seconds),
+        secrets=secrets or secret_box(settings),
+        commands=command_policy(settings),
+        login_policy=login_policy(settings),
+        max_query_depth=settings.graphql_max_depth,
+        max_query_cost=settings.graphql_max_cost,
         plant_file=plant_file,
         state_dir=settings.state_dir,
     )
@@ -172,7 +196,14 @@ class PlantRuntime:
             stack.callback(store.shutdown)
             catalog = tag_catalog(config.plant)
             app = await store.call(
-                open_application, config.database_url, catalog, config.confirm_window
+                partial(
+                    open_application,
+                    config.database_url,
+                    catalog,
+                    plant_id=config.plant.plant_id,
+                    commands=config.commands,
+                    login_policy=config.login_policy,
+                )
             )
             stack.callback(app.close)
             self.app, self._store = app, store
@@ -208,6 +239,10 @@ class PlantRuntime:
                 nats=nc,
                 tokens=config.tokens,
                 commands=tail,
+                secrets=config.secrets,
+                command_rate=CommandRateCounter(redis),
+                max_query_depth=config.max_query_depth,
+                max_query_cost=config.max_query_cost,
                 metrics=plant_registry(PlantCollector(self._device_figures, commands)),
                 pool=pool,
                 alarms=alarms,

@@ -2,6 +2,10 @@
 
 Nothing below ``plantcore/`` reads the environment: adapters get these values
 handed in, so tests can build them with any URLs they like.
+
+Secrets (the JWT signing key, the key that seals TOTP secrets) come from the
+environment or from a file named in it (``…_FILE``, e.g. a Docker or systemd
+credential), never from the repository. Only the demo makes its own.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.auth import TokenSettings
+from api.secrets import SecretBox
+from domain.application import CommandPolicy
+from domain.operator import LoginPolicy
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -32,9 +39,26 @@ class Settings(BaseSettings):
     plant_file: Path = Path("config/demo-plant.yaml")
     # The signing key of access tokens. Required outside the demo, which makes one per run.
     jwt_secret: SecretStr | None = None
+    jwt_secret_file: Path | None = None
     jwt_audience: str = "plantcore"
     access_token_minutes: int = Field(default=15, ge=1, le=60)
+    # The key that seals TOTP secrets in the event log (base64url of 32 bytes; make one
+    # with `plantcore secrets-key`). Required outside the demo, which keeps its own.
+    secrets_key: SecretStr | None = None
+    secrets_key_file: Path | None = None
+    # Wrong passwords in a row before an account locks; each lockout of a streak
+    # lasts twice the one before, from the first to the longest.
+    login_max_failures: int = Field(default=5, ge=1, le=100)
+    login_lockout_minutes: float = Field(default=1.0, gt=0)
+    login_lockout_max_minutes: float = Field(default=60.0, gt=0)
+    # A session (its refresh tokens) ends this long after login: one shift.
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 7)
     command_confirm_seconds: int = Field(default=30, ge=5, le=300)
+    # How long a critical write waits for its second person.
+    command_approval_seconds: int = Field(default=300, ge=10, le=3600)
+    command_rate_per_minute: int = Field(default=5, ge=1, le=600)
+    graphql_max_depth: int = Field(default=12, ge=3, le=50)
+    graphql_max_cost: int = Field(default=5000, ge=10)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
     telemetry_stream: str = "TELEMETRY"
@@ -48,11 +72,60 @@ class Settings(BaseSettings):
     projections_start: ProjectionsStart = "retained"
 
 
+class MissingSecret(ValueError):
+    """A secret the plant core cannot run without was not configured."""
+
+
+def _secret(value: SecretStr | None, file: Path | None, name: str) -> str | None:
+    if value is not None and file is not None:
+        raise MissingSecret(f"set PLANTCORE_{name} or PLANTCORE_{name}_FILE, not both")
+    if file is not None:
+        try:
+            return file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise MissingSecret(f"PLANTCORE_{name}_FILE: {exc}") from exc
+    return value.get_secret_value() if value is not None else None
+
+
+def jwt_secret(settings: Settings) -> str | None:
+    return _secret(settings.jwt_secret, settings.jwt_secret_file, "JWT_SECRET")
+
+
 def token_settings(settings: Settings) -> TokenSettings:
     """The access-token settings; without a configured secret (the demo), a random one per run."""
-    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
     return TokenSettings(
-        secret=secret or secrets.token_urlsafe(48),
+        secret=jwt_secret(settings) or secrets.token_urlsafe(48),
         audience=settings.jwt_audience,
         ttl=timedelta(minutes=settings.access_token_minutes),
+    )
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    """The box that seals TOTP secrets; raises :class:`MissingSecret` if no key is set."""
+    key = _secret(settings.secrets_key, settings.secrets_key_file, "SECRETS_KEY")
+    if key is None:
+        raise MissingSecret(
+            "set PLANTCORE_SECRETS_KEY or PLANTCORE_SECRETS_KEY_FILE"
+            " (make one with: plantcore secrets-key)"
+        )
+    try:
+        return SecretBox.from_text(key)
+    except ValueError as exc:
+        raise MissingSecret(f"PLANTCORE_SECRETS_KEY: {exc}") from exc
+
+
+def login_policy(settings: Settings) -> LoginPolicy:
+    return LoginPolicy(
+        max_failures=settings.login_max_failures,
+        first_lockout=timedelta(minutes=settings.login_lockout_minutes),
+        longest_lockout=timedelta(minutes=settings.login_lockout_max_minutes),
+        session_lifetime=timedelta(hours=settings.session_hours),
+    )
+
+
+def command_policy(settings: Settings) -> CommandPolicy:
+    return CommandPolicy(
+        confirm_window=timedelta(seconds=settings.command_confirm_seconds),
+        approval_window=timedelta(seconds=settings.command_approval_seconds),
+        rate_limit=settings.command_rate_per_minute,
     )

@@ -7,9 +7,19 @@ seed 000 asks the plant core to report:
 
 - commands requested, and their rate over the last minute;
 - dropped commands: those that ended in a failed write (errors) or expired
-  unconfirmed (timeouts);
-- processing latency: from the operator's confirmation to the PLC write's
-  outcome, as the two events record them (their ``at``).
+  unanswered (timeouts: no confirmation, or no approval of a critical write,
+  in time);
+- processing latency: from the command's release to the PLC write's outcome,
+  as the two events record them (their ``at``). The release is the
+  requester's ``Confirmed`` (an emergency action's included), or, for a
+  critical tag, the second person's ``Approved``: a ``Confirmed`` meaning
+  ``request`` releases nothing, and the wait for a second person is not the
+  plant core's latency.
+
+A released command that ends without a write (cancelled, or rejected because
+the plant went read-only) leaves the commands in flight without a latency.
+Declined and rejected commands are not dropped ones: they were refused on
+purpose, not lost.
 """
 
 from __future__ import annotations
@@ -23,17 +33,20 @@ from uuid import UUID
 from eventsourcing.persistence import Notification
 
 from domain.application import PlantApplication
-from domain.command import ControlCommand
+from domain.command import ControlCommand, SignatureMeaning
 from eventstore.log_tail import event_topic, originator_uuid
 
 REQUESTED = event_topic(ControlCommand, "Requested")
 CONFIRMED = event_topic(ControlCommand, "Confirmed")
+APPROVED = event_topic(ControlCommand, "Approved")
 SUCCEEDED = event_topic(ControlCommand, "WriteSucceeded")
 FAILED = event_topic(ControlCommand, "WriteFailed")
 EXPIRED = event_topic(ControlCommand, "Expired")
+# A released command stopped before its write: no outcome will come, so no latency.
+STOPPED = frozenset(event_topic(ControlCommand, name) for name in ("Cancelled", "Rejected"))
 
 RATE_WINDOW_SECONDS = 60.0
-# Confirmed commands waiting for their outcome; more means a dispatcher is stuck,
+# Released commands waiting for their outcome; more means a dispatcher is stuck,
 # and the oldest are forgotten rather than growing without bound.
 MAX_IN_FLIGHT = 10_000
 
@@ -55,7 +68,7 @@ class CommandMetrics:
         self.settled = 0
         self.latency_seconds_total = 0.0
         self._recent: deque[float] = deque()
-        self._confirmed: OrderedDict[UUID, datetime] = OrderedDict()
+        self._released: OrderedDict[UUID, datetime] = OrderedDict()
 
     # -- the log tail's follower protocol ----------------------------------------------------
 
@@ -77,33 +90,46 @@ class CommandMetrics:
     def mean_latency_seconds(self) -> float:
         return self.latency_seconds_total / self.settled if self.settled else 0.0
 
+    @property
+    def in_flight(self) -> int:
+        """Released commands whose write's outcome is not recorded yet."""
+        return len(self._released)
+
     def _count(self, notification: Notification) -> None:
         topic = notification.topic
         if topic == REQUESTED:
             self.requested += 1
             self._recent.append(self._clock())
             self._forget_old_requests()
-        elif topic == CONFIRMED:
-            self._confirmed[originator_uuid(notification)] = self._timestamp(notification)
-            if len(self._confirmed) > MAX_IN_FLIGHT:
-                self._confirmed.popitem(last=False)
+        elif topic in (CONFIRMED, APPROVED):
+            event = self._app.mapper.to_domain_event(notification)
+            # A critical tag's requester signed a request: released only by the approval.
+            if getattr(event, "meaning", None) != SignatureMeaning.REQUEST.value:
+                self._release(originator_uuid(notification), _at(event))
         elif topic == EXPIRED:
             self.dropped["expired"] += 1
+        elif topic in STOPPED:
+            self._released.pop(originator_uuid(notification), None)
         elif topic in (SUCCEEDED, FAILED):
             if topic == FAILED:
                 self.dropped["write_failed"] += 1
-            confirmed = self._confirmed.pop(originator_uuid(notification), None)
-            if confirmed is not None:
-                latency = (self._timestamp(notification) - confirmed).total_seconds()
+            released = self._released.pop(originator_uuid(notification), None)
+            if released is not None:
+                outcome = _at(self._app.mapper.to_domain_event(notification))
                 self.settled += 1
-                self.latency_seconds_total += max(0.0, latency)
+                self.latency_seconds_total += max(0.0, (outcome - released).total_seconds())
 
-    def _timestamp(self, notification: Notification) -> datetime:
-        event = self._app.mapper.to_domain_event(notification)
-        at: datetime = event.at  # type: ignore[attr-defined]  # every command event records when
-        return at
+    def _release(self, command_id: UUID, at: datetime) -> None:
+        self._released[command_id] = at
+        if len(self._released) > MAX_IN_FLIGHT:
+            self._released.popitem(last=False)
 
     def _forget_old_requests(self) -> None:
         horizon = self._clock() - RATE_WINDOW_SECONDS
         while self._recent and self._recent[0] < horizon:
             self._recent.popleft()
+
+
+def _at(event: object) -> datetime:
+    at: datetime = event.at  # type: ignore[attr-defined]  # every command event records when
+    return at

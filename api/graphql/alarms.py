@@ -20,11 +20,12 @@ import asyncpg
 import strawberry
 from strawberry.scalars import JSON
 
-from api.context import COMMAND_ROLES, PlantContext
+from api.context import PlantContext
 from api.graphql.errors import NOT_FOUND, api_error, call
 from api.graphql.session import while_authenticated
 from api.services import Services
 from domain.alarm import Alarm
+from domain.permissions import Action
 from projections.alarm_views import JournalEntry, alarm_summary
 
 STANDING_AFTER = timedelta(hours=24)
@@ -170,7 +171,7 @@ async def alarms(
     device: str | None = None,
     area: str | None = None,
 ) -> list[AlarmView]:
-    info.context.user  # noqa: B018 - raises unless authenticated
+    await info.context.authorize(Action.VIEW)
     rows = await _pool(info.context.services).fetch(
         "SELECT * FROM alarm_current"
         " WHERE ($1::boolean IS FALSE OR state <> 'normal')"
@@ -193,7 +194,7 @@ async def alarm_journal(
     first: int = 50,
     after: str | None = None,
 ) -> AlarmJournalPage:
-    info.context.user  # noqa: B018 - raises unless authenticated
+    await info.context.authorize(Action.VIEW)
     if not 1 <= first <= 500:
         raise api_error("first must be between 1 and 500", "bad_page")
     start = _decode_cursor(after) if after else 0
@@ -212,7 +213,7 @@ async def alarm_journal(
 
 
 async def alarm_kpis(info: strawberry.Info[PlantContext, None], hours: int = 24) -> AlarmKpis:
-    info.context.user  # noqa: B018 - raises unless authenticated
+    await info.context.authorize(Action.VIEW)
     services = info.context.services
     pool = _pool(services)
     now = services.clock()
@@ -255,8 +256,9 @@ async def alarm_kpis(info: strawberry.Info[PlantContext, None], hours: int = 24)
 async def alarm_events(
     info: strawberry.Info[PlantContext, None], area: str | None = None
 ) -> AsyncGenerator[AlarmEvent, None]:
-    user = info.context.user
-    async for event in while_authenticated(user, _events(info.context.services, area)):
+    caller = await info.context.authorize(Action.VIEW)
+    live = _events(info.context.services, area)
+    async for event in while_authenticated(caller, live, info.context.caller):
         yield event
 
 
@@ -274,14 +276,20 @@ async def _events(services: Services, area: str | None) -> AsyncGenerator[AlarmE
 
 
 async def _act(
-    info: strawberry.Info[PlantContext, None], alarm_id: strawberry.ID, action: str, **fields: Any
+    info: strawberry.Info[PlantContext, None],
+    alarm_id: strawberry.ID,
+    permission: Action,
+    use_case: str,
+    **fields: Any,
 ) -> AlarmView:
-    user = info.context.user_with_role(COMMAND_ROLES)
+    await info.context.require_role(permission)  # before telling whether the alarm exists
     services = info.context.services
     target = _alarm_id(alarm_id)
-    method = getattr(services.app, action)
+    alarm = await call(services, services.app.get_alarm, target)
+    caller = await info.context.authorize(permission, device=alarm.device)
+    method = getattr(services.app, use_case)
     at = services.clock()
-    await call(services, method, alarm_id=target, actor=user.username, at=at, **fields)
+    await call(services, method, alarm_id=target, actor=caller.username, at=at, **fields)
     services.commands.nudge()  # the read models follow the log: update them now
     return AlarmView.from_model(await call(services, services.app.get_alarm, target))
 
@@ -289,36 +297,45 @@ async def _act(
 async def acknowledge_alarm(
     info: strawberry.Info[PlantContext, None], alarm_id: strawberry.ID, comment: str = ""
 ) -> AlarmView:
-    return await _act(info, alarm_id, "acknowledge_alarm", comment=comment)
+    return await _act(
+        info, alarm_id, Action.ACKNOWLEDGE_ALARM, "acknowledge_alarm", comment=comment
+    )
 
 
 async def shelve_alarm(
     info: strawberry.Info[PlantContext, None], alarm_id: strawberry.ID, reason: str, minutes: int
 ) -> AlarmView:
     return await _act(
-        info, alarm_id, "shelve_alarm", reason=reason, duration=timedelta(minutes=minutes)
+        info,
+        alarm_id,
+        Action.SHELVE_ALARM,
+        "shelve_alarm",
+        reason=reason,
+        duration=timedelta(minutes=minutes),
     )
 
 
 async def unshelve_alarm(
     info: strawberry.Info[PlantContext, None], alarm_id: strawberry.ID
 ) -> AlarmView:
-    return await _act(info, alarm_id, "unshelve_alarm")
+    return await _act(info, alarm_id, Action.SHELVE_ALARM, "unshelve_alarm")
 
 
 async def remove_alarm_from_service(
     info: strawberry.Info[PlantContext, None], alarm_id: strawberry.ID, reason: str
 ) -> AlarmView:
-    return await _act(info, alarm_id, "remove_alarm_from_service", reason=reason)
+    return await _act(
+        info, alarm_id, Action.REMOVE_ALARM_FROM_SERVICE, "remove_alarm_from_service", reason=reason
+    )
 
 
 async def return_alarm_to_service(
     info: strawberry.Info[PlantContext, None], alarm_id: strawberry.ID
 ) -> AlarmView:
-    return await _act(info, alarm_id, "return_alarm_to_service")
+    return await _act(info, alarm_id, Action.REMOVE_ALARM_FROM_SERVICE, "return_alarm_to_service")
 
 
 async def reset_alarm_latch(
     info: strawberry.Info[PlantContext, None], alarm_id: strawberry.ID
 ) -> AlarmView:
-    return await _act(info, alarm_id, "reset_alarm_latch")
+    return await _act(info, alarm_id, Action.RESET_ALARM_LATCH, "reset_alarm_latch")

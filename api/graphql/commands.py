@@ -1,4 +1,12 @@
-"""Commands: request, confirm with a TOTP code, cancel, read, and follow them step by step.
+"""Commands: request, confirm with a TOTP code, approve, decline, cancel, read, follow.
+
+Every request reaches the domain, which records it with its outcome: a refusal
+by the permission matrix, the plant mode or the rate limit is a ``Rejected``
+event like a value out of limits (ADR 0002). The rate is counted on Redis
+across API processes before the domain decides.
+
+``commandTimeline`` lists every step of a command with its signatures (the
+signer's full name, the time and the meaning, 21 CFR 11.50).
 
 ``requestCommand`` takes its ``value`` as the ``JSON`` scalar so that whatever
 the client sends (a string, ``null``) reaches the domain and is *recorded* as a
@@ -23,12 +31,13 @@ from eventsourcing.utils import get_topic
 from strawberry.scalars import JSON
 
 from api.auth import totp_step
-from api.context import COMMAND_ROLES, PlantContext
+from api.context import PlantContext
 from api.graphql.errors import NOT_FOUND, api_error, call
 from api.graphql.session import while_authenticated
 from api.services import Services
 from domain.application import CommandTicket as TicketModel
-from domain.command import TERMINAL_STATUSES, CommandStatus, ControlCommand
+from domain.command import EMERGENCY_METHOD, TERMINAL_STATUSES, CommandStatus, ControlCommand
+from domain.permissions import Action
 from eventstore.log_tail import event_topic
 
 strawberry.enum(CommandStatus, name="CommandStatus")
@@ -59,6 +68,8 @@ class CommandView:
     value: JSON
     status: CommandStatus
     requested_by: str
+    approved_by: str | None
+    emergency: bool
     expires_at: datetime | None
     attempts_left: int
     read_back: JSON | None
@@ -74,12 +85,26 @@ class CommandView:
             value=JSON(command.value),
             status=command.status,
             requested_by=command.requested_by,
+            approved_by=command.approved_by,
+            emergency=command.emergency,
             expires_at=command.expires_at,
             attempts_left=command.attempts_left,
             read_back=None if command.read_back is None else JSON(command.read_back),
             reason=command.reason,
             detail=command.detail,
         )
+
+
+@strawberry.type
+class Signature:
+    """An electronic signature on a command (21 CFR 11.50)."""
+
+    username: str
+    full_name: str
+    meaning: str = strawberry.field(description="request, approval or execution.")
+    method: str = strawberry.field(description="totp, or none for an emergency action.")
+    at: datetime
+    emergency: bool
 
 
 @strawberry.type
@@ -91,17 +116,36 @@ class CommandStep:
     at: datetime
     actor: str
     detail: str
+    signature: Signature | None = strawberry.field(
+        description="Set on Confirmed and Approved: who signed, when, and what it means."
+    )
 
     @classmethod
     def from_model(cls, event: DomainEvent, command: ControlCommand) -> CommandStep:
+        at = getattr(event, "at", event.timestamp)
+        actor = str(getattr(event, "actor", ""))
+        meaning = getattr(event, "meaning", None)
+        signature = (
+            Signature(
+                username=actor,
+                full_name=str(getattr(event, "signer_name", "")),
+                meaning=str(meaning),
+                method=str(getattr(event, "method", "")),
+                at=at,
+                emergency=bool(getattr(event, "emergency", False)),
+            )
+            if meaning is not None
+            else None
+        )
         return cls(
             command_id=strawberry.ID(str(event.originator_id)),
             version=event.originator_version,
             step=type(event).__name__,
             status=command.status,
-            at=getattr(event, "at", event.timestamp),
-            actor=str(getattr(event, "actor", "")),
+            at=at,
+            actor=actor,
             detail=_detail(event),
+            signature=signature,
         )
 
 
@@ -117,8 +161,10 @@ def _detail(event: DomainEvent) -> str:
         parts.append(str(attrs["detail"]))
     if "attempt" in attrs:
         parts.append(f"attempt {attrs['attempt']}")
+    if attrs.get("emergency"):
+        parts.append("emergency action: no second factor")
     if "expires_at" in attrs:
-        parts.append(f"confirm by {attrs['expires_at'].isoformat()}")
+        parts.append(f"answer by {attrs['expires_at'].isoformat()}")
     if "read_back" in attrs:
         parts.append(f"read back {attrs['read_back']!r}")
     return "; ".join(parts)
@@ -134,36 +180,58 @@ def _command_id(raw: str) -> UUID:
 async def request_command(
     info: strawberry.Info[PlantContext, None], device: str, tag: str, value: JSON | None
 ) -> CommandTicket:
-    user = info.context.user_with_role(COMMAND_ROLES)
+    caller = await info.context.caller()
     services = info.context.services
+    at = services.clock()
+    recent = await services.command_rate.hit(caller.username, at)
     ticket = await call(
         services,
         services.app.request_command,
-        actor=user.username,
+        actor=caller.username,
         device=device,
         tag=tag,
         value=value,
-        at=services.clock(),
+        at=at,
+        recent_requests=recent,
     )
+    if ticket.challenge == EMERGENCY_METHOD:
+        services.commands.nudge()  # released already: the dispatcher need not wait its poll
     return CommandTicket.from_model(ticket)
 
 
 async def confirm_command(
     info: strawberry.Info[PlantContext, None], command_id: strawberry.ID, code: str
 ) -> CommandView:
-    user = info.context.user_with_role(COMMAND_ROLES)
+    caller = await info.context.caller()
+    return await _answer(info, caller.username, command_id, code, "confirm_command")
+
+
+async def approve_command(
+    info: strawberry.Info[PlantContext, None], command_id: strawberry.ID, code: str
+) -> CommandView:
+    caller = await info.context.caller()
+    return await _answer(info, caller.username, command_id, code, "approve_command")
+
+
+async def _answer(
+    info: strawberry.Info[PlantContext, None],
+    username: str,
+    command_id: strawberry.ID,
+    code: str,
+    use_case: str,
+) -> CommandView:
+    """Check ``code`` against the caller's TOTP secret, then confirm or approve with its step."""
     services = info.context.services
     target = _command_id(command_id)
-    operator = await services.store.call(services.app.find_operator, user.username)
-    if operator is None:
-        raise api_error(f"no operator {user.username!r}", "unauthenticated")
+    operator = await call(services, services.app.get_operator, username)
+    secret = services.secrets.open(operator.totp_secret_sealed, username=username)
     at = services.clock()
     command = await call(
         services,
-        services.app.confirm_command,
-        actor=user.username,
+        getattr(services.app, use_case),
+        actor=username,
         command_id=target,
-        totp_step=totp_step(operator.totp_secret, code, at),
+        totp_step=totp_step(secret, code, at),
         at=at,
     )
     # The dispatcher follows the log: wake it now rather than at its next poll.
@@ -171,16 +239,32 @@ async def confirm_command(
     return CommandView.from_model(command)
 
 
+async def decline_command(
+    info: strawberry.Info[PlantContext, None], command_id: strawberry.ID, reason: str
+) -> CommandView:
+    caller = await info.context.caller()
+    services = info.context.services
+    command = await call(
+        services,
+        services.app.decline_command,
+        actor=caller.username,
+        command_id=_command_id(command_id),
+        reason=reason,
+        at=services.clock(),
+    )
+    return CommandView.from_model(command)
+
+
 async def cancel_command(
     info: strawberry.Info[PlantContext, None], command_id: strawberry.ID
 ) -> CommandView:
-    user = info.context.user_with_role(COMMAND_ROLES)
+    caller = await info.context.caller()
     services = info.context.services
     target = _command_id(command_id)
     await call(
         services,
         services.app.cancel_command,
-        actor=user.username,
+        actor=caller.username,
         command_id=target,
         at=services.clock(),
     )
@@ -190,18 +274,30 @@ async def cancel_command(
 async def command(
     info: strawberry.Info[PlantContext, None], command_id: strawberry.ID
 ) -> CommandView:
-    info.context.user  # noqa: B018 - raises unless authenticated
+    await info.context.authorize(Action.VIEW)
     services = info.context.services
     found = await call(services, services.app.get_command, _command_id(command_id))
     return CommandView.from_model(found)
 
 
+async def command_timeline(
+    info: strawberry.Info[PlantContext, None], command_id: strawberry.ID
+) -> list[CommandStep]:
+    await info.context.authorize(Action.VIEW)
+    services = info.context.services
+    target = _command_id(command_id)
+    history = await services.store.call(services.app.command_events, target)
+    if not history or get_topic(type(history[0])) != REQUESTED_TOPIC:
+        raise api_error(f"no command {target}", NOT_FOUND)
+    return list(_Replay().steps(history))
+
+
 async def command_status(
     info: strawberry.Info[PlantContext, None], command_id: strawberry.ID
 ) -> AsyncGenerator[CommandStep, None]:
-    user = info.context.user
+    caller = await info.context.authorize(Action.VIEW)
     steps = _command_steps(info.context.services, _command_id(command_id))
-    async for step in while_authenticated(user, steps):
+    async for step in while_authenticated(caller, steps, info.context.caller):
         yield step
 
 

@@ -23,6 +23,7 @@ from datetime import datetime
 
 import strawberry
 from nats.aio.msg import Msg
+from strawberry.scalars import JSON
 
 from api.context import PlantContext
 from api.graphql.errors import UNKNOWN_DEVICE, api_error
@@ -38,6 +39,7 @@ from domain.messages import (
     Sample,
     TelemetryBatch,
 )
+from domain.permissions import Action
 from projections.live_reader import read_device, read_status
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,12 @@ class Tag:
     kind: str | None
     low: float | None
     high: float | None
+    critical: bool = strawberry.field(
+        description="A write needs the approval of a second person (approveCommand)."
+    )
+    emergency_values: JSON = strawberry.field(
+        description="Values whose write is an emergency action: no second factor."
+    )
 
     @classmethod
     def from_model(cls, name: str, sample: Sample | None, limits: TagLimits | None) -> Tag:
@@ -100,17 +108,20 @@ class Tag:
             kind=limits.kind.value if limits is not None else None,
             low=limits.low if limits is not None else None,
             high=limits.high if limits is not None else None,
+            critical=limits.critical if limits is not None else False,
+            emergency_values=JSON(list(limits.emergency_values) if limits is not None else []),
         )
 
 
 @strawberry.type
 class Device:
     id: strawberry.ID
+    area: str
     limits: strawberry.Private[list[TagLimits]]
 
     @classmethod
-    def from_model(cls, device: str, limits: list[TagLimits]) -> Device:
-        return cls(id=strawberry.ID(device), limits=limits)
+    def from_model(cls, device: str, area: str, limits: list[TagLimits]) -> Device:
+        return cls(id=strawberry.ID(device), area=area, limits=limits)
 
     @strawberry.field
     async def status(self, info: strawberry.Info[PlantContext, None]) -> DeviceStatusType | None:
@@ -151,16 +162,20 @@ class TagUpdate:
 
 
 async def devices(info: strawberry.Info[PlantContext, None]) -> list[Device]:
-    info.context.user  # noqa: B018 - raises unless authenticated
+    await info.context.authorize(Action.VIEW)
     catalog = info.context.services.catalog
-    return [Device.from_model(device, catalog.tags(device)) for device in catalog.devices()]
+    return [
+        Device.from_model(device, catalog.area_of(device), catalog.tags(device))
+        for device in catalog.devices()
+    ]
 
 
 async def tag_updates(
     info: strawberry.Info[PlantContext, None], device: str
 ) -> AsyncGenerator[TagUpdate, None]:
-    user = info.context.user
-    async for update in while_authenticated(user, _tag_updates(info.context.services, device)):
+    caller = await info.context.authorize(Action.VIEW)
+    live = _tag_updates(info.context.services, device)
+    async for update in while_authenticated(caller, live, info.context.caller):
         yield update
 
 

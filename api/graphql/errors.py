@@ -6,21 +6,40 @@ contract of the API:
 ==========================  =====================================================
 code                        when
 ==========================  =====================================================
-``unauthenticated``         missing, expired or forged access token
-``forbidden``               the caller's role may not do this
+``unauthenticated``         missing, expired, forged or wrong-audience access token,
+                            a session that ended, an invalid or reused refresh token
+``forbidden``               the permission matrix does not allow it (for a command
+                            the rejection is recorded, with ``commandId``)
 ``invalid_credentials``     login with a wrong username or password
+``account_locked``          too many wrong passwords; ``extensions.until``
+``account_disabled``        the account was disabled by an admin
 ``unknown_device``          ``tagUpdates`` or a command names no known device
 ``unknown_tag``,            a refused ``requestCommand`` (the rejection is
 ``not_writable``,           recorded; ``extensions.commandId`` names it)
 ``not_a_number``,
-``out_of_limits``
-``wrong_code``,             a refused confirmation (recorded; ``attemptsLeft``
-``code_reused``             says how many remain, 0 when it ended the command)
+``out_of_limits``,
+``read_only``,
+``simulation_mode``,
+``rate_limited``
+``wrong_code``,             a refused confirmation or approval (recorded;
+``code_reused``             ``attemptsLeft`` says how many remain, 0 when it ended)
 ``expired``                 the confirmation came after the window (recorded)
 ``closed``                  the command already ended (``extensions.status``)
-``not_found``               no such command
+``not_found``               no such command, operator or alarm
+``nothing_to_acknowledge``, an alarm action its state does not allow (the
+``already_shelved``, …      codes of :class:`~domain.errors.AlarmActionRefused`)
 ``not_requester``           only the requester may confirm or cancel
+``second_person_required``  the requester tried to approve their own critical write
 ``invalid_transition``      not possible in the command's current status
+``operator_exists``         ``createOperator`` with a username already taken
+``unknown_role``,           a role or scope that does not exist
+``invalid_scope``
+``last_admin``, ``self``,   an account change refused (the plant keeps an admin,
+``role_required``           an admin does not disable themselves, one role kept)
+``weak_password``           a password shorter than 12 characters
+``reason_required``         a plant mode change without a reason
+``query_too_deep``,         the query was refused before running
+``query_too_costly``
 ``domain_error``            any other refusal of the domain
 ==========================  =====================================================
 """
@@ -35,6 +54,8 @@ from graphql import GraphQLError
 from api.services import Services
 from domain.command import REJECTION_REASONS
 from domain.errors import (
+    AlarmActionRefused,
+    AlarmNotFound,
     CodeReused,
     CommandClosed,
     CommandNotFound,
@@ -42,16 +63,26 @@ from domain.errors import (
     ConfirmationRefused,
     ConfirmationTooLate,
     DomainError,
+    Forbidden,
+    InvalidScope,
     InvalidTransition,
     InvalidWrite,
+    LoginRefused,
+    ModeReasonRequired,
     NotRequester,
+    OperatorAccountError,
+    OperatorExists,
+    SecondPersonRequired,
+    SessionInvalid,
     UnknownOperator,
+    UnknownRole,
 )
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 FORBIDDEN = "forbidden"
+UNAUTHENTICATED = "unauthenticated"
 INVALID_CREDENTIALS = "invalid_credentials"
 NOT_FOUND = "not_found"
 UNKNOWN_DEVICE = "unknown_device"
@@ -61,10 +92,48 @@ def api_error(message: str, code: str, **extensions: Any) -> GraphQLError:
     return GraphQLError(message, extensions={"code": code, **extensions})
 
 
-def from_domain(exc: DomainError) -> GraphQLError:  # noqa: PLR0911 - one flat table
+# Refusals whose code follows from their type alone.
+_CODES: dict[type[DomainError], str] = {
+    Forbidden: FORBIDDEN,
+    SecondPersonRequired: "second_person_required",
+    OperatorExists: "operator_exists",
+    UnknownOperator: NOT_FOUND,
+    UnknownRole: "unknown_role",
+    InvalidScope: "invalid_scope",
+    ModeReasonRequired: "reason_required",
+    CodeReused: "code_reused",
+    AlarmNotFound: NOT_FOUND,
+}
+_LOGIN_CODES = {
+    "invalid_credentials": INVALID_CREDENTIALS,
+    "locked": "account_locked",
+    "disabled": "account_disabled",
+}
+
+
+def from_domain(exc: DomainError) -> GraphQLError:  # noqa: PLR0911, PLR0912 - one flat table
     """The GraphQL error a client gets for a domain refusal."""
     message = str(exc)
+    if type(exc) in _CODES:
+        return api_error(message, _CODES[type(exc)])
     match exc:
+        case LoginRefused():
+            # The username is not echoed: the message is the same for every account.
+            code = _LOGIN_CODES[exc.reason]
+            if exc.until is not None:
+                return api_error("account locked", code, until=exc.until.isoformat())
+            return api_error(
+                "invalid username or password"
+                if code == INVALID_CREDENTIALS
+                else "account disabled",
+                code,
+            )
+        case SessionInvalid():
+            return api_error(f"{message}: log in again", UNAUTHENTICATED, reason=exc.reason)
+        case OperatorAccountError():
+            return api_error(message, exc.code)
+        case AlarmActionRefused():
+            return api_error(message, exc.code, alarmId=str(exc.alarm_id), state=exc.state)
         case CommandRefused():
             return api_error(message, exc.reason, commandId=str(exc.command_id))
         case ConfirmationRefused():
@@ -83,10 +152,6 @@ def from_domain(exc: DomainError) -> GraphQLError:  # noqa: PLR0911 - one flat t
             return api_error(
                 message, "invalid_transition", commandId=str(exc.command_id), status=exc.status
             )
-        case CodeReused():
-            return api_error(message, "code_reused")
-        case UnknownOperator():
-            return api_error(message, "unauthenticated")
         case InvalidWrite():
             # A check made before anything is recorded: the code of the rejection it would be.
             return api_error(message, REJECTION_REASONS.get(type(exc), "invalid_write"))

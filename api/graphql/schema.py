@@ -1,4 +1,11 @@
-"""The schema: the root types, each field delegating to its area's resolver."""
+"""The schema: the root types, each field delegating to its area's resolver.
+
+Every resolver checks the caller against the permission matrix
+(:mod:`domain.permissions`, printed in ``docs/security.md``); ``login`` and
+``refreshToken`` are the only fields open to anyone. :func:`build_schema` adds
+the limits that refuse abusive queries (depth, cost, aliases, size) before
+any resolver runs.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +17,14 @@ from strawberry.types import ExecutionContext
 
 from api.graphql import alarms as alarm_resolvers
 from api.graphql import auth, commands, devices
+from api.graphql import operators as operator_resolvers
 from api.graphql.alarms import AlarmEvent, AlarmJournalPage, AlarmKpis, AlarmView
-from api.graphql.auth import LoginResult
+from api.graphql.auth import LoginResult, Me, Session
 from api.graphql.commands import CommandStep, CommandTicket, CommandView
 from api.graphql.devices import Device, TagUpdate
+from api.graphql.limits import query_limits
+from api.graphql.operators import OperatorView, PlantModeView, TotpEnrolment
+from api.services import DEFAULT_MAX_QUERY_COST, DEFAULT_MAX_QUERY_DEPTH
 
 
 @strawberry.type
@@ -24,6 +35,21 @@ class Query:
     )
     command: CommandView = strawberry.field(
         resolver=commands.command, description="One command as it stands now. Needs a token."
+    )
+    command_timeline: list[CommandStep] = strawberry.field(
+        resolver=commands.command_timeline,
+        description="Every step of one command so far, with its signatures.",
+    )
+    me: Me = strawberry.field(resolver=auth.me, description="The caller, as the plant knows them.")
+    operators: list[OperatorView] = strawberry.field(
+        resolver=operator_resolvers.operators, description="Every operator. Admins only."
+    )
+    sessions: list[Session] = strawberry.field(
+        resolver=auth.sessions, description="Every open session. Admins only."
+    )
+    plant_mode: PlantModeView = strawberry.field(
+        resolver=operator_resolvers.plant_mode,
+        description="Normal, read-only or simulation, and why.",
     )
     alarms: list[AlarmView] = strawberry.field(
         resolver=alarm_resolvers.alarms,
@@ -42,7 +68,60 @@ class Query:
 @strawberry.type
 class Mutation:
     login: LoginResult = strawberry.mutation(
-        resolver=auth.login, description="A 15-minute access token for a username and password."
+        resolver=auth.login,
+        description="A 15-minute access token and a refresh token for a username and password.",
+    )
+    refresh_token: LoginResult = strawberry.mutation(
+        resolver=auth.refresh_token,
+        description="New tokens for a refresh token, which then stops working.",
+    )
+    logout: bool = strawberry.mutation(
+        resolver=auth.logout, description="End the caller's session and its tokens."
+    )
+    end_session: bool = strawberry.mutation(
+        resolver=auth.end_session, description="End anyone's session. Admins only."
+    )
+    create_operator: TotpEnrolment = strawberry.mutation(
+        resolver=operator_resolvers.create_operator,
+        description="Register an operator; answers with their TOTP enrolment URI.",
+    )
+    disable_operator: OperatorView = strawberry.mutation(
+        resolver=operator_resolvers.disable_operator,
+        description="Disable an account and end its sessions.",
+    )
+    enable_operator: OperatorView = strawberry.mutation(
+        resolver=operator_resolvers.enable_operator, description="Enable a disabled account."
+    )
+    grant_role: OperatorView = strawberry.mutation(
+        resolver=operator_resolvers.grant_role, description="Give an operator a role."
+    )
+    revoke_role: OperatorView = strawberry.mutation(
+        resolver=operator_resolvers.revoke_role, description="Take a role from an operator."
+    )
+    grant_permission: OperatorView = strawberry.mutation(
+        resolver=operator_resolvers.grant_permission,
+        description="Let an operator act on plant, area:<name> or device:<id>.",
+    )
+    revoke_permission: OperatorView = strawberry.mutation(
+        resolver=operator_resolvers.revoke_permission, description="Take a scope from an operator."
+    )
+    unlock_operator: OperatorView = strawberry.mutation(
+        resolver=operator_resolvers.unlock_operator,
+        description="End a lockout after failed logins.",
+    )
+    reset_password: OperatorView = strawberry.mutation(
+        resolver=operator_resolvers.reset_password, description="Set another operator's password."
+    )
+    change_password: bool = strawberry.mutation(
+        resolver=operator_resolvers.change_password, description="Change your own password."
+    )
+    enroll_totp: TotpEnrolment = strawberry.mutation(
+        resolver=operator_resolvers.enroll_totp,
+        description="Enrol a new TOTP authenticator for yourself.",
+    )
+    set_plant_mode: PlantModeView = strawberry.mutation(
+        resolver=operator_resolvers.set_plant_mode,
+        description="Switch the plant to normal, read-only or simulation, with the reason.",
     )
     request_command: CommandTicket = strawberry.mutation(
         resolver=commands.request_command,
@@ -51,6 +130,14 @@ class Mutation:
     confirm_command: CommandView = strawberry.mutation(
         resolver=commands.confirm_command,
         description="Answer a command's challenge with the current TOTP code.",
+    )
+    approve_command: CommandView = strawberry.mutation(
+        resolver=commands.approve_command,
+        description="A second person's approval of a critical write, with their TOTP code.",
+    )
+    decline_command: CommandView = strawberry.mutation(
+        resolver=commands.decline_command,
+        description="A second person's refusal of a critical write, with the reason.",
     )
     cancel_command: CommandView = strawberry.mutation(
         resolver=commands.cancel_command,
@@ -108,4 +195,15 @@ class PlantSchema(strawberry.Schema):
             super().process_errors(unexpected, execution_context)
 
 
-schema = PlantSchema(query=Query, mutation=Mutation, subscription=Subscription)
+def build_schema(
+    *, max_depth: int = DEFAULT_MAX_QUERY_DEPTH, max_cost: int = DEFAULT_MAX_QUERY_COST
+) -> PlantSchema:
+    return PlantSchema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=query_limits(max_depth=max_depth, max_cost=max_cost),
+    )
+
+
+schema = build_schema()

@@ -1,27 +1,29 @@
-"""Subscriptions live only as long as the access token they were opened with.
+"""Subscriptions live only as long as the session and the access token they were opened with.
 
-A subscription is authenticated once, when it starts; without this bound a
-token revoked by expiry would keep streaming to its holder for as long as the
-socket stays open. At the token's ``expires_at`` the stream ends with an
-``unauthenticated`` error, and the client subscribes again with a fresh token.
+A subscription is authenticated when it starts; without a bound a token would
+keep streaming to its holder for as long as the socket stays open. The stream
+ends with an ``unauthenticated`` error at the token's ``expires_at``, and
+earlier if its session ends (logout, revocation, a reused refresh token, the
+operator disabled): that is checked every ``recheck_seconds``. The client then
+subscribes again with a fresh token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
 from graphql import GraphQLError
 
-from api.auth import Principal
-from api.context import UNAUTHENTICATED
+from api.context import UNAUTHENTICATED, Caller
 
 T = TypeVar("T")
 
 EXPIRED_MESSAGE = "access token expired: subscribe again with a fresh token"
+RECHECK_SECONDS = 15.0
 
 
 def _utc_now() -> datetime:
@@ -29,21 +31,42 @@ def _utc_now() -> datetime:
 
 
 async def while_authenticated(
-    user: Principal, updates: AsyncGenerator[T, None], clock: Callable[[], datetime] = _utc_now
+    caller: Caller,
+    updates: AsyncGenerator[T, None],
+    recheck: Callable[[], Awaitable[object]],
+    *,
+    clock: Callable[[], datetime] = _utc_now,
+    recheck_seconds: float = RECHECK_SECONDS,
 ) -> AsyncIterator[T]:
-    """Yield ``updates`` until ``user``'s token expires, then raise ``unauthenticated``."""
+    """Yield ``updates`` while ``caller``'s token lasts and ``recheck()`` does not raise.
+
+    The next update is awaited as a task that a recheck does not cancel:
+    cancelling an async generator's ``anext`` would end the generator itself.
+    """
+    waiting: asyncio.Future[T] | None = None
     try:
         while True:
-            remaining = (user.expires_at - clock()).total_seconds()
+            remaining = (caller.expires_at - clock()).total_seconds()
             if remaining <= 0:
                 raise GraphQLError(EXPIRED_MESSAGE, extensions={"code": UNAUTHENTICATED})
+            if waiting is None:
+                waiting = asyncio.ensure_future(anext(updates))
+            done, _ = await asyncio.wait({waiting}, timeout=min(remaining, recheck_seconds))
+            if not done:
+                # Raises unauthenticated if the session ended meanwhile; the loop's
+                # check covers the token's own expiry.
+                await recheck()
+                continue
+            ready, waiting = waiting, None
             try:
-                update = await asyncio.wait_for(anext(updates), remaining)
+                update = ready.result()
             except StopAsyncIteration:
                 return
-            except TimeoutError:
-                continue  # the loop's check raises: the token has just expired
             yield update
     finally:
-        with contextlib.suppress(RuntimeError):  # already closed by the timeout's cancel
+        if waiting is not None:
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await waiting
+        with contextlib.suppress(RuntimeError):  # already closed by the cancel
             await updates.aclose()

@@ -17,6 +17,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -27,6 +28,7 @@ from nats.js import JetStreamContext
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.auth import TokenSettings
+from api.secrets import SecretBox, generate_key
 from devices.config import PlantConfig
 from devices.plant_file import load_plant_file
 from devices.protocols.modbus import ModbusDevice
@@ -100,6 +102,7 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     device = unique("press")
     prefix = unique("e2e") + "-"
+    box = SecretBox.from_text(generate_key())
     async with ModbusSimulator(port=free_port(), tick_seconds=0.05) as simulator:
         runtime = PlantRuntime(
             RuntimeConfig(
@@ -108,6 +111,7 @@ async def stack(
                 redis_url=redis_url,
                 plant=press_plant(device, simulator.port),
                 tokens=TokenSettings(secret=unique("secret") * 4, audience="plantcore"),
+                secrets=box,
                 http_host="127.0.0.1",
                 http_port=0,
                 consumer_prefix=prefix,
@@ -125,11 +129,11 @@ async def stack(
             await _started(running, ready)
             assert runtime.app is not None
             operator = await asyncio.to_thread(
-                create_operator,
-                runtime.app,
+                partial(create_operator, runtime.app, box),
                 username=unique("operator"),
                 full_name="End To End",
-                role="operator",
+                roles=["operator"],
+                scopes=[f"device:{device}"],
                 password="a long enough password",
                 actor="test",
             )
@@ -319,7 +323,7 @@ async def test_a_hot_motor_raises_an_alarm_that_is_acknowledged_and_clears(stack
 
     # Acknowledging what is no longer there to acknowledge is refused, and says why.
     again = await stack.raw(ACKNOWLEDGE, token, id=raised["alarmId"], c="twice")
-    assert again["errors"][0]["extensions"]["code"] == "domain_error"
+    assert again["errors"][0]["extensions"]["code"] == "nothing_to_acknowledge"
 
     # The journal pages through the alarm's events in log order.
     since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()

@@ -1,16 +1,23 @@
 """A whole API on the machine's real PostgreSQL, Redis and NATS, per test.
 
-Each test gets its own device names and operator (the event table is shared),
-an in-process ASGI client for queries and mutations, and a real uvicorn
-server on a free port for graphql-transport-ws subscriptions.
+Each test gets its own device names and plant id (the event table is shared),
+an operator with the ``operator`` role and a scope on its device, more
+operators on demand (:meth:`Plant.add_operator`), an in-process ASGI client for
+queries and mutations, and a real uvicorn server on a free port for
+graphql-transport-ws subscriptions.
+
+The plant's device has a free setpoint, a ``pressure_setpoint`` marked
+critical (two persons) and a ``running`` coil whose ``false`` is an emergency
+stop; a second device in another area tells scopes apart.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -25,12 +32,15 @@ from nats.aio.subscription import Subscription
 
 from api.app import create_app
 from api.auth import TokenSettings, hash_password
+from api.rate_limit import CommandRateCounter
+from api.secrets import SecretBox, generate_key
 from api.services import Services, utc_now
 from devices.dispatcher import CommandDispatcher
 from devices.expiry import ExpirySweeper
-from domain.application import PlantApplication
-from domain.catalog import TagCatalog, TagLimits, ValueKind
+from domain.application import CommandPolicy, PlantApplication
+from domain.catalog import DeviceInfo, TagCatalog, TagLimits, ValueKind
 from domain.messages import WRITE_SUBJECT, WriteReply, WriteRequest
+from domain.operator import LoginPolicy
 from eventstore.executor import StoreExecutor
 from eventstore.log_tail import LogTail, TrackedPosition
 from eventstore.postgres import event_store_env
@@ -38,16 +48,47 @@ from tests.support import eventually, free_port, unique
 
 PASSWORD = "correct horse battery"
 TOKENS = TokenSettings(secret="test-secret-" + "x" * 32, audience="plantcore")
+SECRETS = SecretBox.from_text(generate_key())
+# Argon2 on purpose costs tens of milliseconds: hashed once for every test operator.
+PASSWORD_HASH = hash_password(PASSWORD)
+AREA = "stamping"
+OTHER_AREA = "welding"
+
+
+def other_device(device: str) -> str:
+    return device + "-b"
 
 
 def plant_catalog(device: str) -> TagCatalog:
-    return TagCatalog(
-        [
-            TagLimits(device, "speed", "rpm", False, ValueKind.NUMBER, None, None),
-            TagLimits(device, "speed_setpoint", "rpm", True, ValueKind.NUMBER, 0.0, 1800.0),
-            TagLimits(device, "running", "", True, ValueKind.BOOL, None, None),
-        ]
-    )
+    tags = [
+        TagLimits(name, "speed", "rpm", False, ValueKind.NUMBER, None, None)
+        for name in (device, other_device(device))
+    ] + [
+        TagLimits(name, "speed_setpoint", "rpm", True, ValueKind.NUMBER, 0.0, 1800.0)
+        for name in (device, other_device(device))
+    ]
+    tags += [
+        TagLimits(
+            device, "running", "", True, ValueKind.BOOL, None, None, emergency_values=(False,)
+        ),
+        TagLimits(
+            device, "pressure_setpoint", "bar", True, ValueKind.NUMBER, 0.0, 250.0, critical=True
+        ),
+    ]
+    devices = {device: DeviceInfo(area=AREA), other_device(device): DeviceInfo(area=OTHER_AREA)}
+    return TagCatalog(tags, devices)
+
+
+@dataclass(frozen=True)
+class Person:
+    """An operator the test made: name and authenticator."""
+
+    username: str
+    totp: pyotp.TOTP
+
+    def code(self) -> str:
+        """The current TOTP code (a fresh step is needed for each use: see ``next_code``)."""
+        return self.totp.now()
 
 
 @dataclass
@@ -73,15 +114,46 @@ class Plant:
         body: dict[str, Any] = response.json()
         return body
 
-    async def login(self) -> str:
+    async def login(self, username: str | None = None) -> str:
         body = await self.gql(
             "mutation($u: String!, $p: String!) { login(username: $u, password: $p)"
             " { accessToken } }",
-            u=self.username,
+            u=username or self.username,
             p=PASSWORD,
         )
+        assert "errors" not in body, body
         token: str = body["data"]["login"]["accessToken"]
         return token
+
+    async def add_operator(
+        self, roles: Sequence[str], scopes: Sequence[str] = (), full_name: str = "Second Person"
+    ) -> Person:
+        """Register another operator of this plant, with ``roles`` and ``scopes``."""
+        username = unique("_".join(roles) or "nobody")
+        secret = pyotp.random_base32()
+        await self.store.call(
+            partial(
+                self.app.register_operator,
+                username=username,
+                full_name=full_name,
+                roles=roles,
+                password_hash=PASSWORD_HASH,
+                totp_secret_sealed=SECRETS.seal(secret, username=username),
+                actor="admin",
+                at=utc_now(),
+            )
+        )
+        for scope in scopes:
+            await self.store.call(
+                partial(
+                    self.app.grant_permission,
+                    username=username,
+                    scope=scope,
+                    actor="admin",
+                    at=utc_now(),
+                )
+            )
+        return Person(username, pyotp.TOTP(secret))
 
     def dispatcher(self, *, initial: int, **options: Any) -> CommandDispatcher:
         """A command dispatcher with its own tracked position (not yet following)."""
@@ -143,28 +215,30 @@ async def make_plant(
     store = StoreExecutor(max_workers=4)
 
     async def build(
-        confirm_window: timedelta = timedelta(seconds=30), dispatcher: bool = True
+        confirm_window: timedelta = timedelta(seconds=30),
+        dispatcher: bool = True,
+        *,
+        approval_window: timedelta = timedelta(minutes=5),
+        rate_limit: int = 50,
+        login_policy: LoginPolicy | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> Plant:
         device = unique("press")
         app = await store.call(
-            PlantApplication,
-            plant_catalog(device),
-            env=event_store_env(database_url, pool_size=4),
-            confirm_window=confirm_window,
+            partial(
+                PlantApplication,
+                plant_catalog(device),
+                env=event_store_env(database_url, pool_size=4),
+                commands=CommandPolicy(
+                    confirm_window=confirm_window,
+                    approval_window=approval_window,
+                    rate_limit=rate_limit,
+                ),
+                plant_id=unique("plant"),
+                login_policy=login_policy,
+            )
         )
         start = await store.call(app.recorder.max_notification_id) or 0
-        username = unique("op")
-        secret = pyotp.random_base32()
-        await store.call(
-            app.register_operator,
-            username=username,
-            full_name="Ana Operator",
-            role="operator",
-            password_hash=hash_password(PASSWORD),
-            totp_secret=secret,
-            actor="admin",
-            at=utc_now(),
-        )
         recorder = await store.call(app.factory.tracking_recorder)
         sweeper = ExpirySweeper(
             app,
@@ -179,12 +253,14 @@ async def make_plant(
             client=None,  # type: ignore[arg-type]
             ws_url="",
             device=device,
-            username=username,
-            totp=pyotp.TOTP(secret),
+            username="",
+            totp=pyotp.TOTP(pyotp.random_base32()),
             nc=nc,
             tracking=recorder,
             start_position=start,
         )
+        ana = await plant.add_operator(["operator"], [f"device:{device}"], full_name="Ana Operator")
+        plant.username, plant.totp = ana.username, ana.totp
         followers: list[CommandDispatcher | ExpirySweeper] = [sweeper]
         if dispatcher:
             followers.append(plant.dispatcher(initial=start))
@@ -196,7 +272,9 @@ async def make_plant(
             nats=nc,
             tokens=TOKENS,
             commands=tail,
-            clock=utc_now,
+            secrets=SECRETS,
+            command_rate=CommandRateCounter(redis_client, prefix=unique("rate") + ":"),
+            clock=clock,
         )
         fastapi_app = create_app(plant.services)
         plant.client = httpx.AsyncClient(

@@ -107,7 +107,9 @@ async def test_refused_requests_are_recorded_and_never_written(make_plant: Plant
         ({"v": -1}, "out_of_limits"),
         ({"t": "no_such_tag", "v": 1}, "unknown_tag"),
         ({"t": "speed", "v": 1}, "not_writable"),
-        ({"d": "no-such-" + plant.device, "v": 1}, "unknown_device"),
+        # Permission is checked first: a device outside the caller's scope is refused as
+        # such, so that a refusal does not tell which devices exist.
+        ({"d": "no-such-" + plant.device, "v": 1}, "forbidden"),
     ]
     for variables, code in refusals:
         body = await plant.gql(

@@ -59,10 +59,11 @@ async def test_login_gives_a_token_and_refuses_bad_credentials_alike(
 ) -> None:
     plant = await make_plant(dispatcher=False)
     login = """mutation($u: String!, $p: String!) {
-        login(username: $u, password: $p) { accessToken expiresAt username role } }"""
+        login(username: $u, password: $p) { accessToken expiresAt username roles scopes } }"""
     body = await plant.gql(login, u=plant.username, p=PASSWORD)
     result = body["data"]["login"]
-    assert (result["username"], result["role"]) == (plant.username, "operator")
+    assert (result["username"], result["roles"]) == (plant.username, ["operator"])
+    assert result["scopes"] == [f"device:{plant.device}"]
     expires = datetime.fromisoformat(result["expiresAt"])
     assert timedelta(minutes=14) < expires - datetime.now(UTC) <= timedelta(minutes=15)
 
@@ -123,11 +124,14 @@ async def test_missing_expired_or_forged_tokens_are_unauthenticated(
     expired = issue_token(
         TOKENS,
         username=plant.username,
-        role="operator",
+        session_id="s1",
+        roles=("operator",),
         now=datetime.now(UTC) - timedelta(minutes=20),
     ).token
     forger = TokenSettings(secret="forger-" + "y" * 32, audience=TOKENS.audience)
-    forged = issue_token(forger, username=plant.username, role="admin", now=datetime.now(UTC)).token
+    forged = issue_token(
+        forger, username=plant.username, session_id="s1", roles=("admin",), now=datetime.now(UTC)
+    ).token
     request = """mutation($d: String!) {
         requestCommand(device: $d, tag: "speed_setpoint", value: 100) { commandId } }"""
     for token, message in ((None, "missing"), (expired, "expired"), (forged, "invalid")):
@@ -154,7 +158,8 @@ async def test_a_viewer_may_read_alarms_but_not_act_on_them(
     make_plant: PlantFactory, mutation: str
 ) -> None:
     plant = await make_plant(dispatcher=False)
-    viewer = issue_token(TOKENS, username="vera", role="viewer", now=datetime.now(UTC)).token
+    vera = await plant.add_operator(["viewer"], ["plant"])
+    viewer = await plant.login(vera.username)
     body = await plant.gql(
         f"mutation($id: ID!) {{ {mutation} {{ state }} }}", viewer, id=str(uuid4())
     )

@@ -21,7 +21,7 @@ from domain.messages import (
 )
 from projections.live_state import LIVE_KEY, sample_json
 from tests.graphql_client import GraphQLSocket
-from tests.integration.api.conftest import TOKENS, PlantFactory, Responder
+from tests.integration.api.conftest import PASSWORD, TOKENS, PlantFactory, Responder
 from tests.support import eventually
 
 pytestmark = pytest.mark.integration
@@ -77,10 +77,16 @@ async def test_tag_updates_send_a_snapshot_then_live_samples(
 
 async def test_a_subscription_ends_when_its_token_expires(make_plant: PlantFactory) -> None:
     plant = await make_plant(dispatcher=False)
+    body = await plant.gql(
+        "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { sessionId } }",
+        u=plant.username,
+        p=PASSWORD,
+    )
     short = issue_token(
         replace(TOKENS, ttl=timedelta(seconds=2)),
         username=plant.username,
-        role="operator",
+        session_id=body["data"]["login"]["sessionId"],
+        roles=("operator",),
         now=datetime.now(UTC),
     )
     socket = await GraphQLSocket.open(plant.ws_url, short.token)

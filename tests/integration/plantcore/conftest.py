@@ -14,6 +14,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from api.auth import TokenSettings
+from api.secrets import SecretBox, generate_key
 from devices.plant_file import load_plant_file
 from domain.messages import STATUS_SUBJECT, ConnectionState, DeviceStatus
 from plantcore.runtime import PlantRuntime, RuntimeConfig
@@ -61,6 +62,7 @@ async def run_plant(
                 redis_url=redis_url,
                 plant=load_plant_file(plant_file),
                 tokens=TokenSettings(secret=unique("secret") * 4, audience="plantcore"),
+                secrets=SecretBox.from_text(generate_key()),
                 http_host="127.0.0.1",
                 http_port=0,
                 consumer_prefix=prefix,

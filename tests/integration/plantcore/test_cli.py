@@ -8,21 +8,24 @@ import sys
 from pathlib import Path
 
 import psycopg
-import pyotp
 import pytest
 
 from api.auth import verify_password
+from api.secrets import SecretBox, generate_key
 from devices.catalog import tag_catalog
 from devices.plant_file import load_plant_file
 from domain.application import PlantApplication
 from eventstore.postgres import event_store_env
 from tests.support import unique
 
+# The key sealing TOTP secrets, as an administrator would export it for the CLI.
+SECRETS_KEY = generate_key()
+
 
 def plantcore(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "plantcore", *args],
-        env={**os.environ, **env},
+        env={**os.environ, "PLANTCORE_SECRETS_KEY": SECRETS_KEY, **env},
         capture_output=True,
         text=True,
         timeout=60,
@@ -35,7 +38,8 @@ def test_users_create_registers_an_operator_with_a_totp_enrolment(own_database: 
     password = "correct horse battery staple"
 
     created = plantcore(
-        "users", "create", username, "--full-name", "Alice Example", "--role", "operator",
+        "users", "create", username, "--full-name", "Alice Example",
+        "--role", "operator", "--role", "auditor", "--scope", "area:stamping",
         PLANTCORE_DATABASE_URL=own_database, PLANTCORE_NEW_PASSWORD=password,
     )  # fmt: skip
 
@@ -50,9 +54,13 @@ def test_users_create_registers_an_operator_with_a_totp_enrolment(own_database: 
     finally:
         app.close()
     assert operator is not None
-    assert (operator.full_name, operator.role) == ("Alice Example", "operator")
+    assert (operator.full_name, operator.roles) == ("Alice Example", ("auditor", "operator"))
+    assert operator.scopes == ("area:stamping",)
     assert verify_password(operator.password_hash, password)
-    assert pyotp.TOTP(operator.totp_secret).now() == pyotp.TOTP(secret).now()
+    # The log holds the secret sealed, never in clear; the configured key opens it.
+    assert secret not in operator.totp_secret_sealed
+    opened = SecretBox.from_text(SECRETS_KEY).open(operator.totp_secret_sealed, username=username)
+    assert opened == secret
 
     again = plantcore(
         "users", "create", username, "--full-name", "Alice Again", "--role", "admin",
@@ -76,7 +84,8 @@ def test_the_first_operator_is_already_append_only(own_database: str) -> None:
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
                 conn.execute(statement)
-        assert conn.execute("SELECT count(*) FROM plantapplication_events").fetchone() == (1,)
+        # The operator's Registered and the directory's Opened and OperatorListed.
+        assert conn.execute("SELECT count(*) FROM plantapplication_events").fetchone() == (3,)
 
 
 def test_users_create_refuses_a_short_password(own_database: str) -> None:
@@ -100,6 +109,33 @@ def test_run_refuses_to_start_without_a_token_secret() -> None:
     )
     assert result.returncode == 2
     assert "PLANTCORE_JWT_SECRET" in result.stderr
+
+
+def test_users_create_needs_the_secrets_key(own_database: str) -> None:
+    result = plantcore(
+        "users", "create", unique("carol"), "--full-name", "Carol", "--role", "admin",
+        PLANTCORE_DATABASE_URL=own_database, PLANTCORE_NEW_PASSWORD="a long enough secret",
+        PLANTCORE_SECRETS_KEY="",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "PLANTCORE_SECRETS_KEY" in result.stderr
+
+
+def test_users_create_refuses_an_unknown_scope(own_database: str) -> None:
+    result = plantcore(
+        "users", "create", unique("dan"), "--full-name", "Dan", "--role", "operator",
+        "--scope", "line:3",
+        PLANTCORE_DATABASE_URL=own_database, PLANTCORE_NEW_PASSWORD="a long enough secret",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "'line:3' is not a scope" in result.stderr
+
+
+def test_secrets_key_prints_a_key_that_opens() -> None:
+    result = plantcore("secrets-key")
+    assert result.returncode == 0
+    box = SecretBox.from_text(result.stdout.strip())
+    assert box.open(box.seal("JBSWY3DPEHPK3PXP", username="x"), username="x") == "JBSWY3DPEHPK3PXP"
 
 
 def test_a_bad_plant_file_is_named_with_its_line_and_field(tmp_path: Path) -> None:

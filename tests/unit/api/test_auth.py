@@ -13,7 +13,10 @@ from api.auth import (
     TokenSettings,
     bearer_token,
     hash_password,
+    hash_refresh_secret,
     issue_token,
+    new_refresh_token,
+    parse_refresh_token,
     totp_step,
     verify_password,
     verify_token,
@@ -32,39 +35,42 @@ def test_a_password_verifies_against_its_argon2id_hash_only() -> None:
     assert not verify_password("not a hash", "correct horse")
 
 
-def test_a_token_carries_the_user_role_and_expires_in_the_configured_time() -> None:
+def _issue(settings: TokenSettings, now: datetime, username: str = "ana") -> str:
+    return issue_token(
+        settings, username=username, session_id="s1", roles=("operator",), now=now
+    ).token
+
+
+def test_a_token_carries_the_user_and_session_and_expires_in_the_configured_time() -> None:
     now = datetime.now(UTC)
-    issued = issue_token(SETTINGS, username="ana", role="operator", now=now)
+    issued = issue_token(SETTINGS, username="ana", session_id="s1", roles=("operator",), now=now)
     principal = verify_token(SETTINGS, issued.token)
-    assert (principal.username, principal.role) == ("ana", "operator")
+    assert (principal.username, principal.session_id) == ("ana", "s1")
     assert principal.expires_at == issued.expires_at
     assert timedelta(minutes=14) < issued.expires_at - now <= timedelta(minutes=15)
     claims = jwt.decode(issued.token, options={"verify_signature": False})
-    assert set(claims) == {"sub", "role", "aud", "iat", "exp", "jti"}
-    other = issue_token(SETTINGS, username="ana", role="operator", now=now)
-    assert verify_token(SETTINGS, other.token).token_id != principal.token_id
+    assert set(claims) == {"sub", "sid", "roles", "aud", "iat", "exp", "jti"}
+    assert claims["roles"] == ["operator"]
+    other = _issue(SETTINGS, now)
+    assert verify_token(SETTINGS, other).token_id != principal.token_id
 
 
 def test_an_expired_token_is_refused() -> None:
-    issued = issue_token(
-        SETTINGS, username="ana", role="operator", now=datetime.now(UTC) - timedelta(minutes=16)
-    )
+    expired = _issue(SETTINGS, datetime.now(UTC) - timedelta(minutes=16))
     with pytest.raises(InvalidToken, match="expired"):
-        verify_token(SETTINGS, issued.token)
+        verify_token(SETTINGS, expired)
 
 
 def test_a_token_for_another_audience_is_refused() -> None:
     elsewhere = TokenSettings(secret=SETTINGS.secret, audience="historian")
-    issued = issue_token(elsewhere, username="ana", role="operator", now=datetime.now(UTC))
     with pytest.raises(InvalidToken, match="not issued for this service"):
-        verify_token(SETTINGS, issued.token)
+        verify_token(SETTINGS, _issue(elsewhere, datetime.now(UTC)))
 
 
 def test_a_forged_or_altered_token_is_refused() -> None:
     forger = TokenSettings(secret="f" * 32, audience="plantcore")
-    forged = issue_token(forger, username="ana", role="admin", now=datetime.now(UTC))
     with pytest.raises(InvalidToken, match="invalid token"):
-        verify_token(SETTINGS, forged.token)
+        verify_token(SETTINGS, _issue(forger, datetime.now(UTC)))
     unsigned = jwt.encode({"sub": "ana"}, key=None, algorithm="none")
     with pytest.raises(InvalidToken):
         verify_token(SETTINGS, unsigned)
@@ -116,3 +122,20 @@ def test_a_wrong_totp_code_matches_no_step() -> None:
     assert totp_step(secret, wrong, T0) is None
     assert totp_step(secret, "", T0) is None
     assert totp_step(secret, "12345", T0) is None
+
+
+def test_a_refresh_token_names_its_owner_and_session_and_records_only_a_hash() -> None:
+    token, recorded = new_refresh_token("ana.maría", "sess-1")
+    presented = parse_refresh_token(token)
+    assert (presented.username, presented.session_id) == ("ana.maría", "sess-1")
+    assert presented.secret_hash == recorded
+    secret = token.rsplit(".", 1)[1]
+    assert secret not in recorded
+    assert hash_refresh_secret(secret) == recorded
+    assert new_refresh_token("ana.maría", "sess-1")[1] != recorded
+
+
+@pytest.mark.parametrize("token", ["", "abc", "abc.def", "!!!.s.secret", ".s.x", "YW5h..x"])
+def test_a_malformed_refresh_token_is_refused(token: str) -> None:
+    with pytest.raises(InvalidToken, match="invalid refresh token"):
+        parse_refresh_token(token)

@@ -38,8 +38,19 @@ def test_the_demo_plant_has_one_press_of_each_protocol() -> None:
 @pytest.mark.parametrize("protocol", sorted(SIMULATED))
 def test_each_demo_press_matches_its_simulator(protocol: str) -> None:
     device = demo_devices()[protocol]
-    # Descriptions are prose; subscribing and alarms are the plant core's, not the device's.
-    client_side = {"description", "subscribe", "alarms"}
+    # Descriptions are prose; subscribing, alarms and the command chain's rules (critical,
+    # emergency values) are the plant core's, not the device's.
+    client_side = {"description", "subscribe", "alarms", "critical", "emergency_values"}
     declared = {tag.name: tag.model_dump(exclude=client_side) for tag in device.tags}
     simulated = {tag.name: tag.model_dump(exclude=client_side) for tag in SIMULATED[protocol]}
     assert declared == simulated
+
+
+def test_the_demo_stops_every_press_without_a_second_factor_and_guards_one_setpoint() -> None:
+    devices = load_plant_file(DEMO_PLANT).devices
+    tags = {(device.id, tag.name): tag for device in devices for tag in device.tags}
+    emergency = {key: tag.emergency_values for key, tag in tags.items() if tag.emergency_values}
+    assert emergency == {(device.id, "running"): (False,) for device in devices}
+    assert [key for key, tag in tags.items() if tag.critical] == [("press-2", "speed_setpoint")]
+    # The README's first command, by the demo's only operator, needs no second person.
+    assert not tags[("press-1", "speed_setpoint")].critical

@@ -149,3 +149,56 @@ def test_inconsistent_tags_are_refused(fields: dict[str, object], message: str) 
 
 def test_a_writable_bool_needs_no_limits() -> None:
     assert tag(type="bool", writable=True).writable
+
+
+# -- the command chain's rules: critical tags and emergency values --------------------------
+
+
+def test_a_writable_tag_may_be_critical_and_have_emergency_values() -> None:
+    setpoint = neutral(writable=True, low=0, high=3000, critical=True, emergency_values=[0])
+    assert (setpoint.critical, setpoint.emergency_values) == (True, (0,))
+    coil = neutral(type="bool", writable=True, emergency_values=[False])
+    assert (coil.critical, coil.emergency_values) == (False, (False,))
+    # A YAML boolean stays a boolean, never the number 0.
+    assert type(coil.emergency_values[0]) is bool
+
+
+def test_by_default_a_tag_is_neither_critical_nor_an_emergency_stop() -> None:
+    tag = neutral(writable=True, low=0, high=10)
+    assert (tag.critical, tag.emergency_values) == (False, ())
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"critical": True},
+        {"emergency_values": [0]},
+        {"type": "bool", "emergency_values": [False]},
+    ],
+    ids=["critical", "numeric-emergency", "bool-emergency"],
+)
+def test_only_a_writable_tag_can_be_critical_or_have_emergency_values(
+    fields: dict[str, object],
+) -> None:
+    with pytest.raises(ValidationError, match="only apply to a writable tag"):
+        neutral(**fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "value"),
+    [
+        ({"type": "uint16", "low": 0, "high": 3000}, False),
+        ({"type": "float32", "low": 0, "high": 1}, True),
+        ({"type": "bool"}, 0),
+        ({"type": "bool"}, 1.0),
+    ],
+    ids=["bool-on-integer", "bool-on-float", "integer-on-bool", "float-on-bool"],
+)
+def test_an_emergency_value_must_fit_the_tag(fields: dict[str, object], value: object) -> None:
+    with pytest.raises(ValidationError, match="does not fit"):
+        neutral(writable=True, emergency_values=[value], **fields)
+
+
+def test_a_protocol_tag_carries_the_command_chain_s_rules() -> None:
+    coil = tag(area="coil", type="bool", writable=True, emergency_values=[False], critical=True)
+    assert (coil.critical, coil.emergency_values) == (True, (False,))

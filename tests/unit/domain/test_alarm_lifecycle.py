@@ -12,7 +12,7 @@ a snapshot, once there are enough events) is the alarm its events replay to.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from hypothesis import HealthCheck, settings
@@ -329,7 +329,7 @@ class AlarmLifecycle(RuleBasedStateMachine):
         self.checked = len(events)
         assert self.replay == self.source.alarm(), "loading and replaying disagree"
 
-    def _check_event(self, events: list[object], index: int) -> None:
+    def _check_event(self, events: Sequence[object], index: int) -> None:
         event, name = events[index], type(events[index]).__name__
         actor, at = event.actor, event.at  # type: ignore[attr-defined]
         assert isinstance(actor, str)
@@ -355,7 +355,7 @@ class AlarmLifecycle(RuleBasedStateMachine):
             self._check_chattering_started(events, index)
 
     @staticmethod
-    def _check_chattering_started(events: list[object], index: int) -> None:
+    def _check_chattering_started(events: Sequence[object], index: int) -> None:
         event = events[index]
         assert type(events[index - 1]).__name__ == "Raised"
         window_start = event.at - CHATTER_WINDOW  # type: ignore[attr-defined]

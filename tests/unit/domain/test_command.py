@@ -45,6 +45,10 @@ def test_the_event_catalogue_is_stable() -> None:
         "Rejected",
         "ChallengeIssued",
         "Confirmed",
+        "ApprovalRequested",
+        "Approved",
+        "ApprovalRefused",
+        "ApprovalDeclined",
         "ConfirmationFailed",
         "Expired",
         "Cancelled",
@@ -74,18 +78,28 @@ def test_recordable_keeps_json_numbers_and_reprs_the_rest(given: object, recorde
     assert type(value) is type(recorded)
 
 
-def test_a_challenged_command_cannot_be_rejected_or_challenged_again() -> None:
+def test_a_challenged_command_cannot_be_challenged_again() -> None:
     command = awaiting()
     with pytest.raises(InvalidTransition):
-        command.reject(reason=RejectionReason.OUT_OF_LIMITS, detail="", actor="ana", at=T0)
-    with pytest.raises(InvalidTransition):
         command.issue_challenge(expires_at=DEADLINE, actor="ana", at=T0)
+
+
+def test_a_command_can_be_rejected_until_its_write_is_dispatched() -> None:
+    # The plant may go read-only, or the requester lose the permission, while it waits.
+    command = awaiting()
+    command.reject(reason=RejectionReason.READ_ONLY, detail="read-only", actor="ana", at=T0)
+    assert (command.status, command.reason) == (CommandStatus.REJECTED, "read_only")
+    dispatched = awaiting()
+    dispatched.confirm(signer_name="Ana", approval_until=None, actor="ana", at=T0)
+    dispatched.dispatch(actor="dispatcher", at=T0)
+    with pytest.raises(InvalidTransition):
+        dispatched.reject(reason=RejectionReason.FORBIDDEN, detail="", actor="ana", at=T0)
 
 
 def test_the_aggregate_itself_refuses_late_answers() -> None:
     command = awaiting()
     answers: list[Callable[[], None]] = [
-        lambda: command.confirm(actor="ana", at=LATE),
+        lambda: command.confirm(signer_name="Ana", approval_until=None, actor="ana", at=LATE),
         lambda: command.fail_confirmation(
             reason=ConfirmationFailure.WRONG_CODE, actor="ana", at=LATE
         ),

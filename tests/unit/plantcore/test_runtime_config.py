@@ -3,27 +3,57 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from api.secrets import generate_key
 from devices.plant_file import load_plant_file
+from domain.application import CommandPolicy
+from domain.operator import LoginPolicy
 from plantcore.runtime import runtime_config
-from plantcore.settings import Settings
+from plantcore.settings import MissingSecret, Settings
 
 PLANT = load_plant_file("config/demo-plant.yaml")
+
+
+@pytest.fixture(autouse=True)
+def secrets_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    key = generate_key()
+    monkeypatch.setenv("PLANTCORE_SECRETS_KEY", key)
+    return key
 
 
 def test_the_confirmation_window_and_projection_start_come_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("PLANTCORE_COMMAND_CONFIRM_SECONDS", "45")
+    monkeypatch.setenv("PLANTCORE_COMMAND_APPROVAL_SECONDS", "120")
+    monkeypatch.setenv("PLANTCORE_COMMAND_RATE_PER_MINUTE", "3")
+    monkeypatch.setenv("PLANTCORE_LOGIN_MAX_FAILURES", "4")
+    monkeypatch.setenv("PLANTCORE_LOGIN_LOCKOUT_MINUTES", "2")
+    monkeypatch.setenv("PLANTCORE_LOGIN_LOCKOUT_MAX_MINUTES", "30")
+    monkeypatch.setenv("PLANTCORE_SESSION_HOURS", "8")
+    monkeypatch.setenv("PLANTCORE_GRAPHQL_MAX_DEPTH", "8")
+    monkeypatch.setenv("PLANTCORE_GRAPHQL_MAX_COST", "900")
     monkeypatch.setenv("PLANTCORE_PROJECTIONS_START", "new")
     monkeypatch.setenv("PLANTCORE_CONSUMER_PREFIX", "line2-")
 
     config = runtime_config(Settings(), plant=PLANT)
 
-    assert config.confirm_window == timedelta(seconds=45)
+    assert config.commands == CommandPolicy(
+        confirm_window=timedelta(seconds=45),
+        approval_window=timedelta(minutes=2),
+        rate_limit=3,
+    )
+    assert config.login_policy == LoginPolicy(
+        max_failures=4,
+        first_lockout=timedelta(minutes=2),
+        longest_lockout=timedelta(minutes=30),
+        session_lifetime=timedelta(hours=8),
+    )
+    assert (config.max_query_depth, config.max_query_cost) == (8, 900)
     assert config.projections_start == "new"
     assert config.consumer_prefix == "line2-"
 
@@ -31,13 +61,47 @@ def test_the_confirmation_window_and_projection_start_come_from_the_environment(
 def test_the_defaults_keep_thirty_seconds_and_catch_up_from_the_stream(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in ("COMMAND_CONFIRM_SECONDS", "PROJECTIONS_START"):
+    for name in ("COMMAND_CONFIRM_SECONDS", "COMMAND_RATE_PER_MINUTE", "PROJECTIONS_START"):
         monkeypatch.delenv(f"PLANTCORE_{name}", raising=False)
 
     config = runtime_config(Settings(), plant=PLANT)
 
-    assert config.confirm_window == timedelta(seconds=30)
+    assert config.commands.confirm_window == timedelta(seconds=30)
+    assert config.commands.rate_limit == 5
+    assert config.login_policy == LoginPolicy()
     assert config.projections_start == "retained"
+
+
+def test_the_secrets_key_opens_what_it_sealed_and_comes_from_a_file_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, secrets_key: str
+) -> None:
+    sealed = runtime_config(Settings(), plant=PLANT).secrets.seal("JBSWY3DP", username="ana")
+    monkeypatch.delenv("PLANTCORE_SECRETS_KEY")
+    key_file = tmp_path / "secrets.key"
+    key_file.write_text(secrets_key + "\n")
+    monkeypatch.setenv("PLANTCORE_SECRETS_KEY_FILE", str(key_file))
+
+    from_file = runtime_config(Settings(), plant=PLANT).secrets
+
+    assert from_file.open(sealed, username="ana") == "JBSWY3DP"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "set PLANTCORE_SECRETS_KEY or PLANTCORE_SECRETS_KEY_FILE"),
+        ({"PLANTCORE_SECRETS_KEY": "eHh4eHh4eHh4eHh4eHh4eA=="}, "must be 32 bytes, not 16"),
+        ({"PLANTCORE_SECRETS_KEY_FILE": "/nonexistent/key"}, "PLANTCORE_SECRETS_KEY_FILE"),
+    ],
+)
+def test_a_missing_or_bad_secrets_key_stops_the_start(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    monkeypatch.delenv("PLANTCORE_SECRETS_KEY")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(MissingSecret, match=message):
+        runtime_config(Settings(), plant=PLANT)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,249 @@
+"""Operators and the plant mode: what an admin manages, and what each operator does for themselves.
+
+Admins (``operators.manage``) create operators, disable and enable them, grant
+and revoke roles and scopes, reset passwords and unlock accounts. Each
+operator changes their own password and re-enrols their TOTP authenticator,
+both after giving their current password. Supervisors and admins
+(``plant.mode``) switch the plant between normal, read-only and simulation.
+Every change is an event of the operator or of the plant mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+
+import strawberry
+
+from api.auth import (
+    MIN_PASSWORD_LENGTH,
+    hash_password,
+    new_totp_secret,
+    provisioning_uri,
+    verify_password,
+)
+from api.context import PlantContext
+from api.graphql.errors import INVALID_CREDENTIALS, api_error, call
+from domain.operator import Operator
+from domain.permissions import Action
+from domain.plant_mode import Mode, PlantMode
+
+strawberry.enum(Mode, name="PlantModeName")
+
+
+@strawberry.type
+class OperatorView:
+    username: str
+    full_name: str
+    roles: list[str]
+    scopes: list[str]
+    enabled: bool
+    failed_logins: int
+    locked_until: datetime | None
+
+    @classmethod
+    def from_model(cls, operator: Operator) -> OperatorView:
+        return cls(
+            username=operator.username,
+            full_name=operator.full_name,
+            roles=list(operator.roles),
+            scopes=list(operator.scopes),
+            enabled=operator.enabled,
+            failed_logins=operator.failures,
+            locked_until=operator.locked_until,
+        )
+
+
+@strawberry.type
+class TotpEnrolment:
+    username: str
+    provisioning_uri: str = strawberry.field(
+        description="otpauth:// URI for an authenticator app; shown once, never stored in clear."
+    )
+
+
+@strawberry.type
+class PlantModeView:
+    mode: Mode
+    reason: str
+    changed_by: str | None
+    changed_at: datetime | None
+
+    @classmethod
+    def from_model(cls, plant_mode: PlantMode) -> PlantModeView:
+        return cls(
+            mode=plant_mode.mode,
+            reason=plant_mode.reason,
+            changed_by=plant_mode.changed_by,
+            changed_at=plant_mode.changed_at,
+        )
+
+
+def _checked_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise api_error(
+            f"a password needs at least {MIN_PASSWORD_LENGTH} characters", "weak_password"
+        )
+    return password
+
+
+async def operators(info: strawberry.Info[PlantContext, None]) -> list[OperatorView]:
+    await info.context.authorize(Action.MANAGE_OPERATORS)
+    services = info.context.services
+    found = await services.store.call(services.app.list_operators)
+    return [OperatorView.from_model(operator) for operator in found]
+
+
+async def create_operator(
+    info: strawberry.Info[PlantContext, None],
+    username: str,
+    full_name: str,
+    roles: list[str],
+    password: str,
+) -> TotpEnrolment:
+    caller = await info.context.authorize(Action.MANAGE_OPERATORS)
+    services = info.context.services
+    password_hash = await asyncio.to_thread(hash_password, _checked_password(password))
+    secret = new_totp_secret()
+    await call(
+        services,
+        services.app.register_operator,
+        username=username,
+        full_name=full_name,
+        roles=roles,
+        password_hash=password_hash,
+        totp_secret_sealed=services.secrets.seal(secret, username=username),
+        actor=caller.username,
+        at=services.clock(),
+    )
+    return TotpEnrolment(username=username, provisioning_uri=provisioning_uri(username, secret))
+
+
+async def _manage(
+    info: strawberry.Info[PlantContext, None],
+    username: str,
+    change: Callable[..., object],
+    **fields: object,
+) -> OperatorView:
+    """Apply one admin change to ``username`` and answer with the operator as it is now."""
+    caller = await info.context.authorize(Action.MANAGE_OPERATORS)
+    services = info.context.services
+    await call(
+        services, change, username=username, actor=caller.username, at=services.clock(), **fields
+    )
+    return OperatorView.from_model(await call(services, services.app.get_operator, username))
+
+
+async def disable_operator(
+    info: strawberry.Info[PlantContext, None], username: str, reason: str
+) -> OperatorView:
+    return await _manage(info, username, info.context.services.app.disable_operator, reason=reason)
+
+
+async def enable_operator(info: strawberry.Info[PlantContext, None], username: str) -> OperatorView:
+    return await _manage(info, username, info.context.services.app.enable_operator)
+
+
+async def grant_role(
+    info: strawberry.Info[PlantContext, None], username: str, role: str
+) -> OperatorView:
+    return await _manage(info, username, info.context.services.app.grant_role, role=role)
+
+
+async def revoke_role(
+    info: strawberry.Info[PlantContext, None], username: str, role: str
+) -> OperatorView:
+    return await _manage(info, username, info.context.services.app.revoke_role, role=role)
+
+
+async def grant_permission(
+    info: strawberry.Info[PlantContext, None], username: str, scope: str
+) -> OperatorView:
+    return await _manage(info, username, info.context.services.app.grant_permission, scope=scope)
+
+
+async def revoke_permission(
+    info: strawberry.Info[PlantContext, None], username: str, scope: str
+) -> OperatorView:
+    return await _manage(info, username, info.context.services.app.revoke_permission, scope=scope)
+
+
+async def unlock_operator(info: strawberry.Info[PlantContext, None], username: str) -> OperatorView:
+    return await _manage(info, username, info.context.services.app.unlock_operator)
+
+
+async def reset_password(
+    info: strawberry.Info[PlantContext, None], username: str, password: str
+) -> OperatorView:
+    password_hash = await asyncio.to_thread(hash_password, _checked_password(password))
+    return await _manage(
+        info, username, info.context.services.app.set_password, password_hash=password_hash
+    )
+
+
+async def _check_own_password(info: strawberry.Info[PlantContext, None], password: str) -> str:
+    """The caller's username, once ``password`` is theirs (a stolen token is not enough)."""
+    caller = await info.context.caller()
+    services = info.context.services
+    operator = await call(services, services.app.get_operator, caller.username)
+    if not await asyncio.to_thread(verify_password, operator.password_hash, password):
+        raise api_error("the current password is wrong", INVALID_CREDENTIALS)
+    return caller.username
+
+
+async def change_password(
+    info: strawberry.Info[PlantContext, None], current_password: str, new_password: str
+) -> bool:
+    username = await _check_own_password(info, current_password)
+    services = info.context.services
+    password_hash = await asyncio.to_thread(hash_password, _checked_password(new_password))
+    await call(
+        services,
+        services.app.set_password,
+        username=username,
+        password_hash=password_hash,
+        actor=username,
+        at=services.clock(),
+    )
+    return True
+
+
+async def enroll_totp(info: strawberry.Info[PlantContext, None], password: str) -> TotpEnrolment:
+    username = await _check_own_password(info, password)
+    services = info.context.services
+    secret = new_totp_secret()
+    await call(
+        services,
+        services.app.enroll_totp,
+        username=username,
+        totp_secret_sealed=services.secrets.seal(secret, username=username),
+        actor=username,
+        at=services.clock(),
+    )
+    return TotpEnrolment(username=username, provisioning_uri=provisioning_uri(username, secret))
+
+
+async def plant_mode(info: strawberry.Info[PlantContext, None]) -> PlantModeView:
+    await info.context.authorize(Action.VIEW)
+    services = info.context.services
+    found = await services.store.call(services.app.find_plant_mode)
+    if found is None:
+        return PlantModeView(mode=Mode.NORMAL, reason="", changed_by=None, changed_at=None)
+    return PlantModeView.from_model(found)
+
+
+async def set_plant_mode(
+    info: strawberry.Info[PlantContext, None], mode: Mode, reason: str
+) -> PlantModeView:
+    caller = await info.context.authorize(Action.SET_PLANT_MODE)
+    services = info.context.services
+    changed = await call(
+        services,
+        services.app.set_plant_mode,
+        mode=mode,
+        reason=reason,
+        actor=caller.username,
+        at=services.clock(),
+    )
+    return PlantModeView.from_model(changed)
