@@ -65,12 +65,12 @@ class PlantCollector(Collector):
         )
         yield GaugeMetricFamily(
             "core_engine_latency_ms",
-            "Mean time from a command's confirmation to its write's outcome",
+            "Mean time from a command's release (confirmation or approval) to its write's outcome",
             value=commands.mean_latency_seconds() * 1000.0,
         )
         dropped = CounterMetricFamily(
             "core_engine_dropped_commands",
-            "Commands that failed to write (write_failed) or expired unconfirmed (expired)",
+            "Commands that failed to write (write_failed) or expired unanswered (expired)",
             labels=["reason"],
         )
         for reason, count in sorted(commands.dropped.items()):

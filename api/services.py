@@ -62,6 +62,8 @@ class Services:
     # Queries deeper or costlier than these are refused before they run.
     max_query_depth: int = DEFAULT_MAX_QUERY_DEPTH
     max_query_cost: int = DEFAULT_MAX_QUERY_COST
+    # How often a subscription checks that its session is still open.
+    session_recheck_seconds: float = 15.0
 
     @property
     def catalog(self) -> TagCatalog:

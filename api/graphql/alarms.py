@@ -22,7 +22,7 @@ from strawberry.scalars import JSON
 
 from api.context import PlantContext
 from api.graphql.errors import NOT_FOUND, api_error, call
-from api.graphql.session import while_authenticated
+from api.graphql.session import for_session
 from api.services import Services
 from domain.alarm import Alarm
 from domain.permissions import Action
@@ -258,7 +258,7 @@ async def alarm_events(
 ) -> AsyncGenerator[AlarmEvent, None]:
     caller = await info.context.authorize(Action.VIEW)
     live = _events(info.context.services, area)
-    async for event in while_authenticated(caller, live, info.context.caller):
+    async for event in for_session(info.context, caller, live):
         yield event
 
 

@@ -33,7 +33,7 @@ from strawberry.scalars import JSON
 from api.auth import totp_step
 from api.context import PlantContext
 from api.graphql.errors import NOT_FOUND, api_error, call
-from api.graphql.session import while_authenticated
+from api.graphql.session import for_session
 from api.services import Services
 from domain.application import CommandTicket as TicketModel
 from domain.command import EMERGENCY_METHOD, TERMINAL_STATUSES, CommandStatus, ControlCommand
@@ -297,7 +297,7 @@ async def command_status(
 ) -> AsyncGenerator[CommandStep, None]:
     caller = await info.context.authorize(Action.VIEW)
     steps = _command_steps(info.context.services, _command_id(command_id))
-    async for step in while_authenticated(caller, steps, info.context.caller):
+    async for step in for_session(info.context, caller, steps):
         yield step
 
 

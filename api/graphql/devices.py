@@ -27,7 +27,7 @@ from strawberry.scalars import JSON
 
 from api.context import PlantContext
 from api.graphql.errors import UNKNOWN_DEVICE, api_error
-from api.graphql.session import while_authenticated
+from api.graphql.session import for_session
 from api.services import Services
 from domain.catalog import TagLimits
 from domain.messages import (
@@ -175,7 +175,7 @@ async def tag_updates(
 ) -> AsyncGenerator[TagUpdate, None]:
     caller = await info.context.authorize(Action.VIEW)
     live = _tag_updates(info.context.services, device)
-    async for update in while_authenticated(caller, live, info.context.caller):
+    async for update in for_session(info.context, caller, live):
         yield update
 
 

@@ -4,7 +4,8 @@ A subscription is authenticated when it starts; without a bound a token would
 keep streaming to its holder for as long as the socket stays open. The stream
 ends with an ``unauthenticated`` error at the token's ``expires_at``, and
 earlier if its session ends (logout, revocation, a reused refresh token, the
-operator disabled): that is checked every ``recheck_seconds``. The client then
+operator disabled): that is checked every ``recheck_seconds`` (15 s by default,
+``Services.session_recheck_seconds``). The client then
 subscribes again with a fresh token.
 """
 
@@ -18,12 +19,11 @@ from typing import TypeVar
 
 from graphql import GraphQLError
 
-from api.context import UNAUTHENTICATED, Caller
+from api.context import UNAUTHENTICATED, Caller, PlantContext
 
 T = TypeVar("T")
 
 EXPIRED_MESSAGE = "access token expired: subscribe again with a fresh token"
-RECHECK_SECONDS = 15.0
 
 
 def _utc_now() -> datetime:
@@ -35,8 +35,8 @@ async def while_authenticated(
     updates: AsyncGenerator[T, None],
     recheck: Callable[[], Awaitable[object]],
     *,
+    recheck_seconds: float,
     clock: Callable[[], datetime] = _utc_now,
-    recheck_seconds: float = RECHECK_SECONDS,
 ) -> AsyncIterator[T]:
     """Yield ``updates`` while ``caller``'s token lasts and ``recheck()`` does not raise.
 
@@ -70,3 +70,15 @@ async def while_authenticated(
                 await waiting
         with contextlib.suppress(RuntimeError):  # already closed by the cancel
             await updates.aclose()
+
+
+def for_session(
+    context: PlantContext, caller: Caller, updates: AsyncGenerator[T, None]
+) -> AsyncIterator[T]:
+    """``updates`` for as long as ``caller``'s session and token last, rechecked as configured."""
+    return while_authenticated(
+        caller,
+        updates,
+        context.caller,
+        recheck_seconds=context.services.session_recheck_seconds,
+    )

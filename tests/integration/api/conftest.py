@@ -273,6 +273,8 @@ async def make_plant(
             tokens=TOKENS,
             commands=tail,
             secrets=SECRETS,
+            # Quick, so that a test sees a subscription end soon after its session does.
+            session_recheck_seconds=0.2,
             command_rate=CommandRateCounter(redis_client, prefix=unique("rate") + ":"),
             clock=clock,
         )
