@@ -199,6 +199,23 @@ class AccessUseCases(Application[UUID]):
         return operator
 
     @retry_on_conflict
+    def check_password(
+        self, *, username: str, password_matches: bool, source: str, at: datetime
+    ) -> None:
+        """A password re-entered to change a credential; a wrong one counts toward lockout.
+
+        Raises :class:`LoginRefused` once a refusal is recorded, as a login would:
+        a stolen access token must not become an unthrottled password oracle.
+        """
+        operator = self.get_operator(username)
+        refusal = operator.check_password(
+            password_matches=password_matches, source=source, policy=self.login_policy, at=utc(at)
+        )
+        if refusal is not None:
+            self.save(operator)
+            raise refusal
+
+    @retry_on_conflict
     def refresh_session(
         self,
         *,

@@ -15,9 +15,10 @@ tag), because either can change while a command waits.
 
 Operators, logins, sessions and the plant mode are in :mod:`domain.access`.
 
-Alarms, the floods of their areas and operators are snapshotted every 50
-events: a long-lived alarm (years of Raised and Cleared) or operator (years of
-logins) loads from its latest snapshot and the events after it.
+Alarms, the floods of their areas, operators and the operator directory are
+snapshotted every 50 events: a long-lived alarm (years of Raised and Cleared),
+operator (years of logins) or directory (every failed login of an unknown name)
+loads from its latest snapshot and the events after it.
 
 Persistence is the eventsourcing library's, chosen by ``env`` alone: with no
 ``env`` it is the in-memory store (unit tests); the composition root passes
@@ -65,6 +66,7 @@ from domain.errors import (
 )
 from domain.messages import AlarmTransition
 from domain.operator import LoginPolicy, Operator
+from domain.operator_directory import OperatorDirectory
 from domain.permissions import Action, is_allowed
 from domain.plant_configuration import DevicesChange, PlantConfiguration, configuration_id
 from domain.plant_mode import Mode
@@ -109,7 +111,7 @@ class CommandPolicy:
 
 
 class PlantApplication(AccessUseCases):
-    snapshotting_intervals = {Alarm: 50, AlarmFlood: 50, Operator: 50}
+    snapshotting_intervals = {Alarm: 50, AlarmFlood: 50, Operator: 50, OperatorDirectory: 50}
 
     def __init__(
         self,
@@ -176,12 +178,14 @@ class PlantApplication(AccessUseCases):
         tag: str,
         value: object,
         at: datetime,
-        recent_requests: int = 0,
+        recent_requests: int | None = 0,
     ) -> CommandTicket:
         """Record the request, then its rejection, its challenge or its emergency release.
 
         ``recent_requests`` is how many commands ``actor`` asked for in the last
-        minute, this one included (the API counts them across its processes).
+        minute, this one included (the API counts them across its processes);
+        ``None`` when it could not be counted: ordinary commands are then refused,
+        emergency actions are not (they are never rate-limited).
         """
         at = utc(at)
         operator = self.get_operator(actor)
@@ -196,11 +200,8 @@ class PlantApplication(AccessUseCases):
             device=device, tag=tag, value=value if checked is None else checked, actor=actor, at=at
         )
         refusal = self._policy_refusal(operator, device, Action.REQUEST_COMMAND, emergency)
-        if refusal is None and not emergency and recent_requests > self.commands.rate_limit:
-            refusal = (
-                RejectionReason.RATE_LIMITED,
-                f"more than {self.commands.rate_limit} commands in one minute",
-            )
+        if refusal is None and not emergency:
+            refusal = self._rate_refusal(recent_requests)
         refusal = refusal or contract
         if refusal is not None:
             reason, detail = refusal
@@ -353,6 +354,16 @@ class PlantApplication(AccessUseCases):
             return (
                 RejectionReason.SIMULATION_MODE,
                 f"the plant is in simulation mode and {device} is a real device",
+            )
+        return None
+
+    def _rate_refusal(self, recent_requests: int | None) -> tuple[RejectionReason, str] | None:
+        if recent_requests is None:
+            return RejectionReason.RATE_LIMITED, "the commands of the last minute cannot be counted"
+        if recent_requests > self.commands.rate_limit:
+            return (
+                RejectionReason.RATE_LIMITED,
+                f"more than {self.commands.rate_limit} commands in one minute",
             )
         return None
 

@@ -15,8 +15,10 @@ Each arrow is one event; a command has exactly one terminal outcome (marked *)::
                                     ├─▶ Expired*
                                     └─▶ Cancelled*
 
-Before the write is dispatched, a command can still be ``Rejected`` (the
-plant went read-only, the requester lost the permission).
+Until its write is released (by the requester's confirmation, or the
+approval of a critical write), a command can still be ``Rejected``: the plant
+went read-only, the requester lost the permission. Once released, it is
+dispatched.
 
 ``Confirmed`` and ``Approved`` are electronic signatures (21 CFR 11.50): they
 record the signer's full name, the time and the meaning of the signature:

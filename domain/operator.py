@@ -285,7 +285,13 @@ class Operator(Aggregate):
         return True
 
     def set_password(self, password_hash: str, *, actor: str, at: datetime) -> None:
+        """Record the new hash; set by someone else (a reset), it also ends every session."""
         self._password_set(password_hash=password_hash, actor=actor, at=at)
+        if actor != self._username:
+            for session_id in sorted(self._sessions):
+                self._session_revoked(
+                    session_id=session_id, reason="password reset", actor=actor, at=at
+                )
 
     def enroll_totp(self, totp_secret_sealed: str, *, actor: str, at: datetime) -> None:
         self._totp_enrolled(totp_secret_sealed=totp_secret_sealed, actor=actor, at=at)
@@ -303,6 +309,35 @@ class Operator(Aggregate):
 
     # -- logging in and sessions -------------------------------------------------------------
 
+    def check_password(
+        self, *, password_matches: bool, source: str, policy: LoginPolicy, at: datetime
+    ) -> LoginRefused | None:
+        """Record a refused password (at login, or re-entered to change a credential).
+
+        Answers the refusal to raise once saved, or ``None`` if the password may
+        be used. A locked account is refused whatever the password, so that
+        trying one during the lockout tells nothing; those attempts do not
+        lengthen it.
+        """
+        actor = self._username
+        if self.is_locked(at):
+            self._login_failed(
+                source=source, reason="locked", failures=self._failures, actor=actor, at=at
+            )
+            return LoginRefused(self._username, "locked", self._locked_until)
+        if password_matches:
+            return None
+        failures = self._failures + 1
+        self._login_failed(
+            source=source, reason="invalid_credentials", failures=failures, actor=actor, at=at
+        )
+        if failures % policy.max_failures == 0:
+            lockouts = self._lockouts + 1
+            until = at + policy.lockout(lockouts)
+            self._locked_out(until=until, lockouts=lockouts, actor="system", at=at)
+            return LoginRefused(self._username, "locked", until)
+        return LoginRefused(self._username, "invalid_credentials")
+
     def log_in(
         self,
         *,
@@ -313,31 +348,19 @@ class Operator(Aggregate):
         policy: LoginPolicy,
         at: datetime,
     ) -> LoginRefused | None:
-        """Record the attempt; the refusal to raise once it is saved, or ``None``.
-
-        A locked account is refused whatever the password, so that trying one
-        during the lockout tells nothing; those attempts do not lengthen it.
-        """
-        actor = self._username
-        if self.is_locked(at):
-            self._login_failed(
-                source=source, reason="locked", failures=self._failures, actor=actor, at=at
-            )
-            return LoginRefused(self._username, "locked", self._locked_until)
-        if not password_matches:
-            failures = self._failures + 1
-            self._login_failed(
-                source=source, reason="invalid_credentials", failures=failures, actor=actor, at=at
-            )
-            if failures % policy.max_failures == 0:
-                lockouts = self._lockouts + 1
-                until = at + policy.lockout(lockouts)
-                self._locked_out(until=until, lockouts=lockouts, actor="system", at=at)
-                return LoginRefused(self._username, "locked", until)
-            return LoginRefused(self._username, "invalid_credentials")
+        """Record the attempt; the refusal to raise once it is saved, or ``None``."""
+        refusal = self.check_password(
+            password_matches=password_matches, source=source, policy=policy, at=at
+        )
+        if refusal is not None:
+            return refusal
         if not self._enabled:
             self._login_failed(
-                source=source, reason="disabled", failures=self._failures, actor=actor, at=at
+                source=source,
+                reason="disabled",
+                failures=self._failures,
+                actor=self._username,
+                at=at,
             )
             return LoginRefused(self._username, "disabled")
         self._login_succeeded(
@@ -345,7 +368,7 @@ class Operator(Aggregate):
             source=source,
             refresh_hash=refresh_hash,
             expires_at=at + policy.session_lifetime,
-            actor=actor,
+            actor=self._username,
             at=at,
         )
         return None

@@ -93,11 +93,14 @@ def jwt_secret(settings: Settings) -> str | None:
 
 def token_settings(settings: Settings) -> TokenSettings:
     """The access-token settings; without a configured secret (the demo), a random one per run."""
-    return TokenSettings(
-        secret=jwt_secret(settings) or secrets.token_urlsafe(48),
-        audience=settings.jwt_audience,
-        ttl=timedelta(minutes=settings.access_token_minutes),
-    )
+    try:
+        return TokenSettings(
+            secret=jwt_secret(settings) or secrets.token_urlsafe(48),
+            audience=settings.jwt_audience,
+            ttl=timedelta(minutes=settings.access_token_minutes),
+        )
+    except ValueError as exc:
+        raise MissingSecret(f"PLANTCORE_JWT_SECRET: {exc}") from exc
 
 
 def secret_box(settings: Settings) -> SecretBox:

@@ -21,6 +21,8 @@ version, so no step is lost or repeated between the two.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncGenerator, Iterable
 from datetime import datetime
 from uuid import UUID
@@ -28,12 +30,14 @@ from uuid import UUID
 import strawberry
 from eventsourcing.domain import DomainEvent
 from eventsourcing.utils import get_topic
+from redis.exceptions import RedisError
 from strawberry.scalars import JSON
 
 from api.auth import totp_step
 from api.context import PlantContext
 from api.graphql.errors import NOT_FOUND, api_error, call
 from api.graphql.session import for_session
+from api.secrets import UnsealError
 from api.services import Services
 from domain.application import CommandTicket as TicketModel
 from domain.command import EMERGENCY_METHOD, TERMINAL_STATUSES, CommandStatus, ControlCommand
@@ -43,6 +47,11 @@ from eventstore.log_tail import event_topic
 strawberry.enum(CommandStatus, name="CommandStatus")
 
 REQUESTED_TOPIC = event_topic(ControlCommand, "Requested")
+TOTP_UNAVAILABLE = "totp_unavailable"
+# How long a request waits for its rate count before going on without it.
+RATE_COUNT_TIMEOUT = 0.5
+
+log = logging.getLogger(__name__)
 
 
 @strawberry.type
@@ -183,7 +192,7 @@ async def request_command(
     caller = await info.context.caller()
     services = info.context.services
     at = services.clock()
-    recent = await services.command_rate.hit(caller.username, at)
+    recent = await _count_request(services, caller.username, at)
     ticket = await call(
         services,
         services.app.request_command,
@@ -197,6 +206,21 @@ async def request_command(
     if ticket.challenge == EMERGENCY_METHOD:
         services.commands.nudge()  # released already: the dispatcher need not wait its poll
     return CommandTicket.from_model(ticket)
+
+
+async def _count_request(services: Services, username: str, at: datetime) -> int | None:
+    """This request counted in the user's last minute, or ``None`` if Redis cannot say.
+
+    An emergency stop must not wait for, or fail with, the live-state store: a
+    count that does not come within a moment is unknown, and the domain then
+    refuses ordinary commands but lets emergency actions through.
+    """
+    try:
+        async with asyncio.timeout(RATE_COUNT_TIMEOUT):
+            return await services.command_rate.hit(username, at)
+    except (TimeoutError, RedisError, OSError) as exc:
+        log.warning("cannot count %s's command requests: %r", username, exc)
+        return None
 
 
 async def confirm_command(
@@ -224,7 +248,14 @@ async def _answer(
     services = info.context.services
     target = _command_id(command_id)
     operator = await call(services, services.app.get_operator, username)
-    secret = services.secrets.open(operator.totp_secret_sealed, username=username)
+    try:
+        secret = services.secrets.open(operator.totp_secret_sealed, username=username)
+    except UnsealError as exc:
+        # Sealed under another key: nobody can confirm with it until they re-enrol.
+        raise api_error(
+            "your TOTP secret cannot be read with this plant's secrets key: enrol again",
+            TOTP_UNAVAILABLE,
+        ) from exc
     at = services.clock()
     command = await call(
         services,

@@ -38,8 +38,14 @@ code                        when
 ``role_required``           an admin does not disable themselves, one role kept)
 ``weak_password``           a password shorter than 12 characters
 ``reason_required``         a plant mode change without a reason
+``totp_unavailable``        the caller's TOTP secret does not open with this plant's
+                            secrets key (changed or lost key): re-enrol
 ``query_too_deep``,         the query was refused before running
-``query_too_costly``
+``query_too_costly``,
+``query_too_large``,
+``too_many_aliases``
+``bad_cursor``, ``bad_page`` an ``alarmJournal`` cursor or page size that cannot be used
+``invalid_write``           a write the catalogue refuses, outside a recorded command
 ``domain_error``            any other refusal of the domain
 ==========================  =====================================================
 """

@@ -23,8 +23,8 @@ from api.auth import (
     provisioning_uri,
     verify_password,
 )
-from api.context import PlantContext
-from api.graphql.errors import INVALID_CREDENTIALS, api_error, call
+from api.context import Caller, PlantContext
+from api.graphql.errors import api_error, call
 from domain.operator import Operator
 from domain.permissions import Action
 from domain.plant_mode import Mode, PlantMode
@@ -128,6 +128,16 @@ async def _manage(
 ) -> OperatorView:
     """Apply one admin change to ``username`` and answer with the operator as it is now."""
     caller = await info.context.authorize(Action.MANAGE_OPERATORS)
+    return await _apply(info, caller, username, change, **fields)
+
+
+async def _apply(
+    info: strawberry.Info[PlantContext, None],
+    caller: Caller,
+    username: str,
+    change: Callable[..., object],
+    **fields: object,
+) -> OperatorView:
     services = info.context.services
     await call(
         services, change, username=username, actor=caller.username, at=services.clock(), **fields
@@ -176,19 +186,30 @@ async def unlock_operator(info: strawberry.Info[PlantContext, None], username: s
 async def reset_password(
     info: strawberry.Info[PlantContext, None], username: str, password: str
 ) -> OperatorView:
+    # Authorised before the Argon2 work: a refusal must cost the server nothing.
+    caller = await info.context.authorize(Action.MANAGE_OPERATORS)
     password_hash = await asyncio.to_thread(hash_password, _checked_password(password))
-    return await _manage(
-        info, username, info.context.services.app.set_password, password_hash=password_hash
-    )
+    change = info.context.services.app.set_password
+    return await _apply(info, caller, username, change, password_hash=password_hash)
 
 
 async def _check_own_password(info: strawberry.Info[PlantContext, None], password: str) -> str:
-    """The caller's username, once ``password`` is theirs (a stolen token is not enough)."""
+    """The caller's username, once ``password`` is theirs (a stolen token is not enough).
+
+    A wrong password is recorded and counts toward the lockout, as at login.
+    """
     caller = await info.context.caller()
     services = info.context.services
     operator = await call(services, services.app.get_operator, caller.username)
-    if not await asyncio.to_thread(verify_password, operator.password_hash, password):
-        raise api_error("the current password is wrong", INVALID_CREDENTIALS)
+    matches = await asyncio.to_thread(verify_password, operator.password_hash, password)
+    await call(
+        services,
+        services.app.check_password,
+        username=caller.username,
+        password_matches=matches,
+        source=info.context.source,
+        at=services.clock(),
+    )
     return caller.username
 
 

@@ -33,10 +33,17 @@ from api.graphql import errors as graphql_errors
 from api.graphql.schema import schema
 from domain.alarm import alarm_id
 from domain.application import PlantApplication
-from domain.catalog import TagCatalog, TagLimits, ValueKind
+from domain.catalog import DeviceInfo, TagCatalog, TagLimits, ValueKind
 from domain.command import ConfirmationFailure, RejectionReason
-from domain.errors import CommandRefused, ConfirmationRefused
+from domain.errors import (
+    CommandRefused,
+    ConfirmationRefused,
+    LoginRefused,
+    SecondPersonRequired,
+    SessionInvalid,
+)
 from domain.messages import AlarmKind, AlarmPriority, AlarmTransition, WriteErrorKind
+from domain.plant_mode import Mode
 from plantcore.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -113,7 +120,12 @@ def _code_events() -> dict[tuple[str, str], list[str]]:
 
 def test_every_aggregate_of_the_domain_is_found() -> None:
     # If this fails, the introspection lost an aggregate (or a new one needs a section).
-    assert {a.__name__ for a in regenerate.aggregates()} >= {"ControlCommand", "Operator"}
+    assert {a.__name__ for a in regenerate.aggregates()} >= {
+        "ControlCommand",
+        "Operator",
+        "OperatorDirectory",
+        "PlantMode",
+    }
 
 
 def test_every_event_has_a_row_with_its_fields() -> None:
@@ -144,7 +156,17 @@ def test_documented_topic_prefixes_are_the_stored_ones() -> None:
 
 
 def _catalog() -> TagCatalog:
-    return TagCatalog([TagLimits("press", "setpoint", "rpm", True, ValueKind.NUMBER, 0.0, 3000.0)])
+    return TagCatalog(
+        [
+            TagLimits("press", "setpoint", "rpm", True, ValueKind.NUMBER, 0.0, 3000.0),
+            # Two persons for a pressure; writing ``False`` to ``running`` is an emergency stop.
+            TagLimits("press", "pressure", "bar", True, ValueKind.NUMBER, 0.0, 9.0, critical=True),
+            TagLimits(
+                "press", "running", "", True, ValueKind.BOOL, None, None, emergency_values=(False,)
+            ),
+        ],
+        {"press": DeviceInfo(area="hall")},
+    )
 
 
 def _stored_topics(app: PlantApplication) -> Iterator[str]:
@@ -153,16 +175,17 @@ def _stored_topics(app: PlantApplication) -> Iterator[str]:
 
 
 def _every_path(app: PlantApplication) -> None:
-    """Drive commands and an operator through every event the domain can record."""
+    """Drive commands, operators, the directory and the plant mode through every event."""
     app.register_operator(
         username="ana",
         full_name="Ana",
-        role="operator",
+        roles=["operator"],
         password_hash="hash",
-        totp_secret="BASE32SECRET",
+        totp_secret_sealed="sealed",
         actor="admin",
         at=T0,
     )
+    app.grant_permission(username="ana", scope="plant", actor="admin", at=T0)
     with pytest.raises(CommandRefused):
         app.request_command(actor="ana", device="press", tag="setpoint", value=None, at=T0)
     ok = app.request_command(actor="ana", device="press", tag="setpoint", value=1.0, at=T0)
@@ -183,6 +206,8 @@ def _every_path(app: PlantApplication) -> None:
         actor="plantcore", at=T0,
     )  # fmt: skip
     _every_alarm_path(app)
+    _every_access_path(app)
+    _every_approval_path(app)
 
 
 def _alarm_transition(serial: int, condition: str, active: bool, **changes: Any) -> AlarmTransition:
@@ -217,6 +242,63 @@ def _every_alarm_path(app: PlantApplication) -> None:
     app.remove_alarm_from_service(alarm_id=alarm, actor="ana", reason="r", at=at)
     app.return_alarm_to_service(alarm_id=alarm, actor="ana", at=at)
     assert app.end_alarm_flood_if_over("hall", T0 + timedelta(hours=1))
+
+
+def _every_access_path(app: PlantApplication) -> None:
+    """A second operator through every account, login and session event, and the plant mode."""
+    app.register_operator(
+        username="bob", full_name="Bob", roles=["operator"], password_hash="hash",
+        totp_secret_sealed="sealed", actor="admin", at=T0,
+    )  # fmt: skip
+    for scope in ("plant", "device:press"):
+        app.grant_permission(username="bob", scope=scope, actor="admin", at=T0)
+    app.revoke_permission(username="bob", scope="device:press", actor="admin", at=T0)
+    app.grant_role(username="bob", role="supervisor", actor="admin", at=T0)
+    app.revoke_role(username="bob", role="supervisor", actor="admin", at=T0)
+    app.set_password(username="bob", password_hash="hash2", actor="bob", at=T0)
+    app.enroll_totp(username="bob", totp_secret_sealed="sealed2", actor="bob", at=T0)
+    for _ in range(app.login_policy.max_failures):  # the last one locks the account
+        with pytest.raises(LoginRefused):
+            _log_in(app, "bob", matches=False, session="s0")
+    app.unlock_operator(username="bob", actor="admin", at=T0)
+    _log_in(app, "bob", matches=True, session="s1", refresh="r1")
+    app.refresh_session(
+        username="bob", session_id="s1", presented_hash="r1", new_hash="r2", source="hmi", at=T0
+    )
+    with pytest.raises(SessionInvalid):  # r1 again: a copied token, the session is revoked
+        app.refresh_session(
+            username="bob", session_id="s1", presented_hash="r1", new_hash="r3", source="x", at=T0
+        )
+    _log_in(app, "bob", matches=True, session="s2")
+    assert app.log_out(username="bob", session_id="s2", at=T0)
+    with pytest.raises(LoginRefused):
+        _log_in(app, "nobody", matches=False, session="s3")
+    app.disable_operator(username="bob", reason="on leave", actor="admin", at=T0)
+    app.enable_operator(username="bob", actor="admin", at=T0)
+    app.set_plant_mode(mode=Mode.READ_ONLY, reason="maintenance", actor="bob", at=T0)
+    app.set_plant_mode(mode=Mode.NORMAL, reason="done", actor="bob", at=T0)
+
+
+def _log_in(
+    app: PlantApplication, username: str, *, matches: bool, session: str, refresh: str = "r"
+) -> None:
+    app.log_in(
+        username=username, password_matches=matches, source="10.0.0.9", session_id=session,
+        refresh_hash=refresh, at=T0,
+    )  # fmt: skip
+
+
+def _every_approval_path(app: PlantApplication) -> None:
+    """A critical write approved, one declined, and an emergency stop (ana and bob sign)."""
+    approved = app.request_command(actor="ana", device="press", tag="pressure", value=5, at=T0)
+    app.confirm_command(actor="ana", command_id=approved.command_id, totp_step=10, at=T0)
+    with pytest.raises(SecondPersonRequired):
+        app.approve_command(actor="ana", command_id=approved.command_id, totp_step=11, at=T0)
+    app.approve_command(actor="bob", command_id=approved.command_id, totp_step=10, at=T0)
+    declined = app.request_command(actor="ana", device="press", tag="pressure", value=6, at=T0)
+    app.confirm_command(actor="ana", command_id=declined.command_id, totp_step=11, at=T0)
+    app.decline_command(actor="bob", command_id=declined.command_id, reason="too high", at=T0)
+    app.request_command(actor="ana", device="press", tag="running", value=False, at=T0)
 
 
 def _confirmed(app: PlantApplication, step: int) -> UUID:
