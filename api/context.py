@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
+from time import monotonic
 
 from graphql import GraphQLError
 from starlette.requests import HTTPConnection
@@ -33,6 +34,8 @@ from domain.permissions import Action, actions_of, is_allowed
 
 UNAUTHENTICATED = "unauthenticated"
 FORBIDDEN = "forbidden"
+# How long a checked caller is trusted without asking the event store again.
+CALLER_REUSE_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ class PlantContext(BaseContext):
         self.services = services
         self.source = source
         self._header = authorization
+        self._known: tuple[float, Caller] | None = None
 
     @cached_property
     def _token(self) -> Principal | InvalidToken:
@@ -67,8 +71,22 @@ class PlantContext(BaseContext):
         except InvalidToken as exc:
             return exc
 
-    async def caller(self) -> Caller:
-        """The authenticated caller, or a GraphQL error with ``extensions.code`` unauthenticated."""
+    async def caller(self, *, fresh: bool = False) -> Caller:
+        """The authenticated caller, or a GraphQL error with ``extensions.code`` unauthenticated.
+
+        Loaded once per request (a query with several root fields checks the
+        session once); a WebSocket's context lives as long as its connection, so
+        the answer is reused for at most :data:`CALLER_REUSE_SECONDS`, and a
+        subscription's recheck asks for a ``fresh`` one.
+        """
+        known = self._known
+        if known is not None and not fresh and monotonic() - known[0] < CALLER_REUSE_SECONDS:
+            return known[1]
+        caller = await self._load_caller()
+        self._known = (monotonic(), caller)
+        return caller
+
+    async def _load_caller(self) -> Caller:
         token = self._token
         if isinstance(token, InvalidToken):
             raise GraphQLError(str(token), extensions={"code": UNAUTHENTICATED})

@@ -13,7 +13,14 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench import alarm_burst, command_store, fleet_poll, history_write, modbus_poll
+from bench import (
+    alarm_burst,
+    command_store,
+    fleet_poll,
+    history_write,
+    modbus_poll,
+    request_auth,
+)
 from bench.common import RESULTS_DIR, BenchConfig, Figures, describe_machine, emit
 
 BENCHMARKS: dict[str, Callable[[BenchConfig], Awaitable[Figures]]] = {
@@ -22,6 +29,7 @@ BENCHMARKS: dict[str, Callable[[BenchConfig], Awaitable[Figures]]] = {
     "fleet_poll": fleet_poll.run,
     "history_write": history_write.run,
     "modbus_poll": modbus_poll.run,
+    "request_auth": request_auth.run,
 }
 
 

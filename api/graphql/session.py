@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import TypeVar
 
 from graphql import GraphQLError
@@ -79,6 +80,6 @@ def for_session(
     return while_authenticated(
         caller,
         updates,
-        context.caller,
+        partial(context.caller, fresh=True),
         recheck_seconds=context.services.session_recheck_seconds,
     )
