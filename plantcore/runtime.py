@@ -24,7 +24,6 @@ import asyncpg
 import nats
 import redis.asyncio as aioredis
 import uvicorn
-from api.rate_limit import CommandRateCounter
 from eventsourcing.persistence import TrackingRecorder
 from nats.aio.client import Client as NatsClient
 from nats.js.api import DeliverPolicy
@@ -32,6 +31,7 @@ from nats.js.api import DeliverPolicy
 from api.app import create_app
 from api.auth import TokenSettings
 from api.metrics import DeviceFigures, PlantCollector, plant_registry
+from api.rate_limit import CommandRateCounter
 from api.secrets import SecretBox
 from api.services import DEFAULT_MAX_QUERY_COST, DEFAULT_MAX_QUERY_DEPTH, Services
 from devices.catalog import tag_catalog
@@ -58,11 +58,12 @@ from plantcore.settings import (
     token_settings,
 )
 from plantcore.simulation import Simulations
-from plantcore.streams import ensure_alarm_stream, ensure_telemetry_stream
+from plantcore.streams import ensure_alarm_stream, ensure_event_stream, ensure_telemetry_stream
 from projections.alarm_clock import AlarmClock
 from projections.alarm_recorder import AlarmRecorder, alarm_consumer
 from projections.alarm_views import AlarmViews, ensure_alarm_schema
 from projections.command_metrics import CommandMetrics
+from projections.event_relay import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX, EventRelay
 from projections.history import HistoryWriter, history_consumer
 from projections.history_schema import ensure_history_schema
 from projections.live_state import LiveState, live_state_consumer
@@ -88,6 +89,10 @@ class RuntimeConfig:
     # Prepended to the durable consumer names, so that two plant cores (or a
     # test) can share one NATS without sharing, and so splitting, a consumer.
     consumer_prefix: str = ""
+    # Where every domain event is relayed for integrators (see docs/nats.md).
+    events_stream: str = EVENTS_STREAM
+    events_subject_prefix: str = EVENTS_SUBJECT_PREFIX
+    events_max_age_hours: int = 720
     projections_start: ProjectionsStart = "retained"
     # The command chain's windows and rate limit, and the login lockout.
     commands: CommandPolicy = field(default_factory=CommandPolicy)
@@ -130,6 +135,9 @@ def runtime_config(
         telemetry_stream=settings.telemetry_stream,
         telemetry_max_age_hours=settings.telemetry_max_age_hours,
         consumer_prefix=settings.consumer_prefix,
+        events_stream=settings.events_stream,
+        events_subject_prefix=settings.events_subject_prefix,
+        events_max_age_hours=settings.events_max_age_hours,
         projections_start=settings.projections_start,
         secrets=secrets or secret_box(settings),
         commands=command_policy(settings),
@@ -216,6 +224,12 @@ class PlantRuntime:
                 js, config.telemetry_stream, config.telemetry_max_age_hours
             )
             await ensure_alarm_stream(js)
+            await ensure_event_stream(
+                js,
+                config.events_stream,
+                config.events_max_age_hours,
+                subject_prefix=config.events_subject_prefix,
+            )
             redis = aioredis.from_url(config.redis_url, decode_responses=True)
             stack.push_async_callback(redis.aclose)
             pool = await asyncpg.create_pool(config.database_url, min_size=1, max_size=4)
@@ -227,6 +241,15 @@ class PlantRuntime:
 
             await self._start_projections(js, redis, pool)
             tracking = await store.call(app.factory.tracking_recorder)
+            relay = EventRelay(
+                app,
+                store,
+                js,
+                TrackedPosition(tracking, store, "event-relay"),
+                stream=config.events_stream,
+                subject_prefix=config.events_subject_prefix,
+            )
+            self._spawn("event relay", relay.run())
             commands = CommandMetrics(app, partial(_log_end, app, store))
             alarms = await self._start_alarms(js, app, store, pool, redis, tracking)
             tail = await self._start_command_flow(app, store, nc, tracking, [commands, alarms])

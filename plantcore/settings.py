@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     state_dir: Path = Path("var")
     # Prefix of the durable JetStream consumer names, for several plant cores on one NATS.
     consumer_prefix: str = ""
+    # The JetStream stream the event relay publishes every domain event into, and its
+    # subjects (plant.events.<Aggregate>.<Event>); how long it keeps them.
+    events_stream: str = "EVENTS"
+    events_subject_prefix: str = "plant.events"
+    events_max_age_hours: int = Field(default=720, ge=1)
     # Where a projection starts when its durable consumer is first created:
     # "retained" catches up from what the stream still holds, "new" from now on.
     projections_start: ProjectionsStart = "retained"

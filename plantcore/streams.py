@@ -1,16 +1,21 @@
-"""The JetStream streams the supervisors publish into.
+"""The JetStream streams the supervisors and the event relay publish into.
 
-TELEMETRY carries telemetry and device status, ALARMS the alarm transitions.
-Supervisors publish into them and projections consume them with durable
-consumers, so they must exist before either starts; the composition root (and
-the tests) create them here, idempotently.
+TELEMETRY carries telemetry and device status, ALARMS the alarm transitions,
+EVENTS the domain events relayed from the event store. Supervisors publish
+into them and projections consume them with durable consumers, so they must
+exist before either starts; the composition root (and the tests) create them
+here, idempotently.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
+
+from projections.event_relay import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
 
 TELEMETRY_SUBJECTS = ["plant.telemetry.>", "plant.status.>"]
 ALARM_SUBJECTS = ["plant.alarms.>"]
@@ -35,6 +40,25 @@ async def ensure_alarm_stream(
     is down, so here too the oldest transitions may go first.
     """
     await _ensure_stream(js, _limits_stream(name, ALARM_SUBJECTS, max_age_hours))
+
+
+async def ensure_event_stream(
+    js: JetStreamContext,
+    name: str = EVENTS_STREAM,
+    max_age_hours: int = 720,
+    *,
+    subject_prefix: str = EVENTS_SUBJECT_PREFIX,
+    duplicate_window_seconds: float = 600.0,
+) -> None:
+    """The stream of domain events (``<subject_prefix>.>``), kept 30 days by default.
+
+    The event relay (:mod:`projections.event_relay`) is its only publisher; each
+    event carries its id as ``Nats-Msg-Id``, and a publish retried within the
+    ten-minute duplicate window is stored once. The event store keeps every
+    event for good, so here too the oldest may go first.
+    """
+    config = _limits_stream(name, [f"{subject_prefix}.>"], max_age_hours)
+    await _ensure_stream(js, dataclasses.replace(config, duplicate_window=duplicate_window_seconds))
 
 
 def _limits_stream(name: str, subjects: list[str], max_age_hours: int) -> StreamConfig:

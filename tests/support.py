@@ -50,8 +50,21 @@ async def eventually(
 RUNTIME_DURABLES = {"TELEMETRY": ("live-state", "history"), "ALARMS": ("alarm-recorder",)}
 
 
+def runtime_event_stream(prefix: str) -> tuple[str, str]:
+    """The events stream and subject prefix of a test's runtime: its own, as its database is.
+
+    A runtime relays its event log into that stream; two tests' runtimes sharing
+    one would meet each other's events there.
+    """
+    token = prefix.strip("-").replace(".", "-")
+    return f"EVENTS-{token}", f"plant.test-events.{token}"
+
+
 async def delete_runtime_consumers(js: JetStreamContext, prefix: str) -> None:
+    """Delete the durable consumers and the events stream a test's runtime made."""
     for stream, durables in RUNTIME_DURABLES.items():
         for durable in durables:
             with contextlib.suppress(NotFoundError):  # the runtime may not have made it
                 await js.delete_consumer(stream, prefix + durable)
+    with contextlib.suppress(NotFoundError):
+        await js.delete_stream(runtime_event_stream(prefix)[0])

@@ -16,7 +16,13 @@ import pytest
 from nats.js import JetStreamContext
 
 from devices.plant_file import load_plant_file
-from tests.support import delete_runtime_consumers, eventually, free_port, unique
+from tests.support import (
+    delete_runtime_consumers,
+    eventually,
+    free_port,
+    runtime_event_stream,
+    unique,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -80,6 +86,8 @@ async def demo(
         "PLANTCORE_HTTP_PORT": str(free_port()),
         "PLANTCORE_STATE_DIR": str(tmp_path),
         "PLANTCORE_CONSUMER_PREFIX": prefix,
+        "PLANTCORE_EVENTS_STREAM": runtime_event_stream(prefix)[0],
+        "PLANTCORE_EVENTS_SUBJECT_PREFIX": runtime_event_stream(prefix)[1],
         # The shared stream holds other tests' and earlier demos' telemetry.
         "PLANTCORE_PROJECTIONS_START": "new",
     }

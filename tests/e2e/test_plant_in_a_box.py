@@ -36,7 +36,13 @@ from plantcore.operators import Credentials, create_operator
 from plantcore.runtime import PlantRuntime, RuntimeConfig
 from simulators.modbus_server import ModbusSimulator
 from tests.graphql_client import GraphQLSocket
-from tests.support import delete_runtime_consumers, eventually, free_port, unique
+from tests.support import (
+    delete_runtime_consumers,
+    eventually,
+    free_port,
+    runtime_event_stream,
+    unique,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -115,6 +121,8 @@ async def stack(
                 http_host="127.0.0.1",
                 http_port=0,
                 consumer_prefix=prefix,
+                events_stream=runtime_event_stream(prefix)[0],
+                events_subject_prefix=runtime_event_stream(prefix)[1],
                 # The shared stream holds other tests' telemetry; ours is all we need.
                 projections_start="new",
             )

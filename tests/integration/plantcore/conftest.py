@@ -18,7 +18,7 @@ from api.secrets import SecretBox, generate_key
 from devices.plant_file import load_plant_file
 from domain.messages import STATUS_SUBJECT, ConnectionState, DeviceStatus
 from plantcore.runtime import PlantRuntime, RuntimeConfig
-from tests.support import delete_runtime_consumers, unique
+from tests.support import delete_runtime_consumers, runtime_event_stream, unique
 
 RunPlant = Callable[..., Awaitable[PlantRuntime]]
 
@@ -66,6 +66,8 @@ async def run_plant(
                 http_host="127.0.0.1",
                 http_port=0,
                 consumer_prefix=prefix,
+                events_stream=runtime_event_stream(prefix)[0],
+                events_subject_prefix=runtime_event_stream(prefix)[1],
                 # The shared stream holds other tests' telemetry; ours is all we need.
                 projections_start="new",
                 plant_file=plant_file,
