@@ -9,6 +9,7 @@ from __future__ import annotations
 from domain.application import CommandPolicy, PlantApplication
 from domain.catalog import TagCatalog
 from domain.operator import LoginPolicy
+from eventstore.chain import install_hash_chain
 from eventstore.guard import install_append_only_guard
 from eventstore.postgres import event_store_env
 
@@ -33,6 +34,7 @@ def open_application(
     )
     try:
         install_append_only_guard(database_url, EVENTS_TABLE)
+        install_hash_chain(database_url, EVENTS_TABLE)
     except BaseException:
         app.close()
         raise

@@ -9,6 +9,7 @@
   comes from ``PLANTCORE_NEW_PASSWORD``, the file ``PLANTCORE_NEW_PASSWORD_FILE``
   or the prompt; there is no default.
 - ``plantcore secrets-key``: print a new key for ``PLANTCORE_SECRETS_KEY``.
+- ``plantcore audit``: verify, export and sign the event log (see :mod:`plantcore.audit_cli`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from devices.plant_file import load_plant_file, read_plant_file
 from domain.errors import DomainError, OperatorExists
 from domain.permissions import Role
 from plantcore.application import open_application
+from plantcore.audit_cli import add_audit_commands, run_audit
 from plantcore.demo import run_demo
 from plantcore.operators import create_operator
 from plantcore.runtime import PlantRuntime, runtime_config
@@ -69,10 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         help="where they may act: plant, area:<name> or device:<id> (repeat for several)",
     )
     commands.add_parser("secrets-key", help="print a new key for PLANTCORE_SECRETS_KEY")
+    add_audit_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "secrets-key":
         print(generate_key())
         return 0
+    if args.command == "audit":
+        return run_audit(args)
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -24,6 +24,7 @@ import asyncpg
 import nats
 import redis.asyncio as aioredis
 import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eventsourcing.persistence import TrackingRecorder
 from nats.aio.client import Client as NatsClient
 from nats.js.api import DeliverPolicy
@@ -34,6 +35,7 @@ from api.metrics import DeviceFigures, PlantCollector, plant_registry
 from api.rate_limit import CommandRateCounter
 from api.secrets import SecretBox
 from api.services import DEFAULT_MAX_QUERY_COST, DEFAULT_MAX_QUERY_DEPTH, Services
+from audit.checkpoints import CheckpointWriter, ensure_audit_stream, run_checkpoints
 from devices.catalog import tag_catalog
 from devices.config import PlantConfig
 from devices.dispatcher import CommandDispatcher
@@ -47,11 +49,12 @@ from domain.messages import ConnectionState
 from domain.operator import LoginPolicy
 from eventstore.executor import StoreExecutor
 from eventstore.log_tail import Follower, LogTail, TrackedPosition
-from plantcore.application import open_application
+from plantcore.application import EVENTS_TABLE, open_application
 from plantcore.reload import watch_plant_file
 from plantcore.settings import (
     ProjectionsStart,
     Settings,
+    audit_signing_key,
     command_policy,
     login_policy,
     secret_box,
@@ -89,6 +92,11 @@ class RuntimeConfig:
     # Prepended to the durable consumer names, so that two plant cores (or a
     # test) can share one NATS without sharing, and so splitting, a consumer.
     consumer_prefix: str = ""
+    # Signs the hash chain's head every ``audit_checkpoint_seconds`` into the file and
+    # the AUDIT stream; None: no checkpoints (the chain itself is always kept).
+    audit_signing_key: Ed25519PrivateKey | None = None
+    audit_checkpoint_file: Path | None = None
+    audit_checkpoint_seconds: float = 60.0
     # Where every domain event is relayed for integrators (see docs/nats.md).
     events_stream: str = EVENTS_STREAM
     events_subject_prefix: str = EVENTS_SUBJECT_PREFIX
@@ -135,6 +143,9 @@ def runtime_config(
         telemetry_stream=settings.telemetry_stream,
         telemetry_max_age_hours=settings.telemetry_max_age_hours,
         consumer_prefix=settings.consumer_prefix,
+        audit_signing_key=audit_signing_key(settings),
+        audit_checkpoint_file=settings.audit_checkpoint_file,
+        audit_checkpoint_seconds=settings.audit_checkpoint_seconds,
         events_stream=settings.events_stream,
         events_subject_prefix=settings.events_subject_prefix,
         events_max_age_hours=settings.events_max_age_hours,
@@ -250,6 +261,7 @@ class PlantRuntime:
                 subject_prefix=config.events_subject_prefix,
             )
             self._spawn("event relay", relay.run())
+            await self._start_checkpoints(js)
             commands = CommandMetrics(app, partial(_log_end, app, store))
             alarms = await self._start_alarms(js, app, store, pool, redis, tracking)
             tail = await self._start_command_flow(app, store, nc, tracking, [commands, alarms])
@@ -342,6 +354,25 @@ class PlantRuntime:
         self._spawn("alarm views", views.run())
         self._spawn("alarm clock", AlarmClock(app, store, pool).run())
         return views
+
+    async def _start_checkpoints(self, js: nats.js.JetStreamContext) -> None:
+        config = self.config
+        if config.audit_signing_key is None:
+            log.warning(
+                "no audit signing key (PLANTCORE_AUDIT_SIGNING_KEY_FILE): the event log is"
+                " hash-chained but no checkpoint is signed"
+            )
+            return
+        await ensure_audit_stream(js)
+        writer = CheckpointWriter(config.audit_checkpoint_file, js)
+        checkpoints = run_checkpoints(
+            config.database_url,
+            EVENTS_TABLE,
+            config.audit_signing_key,
+            writer,
+            interval=config.audit_checkpoint_seconds,
+        )
+        self._spawn("audit checkpoints", checkpoints)
 
     async def _start_command_flow(
         self,

@@ -15,11 +15,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.auth import TokenSettings
 from api.secrets import SecretBox
+from audit.checkpoints import load_signing_key
 from domain.application import CommandPolicy
 from domain.operator import LoginPolicy
 
@@ -72,9 +74,25 @@ class Settings(BaseSettings):
     events_stream: str = "EVENTS"
     events_subject_prefix: str = "plant.events"
     events_max_age_hours: int = Field(default=720, ge=1)
+    # Signed checkpoints of the event log's hash chain (docs/audit.md): the Ed25519 key
+    # that signs them (`plantcore audit keygen`), how often, and the file they are also
+    # appended to (by default <state_dir>/audit-checkpoints.jsonl). Without a key the
+    # chain is still kept, but no checkpoint is signed.
+    audit_signing_key: SecretStr | None = None
+    audit_signing_key_file: Path | None = None
+    audit_checkpoint_seconds: float = Field(default=60.0, gt=0)
+    audit_checkpoint_file: Path | None = None
+    # The public key `plantcore audit verify` checks checkpoints with, by default.
+    audit_public_key_file: Path | None = None
     # Where a projection starts when its durable consumer is first created:
     # "retained" catches up from what the stream still holds, "new" from now on.
     projections_start: ProjectionsStart = "retained"
+
+    @model_validator(mode="after")
+    def _checkpoint_file_in_state_dir(self) -> Settings:
+        if self.audit_checkpoint_file is None:
+            self.audit_checkpoint_file = self.state_dir / "audit-checkpoints.jsonl"
+        return self
 
 
 class MissingSecret(ValueError):
@@ -137,3 +155,14 @@ def command_policy(settings: Settings) -> CommandPolicy:
         approval_window=timedelta(seconds=settings.command_approval_seconds),
         rate_limit=settings.command_rate_per_minute,
     )
+
+
+def audit_signing_key(settings: Settings) -> Ed25519PrivateKey | None:
+    """The key that signs the chain's checkpoints, if one is configured."""
+    text = _secret(settings.audit_signing_key, settings.audit_signing_key_file, "AUDIT_SIGNING_KEY")
+    if text is None:
+        return None
+    try:
+        return load_signing_key(text)
+    except ValueError as exc:
+        raise MissingSecret(f"PLANTCORE_AUDIT_SIGNING_KEY: {exc}") from exc

@@ -147,11 +147,14 @@ class AlarmViews:
         position: PositionStore,
         *,
         retry_delay: float = 1.0,
+        active_key: str = ACTIVE_KEY,
     ) -> None:
         self._app = app
         self._store = store
         self._pool = pool
         self._redis = redis
+        # Another hash than the plant's for a rebuild to compare with it (``plantcore audit``).
+        self._active_key = active_key
         self._position = position
         self._retry_delay = retry_delay
         self._start = 0
@@ -253,9 +256,9 @@ class AlarmViews:
         pipe = self._redis.pipeline(transaction=True)
         for alarm in alarms:
             if alarm.state is AlarmState.NORMAL:
-                pipe.hdel(ACTIVE_KEY, str(alarm.id))
+                pipe.hdel(self._active_key, str(alarm.id))
             else:
-                pipe.hset(ACTIVE_KEY, str(alarm.id), json.dumps(alarm_summary(alarm)))
+                pipe.hset(self._active_key, str(alarm.id), json.dumps(alarm_summary(alarm)))
         await pipe.execute()
 
 

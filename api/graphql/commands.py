@@ -6,7 +6,8 @@ event like a value out of limits (ADR 0002). The rate is counted on Redis
 across API processes before the domain decides.
 
 ``commandTimeline`` lists every step of a command with its signatures (the
-signer's full name, the time and the meaning, 21 CFR 11.50).
+signer's full name, the time and the meaning, 21 CFR 11.50), as
+:mod:`audit.timeline` builds them for ``plantcore audit timeline`` too.
 
 ``requestCommand`` takes its ``value`` as the ``JSON`` scalar so that whatever
 the client sends (a string, ``null``) reaches the domain and is *recorded* as a
@@ -23,13 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator
 from datetime import datetime
 from uuid import UUID
 
 import strawberry
 from eventsourcing.domain import DomainEvent
-from eventsourcing.utils import get_topic
 from redis.exceptions import RedisError
 from strawberry.scalars import JSON
 
@@ -39,14 +39,13 @@ from api.graphql.errors import NOT_FOUND, api_error, call
 from api.graphql.session import for_session
 from api.secrets import UnsealError
 from api.services import Services
+from audit.timeline import TimelineReplay, TimelineStep, is_command_history
 from domain.application import CommandTicket as TicketModel
-from domain.command import EMERGENCY_METHOD, TERMINAL_STATUSES, CommandStatus, ControlCommand
+from domain.command import EMERGENCY_METHOD, CommandStatus, ControlCommand
 from domain.permissions import Action
-from eventstore.log_tail import event_topic
 
 strawberry.enum(CommandStatus, name="CommandStatus")
 
-REQUESTED_TOPIC = event_topic(ControlCommand, "Requested")
 TOTP_UNAVAILABLE = "totp_unavailable"
 # How long a request waits for its rate count before going on without it.
 RATE_COUNT_TIMEOUT = 0.5
@@ -130,53 +129,27 @@ class CommandStep:
     )
 
     @classmethod
-    def from_model(cls, event: DomainEvent, command: ControlCommand) -> CommandStep:
-        at = getattr(event, "at", event.timestamp)
-        actor = str(getattr(event, "actor", ""))
-        meaning = getattr(event, "meaning", None)
-        signature = (
-            Signature(
-                username=actor,
-                full_name=str(getattr(event, "signer_name", "")),
-                meaning=str(meaning),
-                method=str(getattr(event, "method", "")),
-                at=at,
-                emergency=bool(getattr(event, "emergency", False)),
-            )
-            if meaning is not None
-            else None
-        )
+    def from_step(cls, step: TimelineStep) -> CommandStep:
+        signature = step.signature
         return cls(
-            command_id=strawberry.ID(str(event.originator_id)),
-            version=event.originator_version,
-            step=type(event).__name__,
-            status=command.status,
-            at=at,
-            actor=actor,
-            detail=_detail(event),
-            signature=signature,
+            command_id=strawberry.ID(str(step.command_id)),
+            version=step.version,
+            step=step.event,
+            status=step.status,
+            at=step.at,
+            actor=step.actor,
+            detail=step.detail,
+            signature=None
+            if signature is None
+            else Signature(
+                username=signature.username,
+                full_name=signature.full_name,
+                meaning=signature.meaning,
+                method=signature.method,
+                at=signature.at,
+                emergency=signature.emergency,
+            ),
         )
-
-
-def _detail(event: DomainEvent) -> str:
-    """One line on what this step decided, from the attributes the event carries."""
-    attrs = vars(event)
-    parts: list[str] = []
-    if "device" in attrs:
-        parts.append(f"{attrs['device']}/{attrs['tag']} = {attrs['value']!r}")
-    if "reason" in attrs:
-        parts.append(str(attrs["reason"]))
-    if attrs.get("detail"):
-        parts.append(str(attrs["detail"]))
-    if "attempt" in attrs:
-        parts.append(f"attempt {attrs['attempt']}")
-    if attrs.get("emergency"):
-        parts.append("emergency action: no second factor")
-    if "expires_at" in attrs:
-        parts.append(f"answer by {attrs['expires_at'].isoformat()}")
-    if "read_back" in attrs:
-        parts.append(f"read back {attrs['read_back']!r}")
-    return "; ".join(parts)
 
 
 def _command_id(raw: str) -> UUID:
@@ -318,9 +291,9 @@ async def command_timeline(
     services = info.context.services
     target = _command_id(command_id)
     history = await services.store.call(services.app.command_events, target)
-    if not history or get_topic(type(history[0])) != REQUESTED_TOPIC:
+    if not is_command_history(history):
         raise api_error(f"no command {target}", NOT_FOUND)
-    return list(_Replay().steps(history))
+    return [CommandStep.from_step(step) for step in TimelineReplay().steps(history)]
 
 
 async def command_status(
@@ -335,35 +308,14 @@ async def command_status(
 async def _command_steps(services: Services, target: UUID) -> AsyncGenerator[CommandStep, None]:
     async with services.commands.subscribe(target) as live:
         history = await services.store.call(services.app.command_events, target)
-        if not history or get_topic(type(history[0])) != REQUESTED_TOPIC:
+        if not is_command_history(history):
             raise api_error(f"no command {target}", NOT_FOUND)
-        replay = _Replay()
+        replay = TimelineReplay()
         for step in replay.steps(history):
-            yield step
+            yield CommandStep.from_step(step)
         while not replay.finished:
             notification = await live.get()
             event = services.app.mapper.to_domain_event(notification)
             if isinstance(event, DomainEvent):
                 for step in replay.steps([event]):
-                    yield step
-
-
-class _Replay:
-    """Applies a command's events in order; each new one becomes a :class:`CommandStep`."""
-
-    def __init__(self) -> None:
-        self._command: ControlCommand | None = None
-        self._version = 0
-
-    @property
-    def finished(self) -> bool:
-        return self._command is not None and self._command.status in TERMINAL_STATUSES
-
-    def steps(self, events: Iterable[DomainEvent]) -> Iterable[CommandStep]:
-        for event in events:
-            if event.originator_version <= self._version or self.finished:
-                continue
-            self._command = event.mutate(self._command)  # type: ignore[attr-defined]
-            self._version = event.originator_version
-            assert self._command is not None
-            yield CommandStep.from_model(event, self._command)
+                    yield CommandStep.from_step(step)

@@ -16,9 +16,10 @@ from graphql import GraphQLError
 from strawberry.types import ExecutionContext
 
 from api.graphql import alarms as alarm_resolvers
-from api.graphql import auth, commands, devices
+from api.graphql import audit, auth, commands, devices
 from api.graphql import operators as operator_resolvers
 from api.graphql.alarms import AlarmEvent, AlarmJournalPage, AlarmKpis, AlarmView
+from api.graphql.audit import AuditEventPage
 from api.graphql.auth import LoginResult, Me, Session
 from api.graphql.commands import CommandStep, CommandTicket, CommandView
 from api.graphql.devices import Device, TagUpdate
@@ -62,6 +63,10 @@ class Query:
     alarm_kpis: AlarmKpis = strawberry.field(
         resolver=alarm_resolvers.alarm_kpis,
         description="Alarms per hour per area, the most frequent, chattering and standing.",
+    )
+    audit_events: AuditEventPage = strawberry.field(
+        resolver=audit.audit_events,
+        description="Stored events by aggregate, user, type and time, in log order. Auditors only.",
     )
 
 

@@ -182,6 +182,7 @@ QUERIES: Mapping[str, Case] = {
         journal_window,
     ),
     "alarmKpis": Case(A.VIEW, "{ alarmKpis { since } }", no_variables),
+    "auditEvents": Case(A.READ_AUDIT, "{ auditEvents(first: 1) { hasNextPage } }", no_variables),
 }
 
 MUTATIONS: Mapping[str, Case] = {

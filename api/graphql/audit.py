@@ -1,0 +1,130 @@
+"""The audit trail: every stored event, by aggregate, user, type and time, for auditors only.
+
+``auditEvents`` reads the event store itself, not a read model: the events
+table, filtered in SQL on each event's JSON (:func:`audit.replay.select_events`),
+through the application's own recorder, so it answers wherever the
+application does. Each event comes back as the running plant decodes it (old
+versions upcast), with its fields as JSON and every credential (password
+hashes, TOTP secrets, refresh token hashes) redacted.
+
+Pages follow the log's global position: ``endCursor`` (opaque) goes into
+``after`` for the next page, so a page never repeats or skips an event, even
+while new ones are written. Only :attr:`~domain.permissions.Action.READ_AUDIT`
+(the auditor role) may ask; everyone else is ``forbidden``.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Annotated
+from uuid import UUID
+
+import strawberry
+from strawberry.scalars import JSON
+
+from api.context import PlantContext
+from api.graphql.errors import NOT_FOUND, api_error
+from audit.replay import AuditRecord, EventFilter, select_events
+from domain.permissions import Action
+
+MAX_PAGE = 500
+_CURSOR_KIND = "audit"
+
+
+@strawberry.type
+class AuditEvent:
+    position: int = strawberry.field(description="The event's global position in the log.")
+    aggregate_id: strawberry.ID
+    aggregate_type: str = strawberry.field(description="e.g. ControlCommand, Operator, Alarm.")
+    version: int = strawberry.field(description="The aggregate's version after this event.")
+    event_type: str = strawberry.field(name="type", description="The event's name, e.g. Approved.")
+    at: datetime = strawberry.field(description="When it happened, as the domain recorded it.")
+    actor: str
+    payload: JSON = strawberry.field(description="The event's fields; credentials redacted.")
+
+    @classmethod
+    def from_record(cls, record: AuditRecord) -> AuditEvent:
+        return cls(
+            position=record.position,
+            aggregate_id=strawberry.ID(str(record.aggregate_id)),
+            aggregate_type=record.aggregate_type,
+            version=record.version,
+            event_type=record.event_type,
+            at=record.at,
+            actor=record.actor,
+            payload=JSON(record.payload),
+        )
+
+
+@strawberry.type
+class AuditEventPage:
+    events: list[AuditEvent]
+    end_cursor: str | None
+    has_next_page: bool
+
+
+def encode_cursor(position: int) -> str:
+    return base64.urlsafe_b64encode(f"{_CURSOR_KIND}:{position}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        kind, position = base64.urlsafe_b64decode(cursor.encode()).decode().split(":")
+        if kind != _CURSOR_KIND:
+            raise ValueError(kind)
+        return int(position)
+    except (ValueError, UnicodeDecodeError):
+        raise api_error(f"not an audit cursor: {cursor!r}", "bad_cursor") from None
+
+
+async def audit_events(
+    info: strawberry.Info[PlantContext, None],
+    aggregate_id: strawberry.ID | None = None,
+    user: str | None = None,
+    event_type: Annotated[
+        str | None,
+        strawberry.argument(
+            name="type",
+            description="An event name (Approved), or with its aggregate (Operator.RoleGranted).",
+        ),
+    ] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    first: int = 100,
+    after: str | None = None,
+) -> AuditEventPage:
+    await info.context.authorize(Action.READ_AUDIT)
+    if not 1 <= first <= MAX_PAGE:
+        raise api_error(f"first must be between 1 and {MAX_PAGE}", "bad_page")
+    start = decode_cursor(after) if after else 0
+    where = EventFilter(
+        aggregate_id=_aggregate_id(aggregate_id) if aggregate_id is not None else None,
+        actor=user,
+        event_type=event_type,
+        since=_aware(since),
+        until=_aware(until),
+    )
+    services = info.context.services
+    # One more than asked: whether another page follows, without a count.
+    records = await services.store.call(
+        select_events, services.app, where, after=start, limit=first + 1
+    )
+    page = records[:first]
+    return AuditEventPage(
+        events=[AuditEvent.from_record(record) for record in page],
+        end_cursor=encode_cursor(page[-1].position) if page else after,
+        has_next_page=len(records) > first,
+    )
+
+
+def _aware(at: datetime | None) -> datetime | None:
+    """A time without an offset is read as UTC, the log's own zone."""
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
+
+
+def _aggregate_id(raw: str) -> UUID:
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise api_error(f"no aggregate {raw!r}", NOT_FOUND) from None
