@@ -11,10 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import replace
 
 from devices.plant_file import read_plant_file
 from plantcore.embedded import free_port, services
-from plantcore.operators import Credentials, demo_operator, demo_secrets_key
+from plantcore.operators import (
+    DEMO_AUDIT_PUBLIC_KEY,
+    Credentials,
+    demo_audit_key,
+    demo_operator,
+    demo_secrets_key,
+)
 from plantcore.runtime import PlantRuntime, runtime_config
 from plantcore.settings import Settings, secret_box
 from plantcore.simulation import port_free
@@ -44,17 +51,33 @@ async def run_demo(settings: Settings) -> None:
             plant_file=settings.plant_file,  # edits apply while the demo runs
             secrets=box,
         )
+        if config.audit_signing_key is None:
+            config = replace(config, audit_signing_key=demo_audit_key(settings.state_dir))
 
         async def ready(runtime: PlantRuntime) -> None:
             assert runtime.app is not None
             credentials = demo_operator(runtime.app, box, settings.state_dir)
-            _print_banner(runtime.api_url, credentials, list(runtime.simulations.lines.values()))
+            _print_banner(
+                runtime.api_url,
+                credentials,
+                list(runtime.simulations.lines.values()),
+                audit_verify_command(settings, urls.database_url),
+            )
 
         with contextlib.suppress(KeyboardInterrupt):
             await PlantRuntime(config).run(ready)
 
 
-def _print_banner(api_url: str, operator: Credentials, presses: list[str]) -> None:
+def audit_verify_command(settings: Settings, database_url: str) -> str:
+    """How to check the demo's log against its signed checkpoints."""
+    key = settings.audit_public_key_file or settings.state_dir / DEMO_AUDIT_PUBLIC_KEY
+    return (
+        f"PLANTCORE_DATABASE_URL={database_url} .venv/bin/plantcore audit verify"
+        f" --checkpoints {settings.audit_checkpoint_file} --public-key {key}"
+    )
+
+
+def _print_banner(api_url: str, operator: Credentials, presses: list[str], verify: str) -> None:
     lines = [
         "",
         "plantcore demo is running (Ctrl-C stops everything)",
@@ -65,6 +88,7 @@ def _print_banner(api_url: str, operator: Credentials, presses: list[str]) -> No
         f"  password:       {operator.password}",
         f"  TOTP secret:    {operator.totp_secret}",
         f"  enrol:          {operator.provisioning_uri()}",
+        f"  audit:          {verify}",
         "  simulated presses:",
         *(f"    {line}" for line in presses),
         "",

@@ -1,4 +1,4 @@
-"""Creating operators from the command line, and the demo's own operator and secrets key."""
+"""Creating operators from the command line, and the demo's own operator and keys."""
 
 from __future__ import annotations
 
@@ -9,8 +9,16 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from api.auth import hash_password, new_totp_secret, provisioning_uri, verify_password
 from api.secrets import SecretBox, UnsealError, generate_key
+from audit.checkpoints import (
+    generate_signing_key,
+    load_signing_key,
+    private_key_text,
+    public_key_text,
+)
 from domain.application import PlantApplication
 from domain.errors import OperatorExists
 from domain.permissions import PLANT_SCOPE, Scope
@@ -64,6 +72,26 @@ def demo_secrets_key(state_dir: Path) -> SecretBox:
         path.write_text(generate_key(), encoding="utf-8")
         path.chmod(0o600)
     return SecretBox.from_text(path.read_text(encoding="utf-8"))
+
+
+DEMO_AUDIT_KEY = "audit-signing.key"
+DEMO_AUDIT_PUBLIC_KEY = "audit-signing.pub"
+
+
+def demo_audit_key(state_dir: Path) -> Ed25519PrivateKey:
+    """The demo's checkpoint signing key, kept in the state directory (0600) with its public key.
+
+    A real plant keeps the private key off the database host (docs/audit.md);
+    the demo keeps both together, which is enough to show the checkpoints.
+    """
+    path = state_dir / DEMO_AUDIT_KEY
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        key = generate_signing_key()
+        path.write_text(private_key_text(key), encoding="utf-8")
+        path.chmod(0o600)
+        (state_dir / DEMO_AUDIT_PUBLIC_KEY).write_text(public_key_text(key), encoding="utf-8")
+    return load_signing_key(path)
 
 
 def demo_operator(app: PlantApplication, box: SecretBox, state_dir: Path) -> Credentials:

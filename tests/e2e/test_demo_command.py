@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,8 +27,11 @@ from tests.support import (
 
 pytestmark = pytest.mark.e2e
 
-BANNER_FIELDS = ("GraphQL", "operator", "password", "TOTP secret")
+BANNER_FIELDS = ("GraphQL", "operator", "password", "TOTP secret", "audit")
 
+
+# The plantcore command of the interpreter running the tests (the README's venv in CI).
+VENV_PLANTCORE = f"{sys.executable} -m plantcore"
 
 DEMO_PRESSES = sorted(device.id for device in load_plant_file("config/demo-plant.yaml").devices)
 
@@ -46,7 +50,7 @@ class Demo:
         assert self.process.stdout is not None
         while line := (await self.process.stdout.readline()).decode():
             self.output.append(line)
-            match = re.match(r"\s+([A-Za-z ]+):\s+(\S+)\s*$", line)
+            match = re.match(r"\s+([A-Za-z ]+):\s+(\S.*?)\s*$", line)
             if match:
                 self._fields[match.group(1).strip()] = match.group(2)
             if all(name in self._fields for name in BANNER_FIELDS):
@@ -141,6 +145,21 @@ async def test_demo_serves_the_simulators_live_speed_and_stops_on_ctrl_c(demo: D
 
         # Every press, one per protocol, starts at rest and ramps up to its setpoint.
         await eventually(live_speed, timeout=30)
+
+    # The command the banner prints checks the log against the demo's signed checkpoints.
+    async def audited() -> None:
+        verify = await asyncio.to_thread(
+            subprocess.run,
+            ["sh", "-c", banner["audit"].replace(".venv/bin/plantcore", VENV_PLANTCORE)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        assert "checkpoint" in verify.stdout + verify.stderr
+
+    await eventually(audited, timeout=90, interval=1.0)
 
     demo.process.send_signal(signal.SIGINT)
     code = await demo.exit_code(timeout=30)
