@@ -42,7 +42,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
 
 from audit.chain_check import ExpectedHead, Finding, Kind
 from eventstore.chain import HASH_SIZE, chain_head
@@ -289,18 +288,6 @@ def audit_stream_config(
         max_age=max_age_days * 86400.0,
         duplicate_window=120.0,
     )
-
-
-async def ensure_audit_stream(js: JetStreamContext, config: StreamConfig | None = None) -> None:
-    """Create (or update) the JetStream stream that keeps the checkpoints; idempotent."""
-    config = config or audit_stream_config()
-    assert config.name is not None
-    try:
-        await js.stream_info(config.name)
-    except NotFoundError:
-        await js.add_stream(config)
-    else:
-        await js.update_stream(config)
 
 
 class CheckpointWriter:

@@ -41,7 +41,6 @@ from audit.checkpoints import (
     Checkpoint,
     CheckpointWriter,
     InvalidCheckpoint,
-    ensure_audit_stream,
     generate_signing_key,
     key_id,
     load_public_key,
@@ -58,6 +57,7 @@ from audit.export import ExportFormatError, export_range, position_at, verify_fi
 from audit.progress import Progress
 from plantcore.application import EVENTS_TABLE
 from plantcore.audit_inspect import add_inspect_commands, run_inspect_command
+from plantcore.streams import ensure_audit_stream
 
 
 class UsageError(Exception):

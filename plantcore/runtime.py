@@ -35,7 +35,7 @@ from api.metrics import DeviceFigures, PlantCollector, plant_registry
 from api.rate_limit import CommandRateCounter
 from api.secrets import SecretBox
 from api.services import DEFAULT_MAX_QUERY_COST, DEFAULT_MAX_QUERY_DEPTH, Services
-from audit.checkpoints import CheckpointWriter, ensure_audit_stream, run_checkpoints
+from audit.checkpoints import CheckpointWriter, run_checkpoints
 from devices.catalog import tag_catalog
 from devices.config import PlantConfig
 from devices.dispatcher import CommandDispatcher
@@ -61,7 +61,12 @@ from plantcore.settings import (
     token_settings,
 )
 from plantcore.simulation import Simulations
-from plantcore.streams import ensure_alarm_stream, ensure_event_stream, ensure_telemetry_stream
+from plantcore.streams import (
+    ensure_alarm_stream,
+    ensure_audit_stream,
+    ensure_event_stream,
+    ensure_telemetry_stream,
+)
 from projections.alarm_clock import AlarmClock
 from projections.alarm_recorder import AlarmRecorder, alarm_consumer
 from projections.alarm_views import AlarmViews, ensure_alarm_schema

@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from audit.checkpoints import audit_stream_config
 from projections.event_relay import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
 
 TELEMETRY_SUBJECTS = ["plant.telemetry.>", "plant.status.>"]
@@ -81,3 +82,8 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         await js.add_stream(config)
     else:
         await js.update_stream(config)
+
+
+async def ensure_audit_stream(js: JetStreamContext, config: StreamConfig | None = None) -> None:
+    """The stream that keeps the signed checkpoints of the event log (docs/audit.md)."""
+    await _ensure_stream(js, config or audit_stream_config())

@@ -15,13 +15,13 @@ from audit.checkpoints import (
     Checkpoint,
     CheckpointWriter,
     audit_stream_config,
-    ensure_audit_stream,
     generate_signing_key,
     public_keys,
     read_checkpoints,
     run_checkpoints,
 )
 from plantcore.application import EVENTS_TABLE
+from plantcore.streams import ensure_audit_stream
 from tests.integration.audit.conftest import PlantLog
 from tests.support import eventually, unique
 
