@@ -14,10 +14,9 @@
 - ``plantcore audit replay`` and ``plantcore audit timeline``: see
   :mod:`plantcore.audit_inspect`.
 
-Settings, when the plant's settings define them: ``PLANTCORE_AUDIT_SIGNING_KEY``
-or ``PLANTCORE_AUDIT_SIGNING_KEY_FILE``, ``PLANTCORE_AUDIT_CHECKPOINT_FILE``,
-``PLANTCORE_AUDIT_CHECKPOINT_SECONDS``, ``PLANTCORE_AUDIT_PUBLIC_KEY_FILE``;
-the options here win over them.
+Settings: ``PLANTCORE_AUDIT_SIGNING_KEY`` or ``PLANTCORE_AUDIT_SIGNING_KEY_FILE``,
+``PLANTCORE_AUDIT_CHECKPOINT_FILE``, ``PLANTCORE_AUDIT_CHECKPOINT_SECONDS``,
+``PLANTCORE_AUDIT_PUBLIC_KEY_FILE``; the options here win over them.
 """
 
 from __future__ import annotations
@@ -57,6 +56,7 @@ from audit.export import ExportFormatError, export_range, position_at, verify_fi
 from audit.progress import Progress
 from plantcore.application import EVENTS_TABLE
 from plantcore.audit_inspect import add_inspect_commands, run_inspect_command
+from plantcore.settings import MissingSecret, Settings, audit_signing_key
 from plantcore.streams import ensure_audit_stream
 
 
@@ -127,42 +127,26 @@ def run_audit(args: argparse.Namespace) -> int:
 # -- settings ------------------------------------------------------------------
 
 
-def _settings() -> Any:
-    from plantcore.settings import Settings
-
+def _settings() -> Settings:
     return Settings()
 
 
-def _setting(settings: Any, name: str) -> Any:
-    """A setting of the plant's settings if they define it (see the module doc), else None."""
-    value = getattr(settings, name, None)
-    if value is not None and hasattr(value, "get_secret_value"):
-        return value.get_secret_value()
-    return value
-
-
-def _signing_key(settings: Any, path: Path | None) -> Ed25519PrivateKey | None:
+def _signing_key(settings: Settings, path: Path | None) -> Ed25519PrivateKey | None:
     try:
         if path is not None:
             return load_signing_key(path)
-        if (text := _setting(settings, "audit_signing_key")) is not None:
-            return load_signing_key(str(text))
-        if (file := _setting(settings, "audit_signing_key_file")) is not None:
-            return load_signing_key(Path(file))
-    except ValueError as exc:
+        return audit_signing_key(settings)
+    except (ValueError, MissingSecret) as exc:
         raise UsageError(str(exc)) from None
-    return None
 
 
 # -- verify --------------------------------------------------------------------
 
 
-def _public_keys(args: argparse.Namespace, settings: Any | None) -> list[Ed25519PublicKey]:
+def _public_keys(args: argparse.Namespace, settings: Settings | None) -> list[Ed25519PublicKey]:
     paths: list[Path] = list(args.public_keys)
-    if not paths and settings is not None:
-        configured = _setting(settings, "audit_public_key_file")
-        if configured is not None:
-            paths.append(Path(configured))
+    if not paths and settings is not None and settings.audit_public_key_file is not None:
+        paths.append(settings.audit_public_key_file)
     try:
         keys = [load_public_key(path) for path in paths]
     except ValueError as exc:
@@ -174,12 +158,12 @@ def _public_keys(args: argparse.Namespace, settings: Any | None) -> list[Ed25519
     return keys
 
 
-def _checkpoints(args: argparse.Namespace, settings: Any | None) -> list[Checkpoint] | None:
+def _checkpoints(args: argparse.Namespace, settings: Settings | None) -> list[Checkpoint] | None:
     path: Path | None = args.checkpoints
     if path is None and settings is not None:
-        configured = _setting(settings, "audit_checkpoint_file")
-        if configured is not None and Path(configured).exists():
-            path = Path(configured)
+        configured = settings.audit_checkpoint_file
+        if configured is not None and configured.exists():
+            path = configured
     if path is None:
         return None
     try:
@@ -331,8 +315,7 @@ def _checkpoint(args: argparse.Namespace) -> int:
     key = _signing_key(settings, args.signing_key)
     if key is None:
         raise UsageError("set PLANTCORE_AUDIT_SIGNING_KEY_FILE or pass --signing-key")
-    configured = _setting(settings, "audit_checkpoint_file")
-    path = args.out or (Path(configured) if configured is not None else None)
+    path = args.out or settings.audit_checkpoint_file
     if path is None and args.no_nats:
         raise UsageError("nowhere to write: pass --out, or publish on NATS")
     every = args.every
@@ -344,7 +327,7 @@ def _checkpoint(args: argparse.Namespace) -> int:
 
 
 async def _checkpoints_to(
-    settings: Any,
+    settings: Settings,
     table: str,
     key: Ed25519PrivateKey,
     path: Path | None,
