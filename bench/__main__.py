@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bench import (
     alarm_burst,
+    audit_log,
     command_store,
     fleet_poll,
     history_write,
@@ -25,6 +26,7 @@ from bench.common import RESULTS_DIR, BenchConfig, Figures, describe_machine, em
 
 BENCHMARKS: dict[str, Callable[[BenchConfig], Awaitable[Figures]]] = {
     "alarm_burst": alarm_burst.run,
+    "audit_log": audit_log.run,
     "command_store": command_store.run,
     "fleet_poll": fleet_poll.run,
     "history_write": history_write.run,

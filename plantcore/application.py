@@ -39,3 +39,15 @@ def open_application(
         app.close()
         raise
     return app
+
+
+def open_reader(
+    database_url: str, catalog: TagCatalog, *, plant_id: str = "plant"
+) -> PlantApplication:
+    """The application for reading the record only (``plantcore audit replay``, ``timeline``).
+
+    It creates no table and installs nothing, so a role with ``SELECT`` alone
+    can use it; anything it would write is refused by the database.
+    """
+    env = {**event_store_env(database_url), "CREATE_TABLE": "n"}
+    return PlantApplication(catalog, env=env, plant_id=plant_id)

@@ -35,7 +35,7 @@ from typing import Any
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from audit.chain_check import NoHashChain, Report, verify_database
+from audit.chain_check import Kind, NoHashChain, Report, verify_database
 from audit.checkpoints import (
     Checkpoint,
     CheckpointWriter,
@@ -214,10 +214,16 @@ def _print_report(report: Report, seconds: float, checkpoints: int, *, quiet: bo
     )
     checked = ""
     if checkpoints:
-        outside = checkpoints - report.checkpoints_checked
+        refused = sum(1 for finding in report.findings if finding.kind is Kind.BAD_CHECKPOINT)
+        outside = checkpoints - report.checkpoints_checked - refused
+        notes = []
+        if refused:
+            notes.append(f"{refused} refused: not signed by a key given")
+        if outside:
+            notes.append(f"{outside} outside the range")
         checked = (
             f"; {report.checkpoints_matched} of {report.checkpoints_checked} checkpoints match"
-            + (f" ({outside} outside the range)" if outside else "")
+            + (f" ({', '.join(notes)})" if notes else "")
         )
     elif not quiet:
         print(

@@ -43,7 +43,7 @@ from devices.plant_file import load_plant_file
 from domain.application import PlantApplication
 from domain.catalog import TagCatalog
 from domain.errors import CommandNotFound
-from plantcore.application import open_application
+from plantcore.application import open_reader
 from plantcore.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings, TextIO, TextIO], int]
@@ -121,7 +121,9 @@ def _replay(args: argparse.Namespace, settings: Settings, out: TextIO, err: Text
         return 1
     finally:
         app.close()
-    out.write(json.dumps(state, indent=2) + "\n" if args.json else format_state(state))
+    out.write(
+        json.dumps(state, indent=2) + "\n" if args.json else format_state(state, args.version)
+    )
     return 0
 
 
@@ -143,12 +145,12 @@ async def _compare(app: PlantApplication, settings: Settings) -> ReadModelReport
         await redis.aclose()
 
 
-def format_state(state: AggregateState) -> str:
-    """An aggregate's state as an auditor reads it on a terminal."""
+def format_state(state: AggregateState, version: int | None = None) -> str:
+    """An aggregate's state as an auditor reads it on a terminal (``version``: the cut asked)."""
     last = state["last_event"]
     lines = [
         f"{state['aggregate_type']} {state['aggregate_id']}",
-        f"as of        {state['as_of'] or 'now'}",
+        f"as of        {state['as_of'] or (f'version {version}' if version else 'now')}",
         f"version      {state['version']}",
         f"created on   {state['created_on']}",
         f"last event   {last['type']} (version {last['version']}) at {last['at']}"
@@ -185,14 +187,18 @@ def _timeline(args: argparse.Namespace, settings: Settings, out: TextIO, err: Te
 
 
 def _open(settings: Settings, err: TextIO) -> PlantApplication:
-    """The application, as ``plantcore users create`` opens it; reading needs no catalogue."""
+    """The application, only to read: an auditor's read-only database role is enough.
+
+    Reading needs no catalogue, so a plant file that cannot be read is no reason
+    to stop.
+    """
     try:
         plant = load_plant_file(settings.plant_file)
         catalog, plant_id = tag_catalog(plant), plant.plant_id
     except PlantConfigError as exc:
         print(f"plantcore: {exc}; reading the record without the plant's catalogue", file=err)
         catalog, plant_id = TagCatalog(()), "plant"
-    return open_application(settings.database_url, catalog, plant_id=plant_id)
+    return open_reader(settings.database_url, catalog, plant_id=plant_id)
 
 
 def _aware_time(text: str) -> datetime:
