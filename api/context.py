@@ -12,7 +12,8 @@ A valid token is not enough to be a caller: its session must still be open
 enabled. Roles and scopes are the operator's *current* ones, read from the
 event store on each check, so a revocation takes effect on the next request.
 Every resolver asks :meth:`PlantContext.authorize` for the action it performs
-(:mod:`domain.permissions`), the device too when the action is scoped.
+(:mod:`domain.permissions`), the device too when the action is scoped; a
+refusal is recorded as the operator's ``AccessDenied`` before it is answered.
 """
 
 from __future__ import annotations
@@ -115,9 +116,7 @@ class PlantContext(BaseContext):
         """The caller, if one of their roles allows ``action`` somewhere (scope checked later)."""
         caller = await self.caller()
         if action not in actions_of(caller.roles):
-            raise GraphQLError(
-                f"{caller.username!r} may not {action}", extensions={"code": FORBIDDEN}
-            )
+            raise await self._denied(caller, action, None)
         return caller
 
     async def authorize(self, action: Action, *, device: str | None = None) -> Caller:
@@ -125,11 +124,24 @@ class PlantContext(BaseContext):
         caller = await self.caller()
         area = self.services.catalog.area_of(device) if device is not None else ""
         if not caller.may(action, device=device, area=area):
-            where = f" on {device}" if device is not None else ""
-            raise GraphQLError(
-                f"{caller.username!r} may not {action}{where}", extensions={"code": FORBIDDEN}
-            )
+            raise await self._denied(caller, action, device)
         return caller
+
+    async def _denied(self, caller: Caller, action: Action, device: str | None) -> GraphQLError:
+        """Record the refusal on the caller's operator (``AccessDenied``), then the error."""
+        services = self.services
+        await services.store.call(
+            services.app.record_access_denied,
+            username=caller.username,
+            action=action,
+            target=device or "",
+            source=self.source,
+            at=services.clock(),
+        )
+        where = f" on {device}" if device is not None else ""
+        return GraphQLError(
+            f"{caller.username!r} may not {action}{where}", extensions={"code": FORBIDDEN}
+        )
 
     def _authorization(self) -> str | None:
         params = self.connection_params

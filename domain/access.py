@@ -164,6 +164,15 @@ class AccessUseCases(Application[UUID]):
             self.get_operator(username), lambda op: op.unlock(actor=actor, at=utc(at))
         )
 
+    @retry_on_conflict
+    def record_access_denied(
+        self, *, username: str, action: str, target: str, source: str, at: datetime
+    ) -> None:
+        """Record a refusal of the permission matrix on the operator it refused."""
+        operator = self.get_operator(username)
+        operator.deny(action=action, target=target, source=source, at=utc(at))
+        self.save(operator)
+
     # -- logins and sessions -----------------------------------------------------------------
 
     @retry_on_conflict

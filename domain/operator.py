@@ -11,7 +11,9 @@ operator, so that it can be read back from the log:
   ``TotpStepUsed`` (a code is accepted once per time step);
 - their sessions: ``LoginSucceeded`` (starts one), ``LoginFailed`` (with the
   source address), ``LockedOut``, ``Unlocked``, ``SessionRefreshed``,
-  ``LoggedOut``, ``SessionRevoked``.
+  ``LoggedOut``, ``SessionRevoked``;
+- what they were refused: ``AccessDenied`` (the action, the device if any, the
+  source address), whenever the permission matrix says no.
 
 A session is a family of refresh tokens: each refresh replaces the token and
 remembers the old one's hash, and presenting an old one again (a stolen token
@@ -307,6 +309,12 @@ class Operator(Aggregate):
             raise CodeReused(self._username, step)
         self._totp_step_used(step=step, actor=self._username, at=at)
 
+    def deny(self, *, action: str, target: str, source: str, at: datetime) -> None:
+        """Record that the permission matrix refused this operator ``action`` (on ``target``)."""
+        self._access_denied(
+            action=action, target=target, source=source, actor=self._username, at=at
+        )
+
     # -- logging in and sessions -------------------------------------------------------------
 
     def check_password(
@@ -458,6 +466,12 @@ class Operator(Aggregate):
     @event("TotpStepUsed")
     def _totp_step_used(self, *, step: int, actor: str, at: datetime) -> None:
         self._last_totp_step = step
+
+    @event("AccessDenied")
+    def _access_denied(
+        self, *, action: str, target: str, source: str, actor: str, at: datetime
+    ) -> None:
+        """Nothing changes: the event is the record (IEC 62443-3-3 SR 2.8)."""
 
     @event("LoginSucceeded")
     def _login_succeeded(

@@ -261,6 +261,7 @@ def _every_access_path(app: PlantApplication) -> None:
         with pytest.raises(LoginRefused):
             _log_in(app, "bob", matches=False, session="s0")
     app.unlock_operator(username="bob", actor="admin", at=T0)
+    app.record_access_denied(username="bob", action="plant.mode", target="", source="hmi", at=T0)
     _log_in(app, "bob", matches=True, session="s1", refresh="r1")
     app.refresh_session(
         username="bob", session_id="s1", presented_hash="r1", new_hash="r2", source="hmi", at=T0
