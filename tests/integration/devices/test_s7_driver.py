@@ -252,31 +252,16 @@ async def test_a_stalled_cpu_blocks_neither_the_loop_nor_another_device(
 ) -> None:
     stalled = S7Driver(press_config(stalled_port, timeout=2.0))
     connecting = asyncio.create_task(stalled.connect())
-    ticks = 0
-
-    async def probe() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.005)
-            ticks += 1
-
-    prober = asyncio.create_task(probe())
     try:
         # While the stalled device's thread is stuck in its connect, the loop keeps
         # turning and the other device is read, good, again and again.
         for _ in range(5):
             readings = await driver.read(press_tags(press))
             assert all(reading.quality is Quality.GOOD for reading in readings.values())
-
-        async def loop_turns() -> None:
-            assert ticks >= 10
-
-        await eventually(loop_turns, timeout=1)
         assert not connecting.done(), "the stalled connect is still waiting for its answer"
         with pytest.raises(DeviceConnectionError, match="no answer in 2 s"):
             await connecting
     finally:
-        prober.cancel()
         await stalled.close()
 
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from domain.alarm import CHATTER_ACTIVATIONS, CHATTER_WINDOW, Alarm, AlarmState
-from domain.application import PlantApplication
+from domain.application import DEFAULT_MAX_SHELVE, PlantApplication
 from domain.errors import (
     AlarmActionRefused,
     AlarmNotFound,
@@ -37,7 +37,7 @@ from tests.unit.domain.plant import make_app
 from tests.unit.domain.test_alarm_source import Source
 
 S = AlarmState
-LONGEST_SHELVE = timedelta(hours=8)
+LONGEST_SHELVE = DEFAULT_MAX_SHELVE
 SOURCE_EVENTS = {"Raised", "Cleared", "Suppressed", "Unsuppressed"}
 SHELVE_DURATIONS = (timedelta(0), timedelta(hours=1), LONGEST_SHELVE, LONGEST_SHELVE * 1.01)
 SHOWN = {S.UNACK_ACTIVE, S.ACK_ACTIVE, S.RTN_UNACK, S.LATCHED}
