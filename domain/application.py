@@ -29,7 +29,7 @@ environment is never read here.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NoReturn, cast
@@ -470,74 +470,79 @@ class PlantApplication(AccessUseCases):
 
     @retry_on_conflict
     def acknowledge_alarm(self, *, alarm_id: UUID, actor: str, comment: str, at: datetime) -> Alarm:
-        at = utc(at)
-        alarm = self._caught_up_alarm(alarm_id, at)
-        alarm.acknowledge(actor=actor, comment=comment, at=at)
-        self.save(alarm)
-        return alarm
+        return self._act_on_alarm(
+            alarm_id, at, lambda alarm, now: alarm.acknowledge(actor=actor, comment=comment, at=now)
+        )
 
     @retry_on_conflict
     def shelve_alarm(
         self, *, alarm_id: UUID, actor: str, reason: str, duration: timedelta, at: datetime
     ) -> Alarm:
         """Hide the alarm for ``duration``, at most ``max_shelve``; it returns by itself."""
-        at = utc(at)
-        alarm = self._caught_up_alarm(alarm_id, at)
-        alarm.shelve(actor=actor, reason=reason, duration=duration, longest=self.max_shelve, at=at)
-        self.save(alarm)
-        return alarm
+        longest = self.max_shelve
+        return self._act_on_alarm(
+            alarm_id,
+            at,
+            lambda alarm, now: alarm.shelve(
+                actor=actor, reason=reason, duration=duration, longest=longest, at=now
+            ),
+        )
 
     @retry_on_conflict
     def unshelve_alarm(self, *, alarm_id: UUID, actor: str, at: datetime) -> Alarm:
-        at = utc(at)
-        alarm = self._caught_up_alarm(alarm_id, at)
-        alarm.unshelve(actor=actor, at=at)
-        self.save(alarm)
-        return alarm
+        return self._act_on_alarm(
+            alarm_id, at, lambda alarm, now: alarm.unshelve(actor=actor, at=now)
+        )
 
     @retry_on_conflict
     def unshelve_if_due(self, alarm_id: UUID, at: datetime) -> bool:
         """Record the automatic ``Unshelved`` (actor ``system``) if the shelve ran out by ``at``."""
-        alarm = self.get_alarm(alarm_id)
-        if not alarm.unshelve_if_due(utc(at)):
-            return False
-        self.save(alarm)
-        return True
+        return self._record_if_due(alarm_id, lambda alarm: alarm.unshelve_if_due(utc(at)))
 
     @retry_on_conflict
     def end_alarm_chattering_if_quiet(self, alarm_id: UUID, at: datetime) -> bool:
         """Record ``ChatteringEnded`` if a quiet minute completed by ``at`` (for a sweeper)."""
-        alarm = self.get_alarm(alarm_id)
-        if not alarm.end_chattering_if_quiet(utc(at)):
-            return False
-        self.save(alarm)
-        return True
+        return self._record_if_due(alarm_id, lambda alarm: alarm.end_chattering_if_quiet(utc(at)))
 
     @retry_on_conflict
     def remove_alarm_from_service(
         self, *, alarm_id: UUID, actor: str, reason: str, at: datetime
     ) -> Alarm:
-        at = utc(at)
-        alarm = self._caught_up_alarm(alarm_id, at)
-        alarm.remove_from_service(actor=actor, reason=reason, at=at)
-        self.save(alarm)
-        return alarm
+        return self._act_on_alarm(
+            alarm_id,
+            at,
+            lambda alarm, now: alarm.remove_from_service(actor=actor, reason=reason, at=now),
+        )
 
     @retry_on_conflict
     def return_alarm_to_service(self, *, alarm_id: UUID, actor: str, at: datetime) -> Alarm:
-        at = utc(at)
-        alarm = self._caught_up_alarm(alarm_id, at)
-        alarm.return_to_service(actor=actor, at=at)
-        self.save(alarm)
-        return alarm
+        return self._act_on_alarm(
+            alarm_id, at, lambda alarm, now: alarm.return_to_service(actor=actor, at=now)
+        )
 
     @retry_on_conflict
     def reset_alarm_latch(self, *, alarm_id: UUID, actor: str, at: datetime) -> Alarm:
+        return self._act_on_alarm(
+            alarm_id, at, lambda alarm, now: alarm.reset_latch(actor=actor, at=now)
+        )
+
+    def _act_on_alarm(
+        self, alarm_id: UUID, at: datetime, act: Callable[[Alarm, datetime], None]
+    ) -> Alarm:
+        """An operator's action on an alarm caught up to ``at``, decided and saved."""
         at = utc(at)
         alarm = self._caught_up_alarm(alarm_id, at)
-        alarm.reset_latch(actor=actor, at=at)
+        act(alarm, at)
         self.save(alarm)
         return alarm
+
+    def _record_if_due(self, alarm_id: UUID, due: Callable[[Alarm], bool]) -> bool:
+        """Save what ``due`` recorded on the alarm, if anything (the sweepers' use cases)."""
+        alarm = self.get_alarm(alarm_id)
+        if not due(alarm):
+            return False
+        self.save(alarm)
+        return True
 
     def get_alarm(self, alarm_id: UUID) -> Alarm:
         alarm = self._find_alarm(alarm_id)
