@@ -4,7 +4,7 @@
   mutations, graphql-transport-ws subscriptions) and ``/health``.
 - :mod:`api.services`: what the API is handed by the composition root.
 - :mod:`api.context`: the per-request context (caller, services).
-- :mod:`api.auth`: Argon2id passwords, JWT access tokens, TOTP codes.
+- :mod:`api.credentials`: Argon2id passwords, JWT access tokens, TOTP codes.
 - :mod:`api.graphql`: the schema, one module per area.
 
 The API reads live state from Redis and NATS and changes the plant only

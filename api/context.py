@@ -28,7 +28,7 @@ from graphql import GraphQLError
 from starlette.requests import HTTPConnection
 from strawberry.fastapi import BaseContext
 
-from api.auth import InvalidToken, Principal, bearer_token, verify_token
+from api.credentials import InvalidToken, Principal, bearer_token, verify_token
 from api.services import Services
 from domain.errors import SessionInvalid
 from domain.permissions import Action, actions_of, is_allowed

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import asyncpg
 import redis.asyncio as aioredis
 from nats.aio.client import Client as NatsClient
 from prometheus_client import CollectorRegistry
 
-from api.auth import TokenSettings
+from api.credentials import TokenSettings
 from api.rate_limit import CommandRateCounter
 from api.secrets import SecretBox
 from domain.application import PlantApplication
@@ -23,14 +23,11 @@ from domain.catalog import TagCatalog
 from eventstore.executor import StoreExecutor
 from eventstore.log_tail import LogTail
 from projections.alarm_views import AlarmViews
+from support.clock import utc_now
 
 # Deep enough for any HMI query and for introspection, too shallow for abuse.
 DEFAULT_MAX_QUERY_DEPTH = 12
 DEFAULT_MAX_QUERY_COST = 5000
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)

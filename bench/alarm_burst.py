@@ -9,9 +9,9 @@ alarms get 10 transitions (they end cleared, ``rtn_unack``), a quarter 9 and a
 quarter 11 (they end raised, ``unack_active``): the final alarm list is known.
 
 The plantcore path is the runtime's own wiring in one process: the durable
-consumer of :func:`~projections.alarm_recorder.alarm_consumer` (created with
+consumer of :func:`~reactors.alarm_recorder.alarm_consumer` (created with
 ``DeliverPolicy.NEW`` before the first publish) feeding an
-:class:`~projections.alarm_recorder.AlarmRecorder`, and a
+:class:`~reactors.alarm_recorder.AlarmRecorder`, and a
 :class:`~eventstore.log_tail.LogTail` (polling every 0.5 s, as the runtime
 does) with :class:`~projections.alarm_views.AlarmViews` writing
 ``alarm_current``, ``alarm_journal`` and Redis ``plant:alarms:active``.
@@ -59,11 +59,11 @@ from domain.catalog import TagCatalog
 from domain.messages import ALARM_SUBJECT, AlarmKind, AlarmPriority, AlarmTransition
 from eventstore.executor import StoreExecutor
 from eventstore.log_tail import LogTail, TrackedPosition
-from plantcore.application import open_application
+from plantcore.open_application import open_application
 from plantcore.settings import DEFAULT_REDIS_URL
 from plantcore.streams import ensure_alarm_stream
-from projections.alarm_recorder import ALARM_STREAM, AlarmRecorder, alarm_consumer
 from projections.alarm_views import ACTIVE_KEY, AlarmViews, ensure_alarm_schema
+from reactors.alarm_recorder import ALARM_STREAM, AlarmRecorder, alarm_consumer
 
 CONDITIONS = 10  # per device
 TRANSITIONS_PER_ALARM = 10  # on average: 10, 9 or 11

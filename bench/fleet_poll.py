@@ -59,11 +59,9 @@ from bench.modbus_poll import (
     WARM_UP_CYCLES,
     SupervisedDevice,
 )
-from devices.config import PlantConfig
 from devices.drivers.modbus import ReadBlock, plan_reads
 from devices.fleet import Fleet
 from devices.nats_bridge import NatsTelemetrySink, serve_writes
-from devices.protocols.modbus import ModbusConnection, ModbusDevice
 from domain.messages import (
     STATUS_SUBJECT,
     TELEMETRY_SUBJECT,
@@ -73,6 +71,8 @@ from domain.messages import (
     WriteRequest,
 )
 from plantcore.streams import ensure_telemetry_stream
+from plantfile.plant import PlantConfig
+from plantfile.protocols.modbus import ModbusConnection, ModbusDevice
 
 DEVICES = 200
 UNITS_PER_SERVER = 20

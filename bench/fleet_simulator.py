@@ -21,9 +21,9 @@ import signal
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from devices.protocols.modbus import ModbusTag, raw_to_registers
-from devices.tags import DataType as TagType
-from devices.tags import RawValue
+from plantfile.protocols.modbus import ModbusTag, raw_to_registers
+from plantfile.tags import DataType as TagType
+from plantfile.tags import RawValue
 
 # Four 16-bit and 32-bit types in turn, at consecutive addresses: 20 tags, 30 registers.
 _TYPES: tuple[TagType, ...] = ("uint16", "int16", "int32", "float32")

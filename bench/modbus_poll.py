@@ -32,7 +32,6 @@ from pymodbus.client import AsyncModbusTcpClient
 from bench.common import BenchConfig, Figures, Laps, Run, interleaved, ratio, unique_name
 from devices.drivers.modbus import ModbusDriver
 from devices.nats_bridge import NatsTelemetrySink
-from devices.protocols.modbus import ModbusConnection, ModbusDevice
 from devices.supervisor import DeviceSupervisor, SupervisionPolicy, TelemetrySink
 from domain.messages import (
     STATUS_SUBJECT,
@@ -42,6 +41,7 @@ from domain.messages import (
     TelemetryBatch,
 )
 from plantcore.streams import ensure_telemetry_stream
+from plantfile.protocols.modbus import ModbusConnection, ModbusDevice
 from simulators.modbus_server import PRESS_REGISTERS
 
 POLL_SECONDS = 1e-6

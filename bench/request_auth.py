@@ -1,7 +1,7 @@
 """request_auth: what authenticating an API request costs, on PostgreSQL.
 
 Every authenticated GraphQL request checks its bearer token (PyJWT, HS256:
-:func:`api.auth.verify_token`) and then asks ``PlantApplication.authenticate``
+:func:`api.credentials.verify_token`) and then asks ``PlantApplication.authenticate``
 whether the token's session is still open, which loads the operator from the
 event store (its latest snapshot and the events after it) for its current
 roles and scopes. Measured, one request at a time:
@@ -25,7 +25,7 @@ roles and scopes. Measured, one request at a time:
   ``verify_token`` on the event loop and ``authenticate`` one hop to
   :class:`StoreExecutor`'s pool, by four concurrent clients;
 - ``login``: the login mutation's work: ``find_operator``, the Argon2id
-  verification of the password (:func:`api.auth.verify_password`, the API's
+  verification of the password (:func:`api.credentials.verify_password`, the API's
   hasher settings), then a refresh token, ``log_in`` (load, save
   ``LoginSucceeded``) and the access token. Its ``parts`` split Argon2 from
   the rest.
@@ -47,7 +47,7 @@ import argon2
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
-from api.auth import (
+from api.credentials import (
     TokenSettings,
     hash_password,
     issue_token,

@@ -3,8 +3,8 @@
 One :class:`~devices.supervisor.DeviceSupervisor` per device owns the device's
 connection (a :class:`~devices.driver.Driver`, one module per protocol under
 ``devices/drivers/``), polls it at a steady cadence, scales raw values with the
-tag definitions of :mod:`devices.tags`, and hands telemetry batches and status
+tag definitions of :mod:`plantfile.tags`, and hands telemetry batches and status
 to a ``TelemetrySink``. It also serves writes between polls on the same
 connection. Only :mod:`devices.nats_bridge` knows NATS; drivers know only their
-protocol. Plant files (YAML) are validated by :mod:`devices.config`.
+protocol. Plant files (YAML) are validated by :mod:`plantfile.plant`.
 """

@@ -1,7 +1,7 @@
 """The contract every protocol driver fulfils for its supervisor.
 
 A driver owns one connection to one device and moves *raw* values (see
-:mod:`devices.tags`); scaling, timing, reconnecting and publishing are the
+:mod:`plantfile.tags`); scaling, timing, reconnecting and publishing are the
 supervisor's. It never reconnects by itself and never knows NATS.
 
 Failures are reported at two levels:
@@ -11,9 +11,9 @@ Failures are reported at two levels:
   ``Quality.BAD``, its reason logged, while the other tags of the batch are
   still read;
 - a lost or refused connection raises
-  :class:`~devices.errors.DeviceConnectionError` from any method.
+  :class:`~devices.device_errors.DeviceConnectionError` from any method.
 
-``write`` raises :class:`~devices.errors.DeviceRequestError` when the device
+``write`` raises :class:`~devices.device_errors.DeviceRequestError` when the device
 refuses the write.
 """
 
@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
-from devices.tags import RawValue, TagConfig
 from domain.messages import Quality
+from plantfile.tags import RawValue, TagConfig
 
 
 class Reading(NamedTuple):

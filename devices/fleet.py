@@ -23,12 +23,12 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from devices.backoff import Backoff
-from devices.config import DeviceConfig, PlantConfig
 from devices.driver import Driver
 from devices.drivers import driver_for
 from devices.nats_bridge import WriteService
 from devices.supervisor import DeviceSupervisor, SupervisionPolicy, TelemetrySink
 from domain.messages import ConnectionState, DeviceStatus, WriteErrorKind, WriteReply, WriteRequest
+from plantfile.plant import DeviceConfig, PlantConfig
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ read good count as a loss (seed 003).
 
 The device's alarm conditions (the tags' ``alarms``, the device's
 ``comm_loss_alarm``) are evaluated here, at the source, by an
-:class:`~devices.alarms.evaluator.AlarmEvaluator`: after each batch it
+:class:`~devices.alarm_evaluator.AlarmEvaluator`: after each batch it
 publishes and each change of the connection, and whenever an on- or off-delay
 runs out between polls, the supervisor publishes every
 :class:`~domain.messages.AlarmTransition` through the sink.
@@ -43,16 +43,13 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import NamedTuple, Protocol
 
-from devices.alarms.evaluator import AlarmEvaluator
+from devices.alarm_evaluator import AlarmEvaluator
 from devices.backoff import Backoff, Jitter
-from devices.catalog import device_catalog
-from devices.config import DeviceConfig, PlantConfig
+from devices.device_errors import DeviceConnectionError, DeviceRequestError
 from devices.driver import BAD_READING, Driver, Reading
-from devices.errors import DeviceConnectionError, DeviceRequestError, TagValueError
-from devices.tags import TagConfig, to_engineering, to_raw
 from domain.errors import InvalidWrite, NotWritable, OutOfLimits, UnknownDevice, UnknownTag
 from domain.messages import (
     AlarmTransition,
@@ -66,7 +63,11 @@ from domain.messages import (
     WriteReply,
     WriteRequest,
 )
-from eventstore.cancellation import raise_if_cancelling
+from plantfile.catalog_builder import device_catalog
+from plantfile.plant import DeviceConfig, PlantConfig
+from plantfile.tags import TagConfig, TagValueError, to_engineering, to_raw
+from support.cancellation import raise_if_cancelling
+from support.clock import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +277,7 @@ class DeviceSupervisor:
     async def _lost(self, reason: str) -> None:
         log.warning("device %s: connection lost: %s", self.device_id, reason)
         if self._state is not ConnectionState.DISCONNECTED:
-            ts = _utc_now()
+            ts = utc_now()
             bad = tuple(_sample(tag, BAD_READING, ts) for tag in self._config.tags)
             await self._publish(TelemetryBatch(self.device_id, ts, bad))
         await self._set_state(ConnectionState.DISCONNECTED, reason)
@@ -285,7 +286,7 @@ class DeviceSupervisor:
         """Read every tag once and publish the batch; whether any tag read good."""
         started = self._clock()
         readings = await self._driver.read(self._config.tags)
-        ts = _utc_now()
+        ts = utc_now()
         samples = tuple(
             _sample(tag, readings.get(tag.name, BAD_READING), ts) for tag in self._config.tags
         )
@@ -412,14 +413,14 @@ class DeviceSupervisor:
             await self._publish_status()
             if state in (ConnectionState.CONNECTED, ConnectionState.DISCONNECTED):
                 connected = state is ConnectionState.CONNECTED
-                await self._publish_alarms(self._alarms.connection(connected, _utc_now()))
+                await self._publish_alarms(self._alarms.connection(connected, utc_now()))
 
     async def _publish_status(self) -> None:
         await self._sink.publish_status(
             DeviceStatus(
                 device=self.device_id,
                 state=self._state,
-                ts=_utc_now(),
+                ts=utc_now(),
                 detail=self._detail,
                 reconnects=self.counters.reconnects,
             )
@@ -473,7 +474,3 @@ def _refusal_kind(error: InvalidWrite) -> WriteErrorKind:
 
 def _offline(request: WriteRequest, reason: str) -> WriteReply:
     return WriteReply.failure(request.tag, WriteErrorKind.DEVICE_OFFLINE, reason)
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)

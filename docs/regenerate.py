@@ -9,7 +9,7 @@ It rewrites three things, and nothing else:
 - ``docs/schema.graphql``: the SDL of ``api.graphql.schema.schema`` exactly as
   strawberry prints it.
 - ``docs/plant-file.schema.json``: the JSON Schema of the plant file
-  (``devices.config.PlantConfig``), for editors' completion and checks.
+  (``plantfile.plant.PlantConfig``), for editors' completion and checks.
 - The generated section of ``docs/events.md`` (between the ``BEGIN GENERATED``
   and ``END GENERATED`` markers): for every aggregate of ``domain/``, its
   stored topic prefix and one table row per event with the event's fields.
@@ -121,7 +121,7 @@ def schema_sdl() -> str:
 
 def plant_file_schema() -> str:
     _importable()
-    from devices.config import PlantConfig
+    from plantfile.plant import PlantConfig
 
     schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

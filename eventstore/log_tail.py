@@ -43,8 +43,8 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic
 
-from eventstore.cancellation import raise_if_cancelling
 from eventstore.executor import StoreExecutor
+from support.cancellation import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 

@@ -54,8 +54,8 @@ from audit.checkpoints import (
 )
 from audit.export import ExportFormatError, export_range, position_at, verify_file
 from audit.progress import Progress
-from plantcore.application import EVENTS_TABLE
 from plantcore.audit_inspect import add_inspect_commands, run_inspect_command
+from plantcore.open_application import EVENTS_TABLE
 from plantcore.settings import MissingSecret, Settings, audit_signing_key
 from plantcore.streams import ensure_audit_stream
 

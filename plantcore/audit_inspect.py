@@ -37,14 +37,13 @@ from redis.exceptions import RedisError
 from audit.read_models import ReadModelReport, format_report, rebuild_and_compare
 from audit.replay import AggregateNotFound, AggregateState, NotYetRecorded, aggregate_at
 from audit.timeline import command_timeline, format_timeline
-from devices.catalog import tag_catalog
-from devices.errors import PlantConfigError
-from devices.plant_file import load_plant_file
 from domain.application import PlantApplication
 from domain.catalog import TagCatalog
 from domain.errors import CommandNotFound
-from plantcore.application import open_reader
+from plantcore.open_application import open_reader
 from plantcore.settings import Settings
+from plantfile.catalog_builder import tag_catalog
+from plantfile.loader import PlantConfigError, load_plant_file
 
 Handler = Callable[[argparse.Namespace, Settings, TextIO, TextIO], int]
 _STORE_ERRORS = (PersistenceError, psycopg.Error, asyncpg.PostgresError, RedisError, OSError)

@@ -27,19 +27,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from api.auth import MIN_PASSWORD_LENGTH
+from api.credentials import MIN_PASSWORD_LENGTH
 from api.secrets import generate_key
-from devices.catalog import tag_catalog
-from devices.errors import PlantConfigError
-from devices.plant_file import load_plant_file, read_plant_file
 from domain.errors import DomainError, OperatorExists
 from domain.permissions import Role
-from plantcore.application import open_application
 from plantcore.audit_cli import add_audit_commands, run_audit
 from plantcore.demo import run_demo
+from plantcore.open_application import open_application
 from plantcore.operators import create_operator
 from plantcore.runtime import PlantRuntime, runtime_config
 from plantcore.settings import MissingSecret, Settings, jwt_secret, secret_box
+from plantfile.catalog_builder import tag_catalog
+from plantfile.loader import PlantConfigError, load_plant_file, read_plant_file
 
 log = logging.getLogger("plantcore")
 

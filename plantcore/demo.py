@@ -13,7 +13,6 @@ import contextlib
 import logging
 from dataclasses import replace
 
-from devices.plant_file import read_plant_file
 from plantcore.embedded import free_port, services
 from plantcore.operators import (
     DEMO_AUDIT_PUBLIC_KEY,
@@ -25,6 +24,7 @@ from plantcore.operators import (
 from plantcore.runtime import PlantRuntime, runtime_config
 from plantcore.settings import Settings, secret_box
 from plantcore.simulation import port_free
+from plantfile.loader import read_plant_file
 
 log = logging.getLogger(__name__)
 

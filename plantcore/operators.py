@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from api.auth import hash_password, new_totp_secret, provisioning_uri, verify_password
+from api.credentials import hash_password, new_totp_secret, provisioning_uri, verify_password
 from api.secrets import SecretBox, UnsealError, generate_key
 from audit.checkpoints import (
     generate_signing_key,

@@ -1,7 +1,7 @@
 """Follows the plant file while the plant runs, and applies each saved change.
 
 Every ``interval`` seconds the file's bytes are compared with the last ones
-applied; on a change it is read again (:func:`~devices.plant_file.read_plant_file`)
+applied; on a change it is read again (:func:`~plantfile.loader.read_plant_file`)
 and handed to the runtime, which moves the fleet to it without a restart.
 What a plant engineer expects while editing a live file:
 
@@ -21,9 +21,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from devices.config import PlantConfig
-from devices.errors import PlantConfigError
-from devices.plant_file import PlantFile, read_plant_file
+from plantfile.loader import PlantConfigError, PlantFile, read_plant_file
+from plantfile.plant import PlantConfig
 
 log = logging.getLogger(__name__)
 

@@ -30,26 +30,22 @@ from nats.aio.client import Client as NatsClient
 from nats.js.api import DeliverPolicy
 
 from api.app import create_app
-from api.auth import TokenSettings
+from api.credentials import TokenSettings
 from api.metrics import DeviceFigures, PlantCollector, plant_registry
 from api.rate_limit import CommandRateCounter
 from api.secrets import SecretBox
 from api.services import DEFAULT_MAX_QUERY_COST, DEFAULT_MAX_QUERY_DEPTH, Services
 from audit.checkpoints import CheckpointWriter, run_checkpoints
-from devices.catalog import tag_catalog
-from devices.config import PlantConfig
-from devices.dispatcher import CommandDispatcher
-from devices.errors import PlantConfigError
-from devices.expiry import ExpirySweeper
 from devices.fleet import Fleet
 from devices.nats_bridge import NatsTelemetrySink, serve_writes
 from devices.supervisor import SupervisorCounters
 from domain.application import CommandPolicy, PlantApplication
 from domain.messages import ConnectionState
 from domain.operator import LoginPolicy
+from eventstore.event_relay import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX, EventRelay
 from eventstore.executor import StoreExecutor
 from eventstore.log_tail import Follower, LogTail, TrackedPosition
-from plantcore.application import EVENTS_TABLE, open_application
+from plantcore.open_application import EVENTS_TABLE, open_application
 from plantcore.reload import watch_plant_file
 from plantcore.settings import (
     ProjectionsStart,
@@ -67,14 +63,18 @@ from plantcore.streams import (
     ensure_event_stream,
     ensure_telemetry_stream,
 )
-from projections.alarm_clock import AlarmClock
-from projections.alarm_recorder import AlarmRecorder, alarm_consumer
+from plantfile.catalog_builder import tag_catalog
+from plantfile.loader import PlantConfigError
+from plantfile.plant import PlantConfig
 from projections.alarm_views import AlarmViews, ensure_alarm_schema
 from projections.command_metrics import CommandMetrics
-from projections.event_relay import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX, EventRelay
 from projections.history import HistoryWriter, history_consumer
 from projections.history_schema import ensure_history_schema
 from projections.live_state import LiveState, live_state_consumer
+from reactors.alarm_clock import AlarmClock
+from reactors.alarm_recorder import AlarmRecorder, alarm_consumer
+from reactors.command_dispatcher import CommandDispatcher
+from reactors.command_expiry import ExpirySweeper
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from api.auth import TokenSettings
+from api.credentials import TokenSettings
 from api.secrets import SecretBox
 from audit.checkpoints import load_signing_key
 from domain.application import CommandPolicy

@@ -23,13 +23,13 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from devices.config import DeviceConfig, PlantConfig
-from devices.protocols.enip import EnipDevice
-from devices.protocols.modbus import ModbusDevice
-from devices.protocols.mqtt import MqttDevice
-from devices.protocols.opcua import OpcUaDevice
-from devices.protocols.s7 import S7Device
 from plantcore.embedded import free_port, process
+from plantfile.plant import DeviceConfig, PlantConfig
+from plantfile.protocols.enip import EnipDevice
+from plantfile.protocols.modbus import ModbusDevice
+from plantfile.protocols.mqtt import MqttDevice
+from plantfile.protocols.opcua import OpcUaDevice
+from plantfile.protocols.s7 import S7Device
 from simulators.modbus_server import ModbusSimulator
 from simulators.mqtt_sensor import MqttSensorSimulator
 from simulators.opcua_server import OpcUaSimulator, demo_certificates

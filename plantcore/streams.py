@@ -16,7 +16,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import NotFoundError
 
 from audit.checkpoints import audit_stream_config
-from projections.event_relay import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
+from eventstore.event_relay import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
 
 TELEMETRY_SUBJECTS = ["plant.telemetry.>", "plant.status.>"]
 ALARM_SUBJECTS = ["plant.alarms.>"]
@@ -53,7 +53,7 @@ async def ensure_event_stream(
 ) -> None:
     """The stream of domain events (``<subject_prefix>.>``), kept 30 days by default.
 
-    The event relay (:mod:`projections.event_relay`) is its only publisher; each
+    The event relay (:mod:`eventstore.event_relay`) is its only publisher; each
     event carries its id as ``Nats-Msg-Id``, and a publish retried within the
     ten-minute duplicate window is stored once. The event store keeps every
     event for good, so here too the oldest may go first.

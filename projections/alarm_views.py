@@ -38,9 +38,9 @@ from eventsourcing.persistence import Notification
 from domain.alarm import Alarm, AlarmState
 from domain.alarm_flood import AlarmFlood
 from domain.application import PlantApplication
-from eventstore.cancellation import raise_if_cancelling
 from eventstore.executor import StoreExecutor
 from eventstore.log_tail import TRANSIENT_STORE_ERRORS, PositionStore, originator_uuid
+from support.cancellation import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 

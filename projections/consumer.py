@@ -34,7 +34,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from domain.messages import MalformedMessage
-from eventstore.cancellation import raise_if_cancelling
+from support.cancellation import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 

@@ -39,9 +39,8 @@ from cpppo.server import network  # type: ignore[import-untyped]
 from cpppo.server.enip import device, logix, parser  # type: ignore[import-untyped]
 from cpppo.server.enip import main as enip_main
 
-from devices.protocols.enip import DEFAULT_PORT, EnipTag
-from devices.tags import RawValue, to_engineering, to_raw
-from domain.messages import TagValue
+from plantfile.protocols.enip import DEFAULT_PORT, EnipTag
+from plantfile.tags import RawValue, TagValue, to_engineering, to_raw
 from simulators.lifecycle import Simulator
 from simulators.model import Point, PressModel, press_model
 

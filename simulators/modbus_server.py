@@ -21,9 +21,8 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from devices.protocols.modbus import ModbusTag, raw_to_registers, registers_to_raw
-from devices.tags import to_engineering, to_raw
-from domain.messages import TagValue
+from plantfile.protocols.modbus import ModbusTag, raw_to_registers, registers_to_raw
+from plantfile.tags import TagValue, to_engineering, to_raw
 from simulators.lifecycle import Simulator
 from simulators.model import Point, PressModel, press_model
 

@@ -14,9 +14,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from devices.tags import TagConfig
-from domain.messages import TagValue
-from eventstore.cancellation import raise_if_cancelling
+from plantfile.tags import TagConfig, TagValue
+from support.cancellation import raise_if_cancelling
 
 INPUTS = ("running", "speed_setpoint")
 COUNTER_WRAP = 2**31  # produced_count lives in an int32 register

@@ -32,9 +32,8 @@ from contextlib import AsyncExitStack
 
 import aiomqtt
 
-from devices.protocols.mqtt import MqttTag, extract, fit, parse_payload
-from devices.tags import RawValue
-from domain.messages import TagValue
+from plantfile.protocols.mqtt import MqttTag, extract, fit, parse_payload
+from plantfile.tags import RawValue, TagValue
 from simulators.lifecycle import Simulator
 from simulators.model import INPUTS, PressModel
 

@@ -57,8 +57,8 @@ from asyncua.ua.status_codes import StatusCodes
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from devices.protocols.opcua import VARIANT_TYPES, OpcUaTag
-from devices.tags import RawValue, to_raw
+from plantfile.protocols.opcua import VARIANT_TYPES, OpcUaTag
+from plantfile.tags import RawValue, to_raw
 from simulators.certificates import ApplicationCertificate, ensure_application_certificate
 from simulators.lifecycle import Simulator
 from simulators.model import Point, PressModel, press_model

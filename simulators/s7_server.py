@@ -38,9 +38,8 @@ import snap7
 from snap7.datatypes import S7Area, S7WordLen
 from snap7.type import SrvArea
 
-from devices.protocols.s7 import Area, S7Tag, decode, store
-from devices.tags import RawValue, to_engineering, to_raw
-from domain.messages import TagValue
+from plantfile.protocols.s7 import Area, S7Tag, decode, store
+from plantfile.tags import RawValue, TagValue, to_engineering, to_raw
 from simulators.lifecycle import Simulator
 from simulators.model import Point, PressModel, press_model
 

@@ -21,7 +21,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from api.context import PlantContext
-from api.graphql.errors import NOT_FOUND, api_error, call
+from api.graphql.error_codes import NOT_FOUND, api_error, call
 from api.graphql.session import for_session
 from api.services import Services
 from domain.alarm import Alarm

@@ -24,7 +24,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from api.context import PlantContext
-from api.graphql.errors import NOT_FOUND, api_error
+from api.graphql.error_codes import NOT_FOUND, api_error
 from audit.replay import AuditRecord, EventFilter, select_events
 from domain.permissions import Action
 

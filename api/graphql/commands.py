@@ -33,9 +33,9 @@ from eventsourcing.domain import DomainEvent
 from redis.exceptions import RedisError
 from strawberry.scalars import JSON
 
-from api.auth import totp_step
 from api.context import PlantContext
-from api.graphql.errors import NOT_FOUND, api_error, call
+from api.credentials import totp_step
+from api.graphql.error_codes import NOT_FOUND, api_error, call
 from api.graphql.session import for_session
 from api.secrets import UnsealError
 from api.services import Services

@@ -26,7 +26,7 @@ from nats.aio.msg import Msg
 from strawberry.scalars import JSON
 
 from api.context import PlantContext
-from api.graphql.errors import UNKNOWN_DEVICE, api_error
+from api.graphql.error_codes import UNKNOWN_DEVICE, api_error
 from api.graphql.session import for_session
 from api.services import Services
 from domain.catalog import TagLimits

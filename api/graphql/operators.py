@@ -16,15 +16,15 @@ from datetime import datetime
 
 import strawberry
 
-from api.auth import (
+from api.context import Caller, PlantContext
+from api.credentials import (
     MIN_PASSWORD_LENGTH,
     hash_password,
     new_totp_secret,
     provisioning_uri,
     verify_password,
 )
-from api.context import Caller, PlantContext
-from api.graphql.errors import api_error, call
+from api.graphql.error_codes import api_error, call
 from domain.operator import Operator
 from domain.permissions import Action
 from domain.plant_mode import Mode, PlantMode

@@ -16,14 +16,15 @@ from graphql import GraphQLError
 from strawberry.types import ExecutionContext
 
 from api.graphql import alarms as alarm_resolvers
-from api.graphql import audit, auth, commands, devices
+from api.graphql import audit, commands, devices
+from api.graphql import login as login_resolvers
 from api.graphql import operators as operator_resolvers
 from api.graphql.alarms import AlarmEvent, AlarmJournalPage, AlarmKpis, AlarmView
 from api.graphql.audit import AuditEventPage
-from api.graphql.auth import LoginResult, Me, Session
 from api.graphql.commands import CommandStep, CommandTicket, CommandView
 from api.graphql.devices import Device, TagUpdate
 from api.graphql.limits import query_limits
+from api.graphql.login import LoginResult, Me, Session
 from api.graphql.operators import OperatorView, PlantModeView, TotpEnrolment
 from api.services import DEFAULT_MAX_QUERY_COST, DEFAULT_MAX_QUERY_DEPTH
 
@@ -41,12 +42,14 @@ class Query:
         resolver=commands.command_timeline,
         description="Every step of one command so far, with its signatures.",
     )
-    me: Me = strawberry.field(resolver=auth.me, description="The caller, as the plant knows them.")
+    me: Me = strawberry.field(
+        resolver=login_resolvers.me, description="The caller, as the plant knows them."
+    )
     operators: list[OperatorView] = strawberry.field(
         resolver=operator_resolvers.operators, description="Every operator. Admins only."
     )
     sessions: list[Session] = strawberry.field(
-        resolver=auth.sessions, description="Every open session. Admins only."
+        resolver=login_resolvers.sessions, description="Every open session. Admins only."
     )
     plant_mode: PlantModeView = strawberry.field(
         resolver=operator_resolvers.plant_mode,
@@ -73,18 +76,18 @@ class Query:
 @strawberry.type
 class Mutation:
     login: LoginResult = strawberry.mutation(
-        resolver=auth.login,
+        resolver=login_resolvers.login,
         description="A 15-minute access token and a refresh token for a username and password.",
     )
     refresh_token: LoginResult = strawberry.mutation(
-        resolver=auth.refresh_token,
+        resolver=login_resolvers.refresh_token,
         description="New tokens for a refresh token, which then stops working.",
     )
     logout: bool = strawberry.mutation(
-        resolver=auth.logout, description="End the caller's session and its tokens."
+        resolver=login_resolvers.logout, description="End the caller's session and its tokens."
     )
     end_session: bool = strawberry.mutation(
-        resolver=auth.end_session, description="End anyone's session. Admins only."
+        resolver=login_resolvers.end_session, description="End anyone's session. Admins only."
     )
     create_operator: TotpEnrolment = strawberry.mutation(
         resolver=operator_resolvers.create_operator,

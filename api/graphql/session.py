@@ -14,21 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import TypeVar
 
 from graphql import GraphQLError
 
 from api.context import UNAUTHENTICATED, Caller, PlantContext
+from support.clock import utc_now
 
 T = TypeVar("T")
 
 EXPIRED_MESSAGE = "access token expired: subscribe again with a fresh token"
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 async def while_authenticated(
@@ -37,7 +34,7 @@ async def while_authenticated(
     recheck: Callable[[], Awaitable[object]],
     *,
     recheck_seconds: float,
-    clock: Callable[[], datetime] = _utc_now,
+    clock: Callable[[], datetime] = utc_now,
 ) -> AsyncIterator[T]:
     """Yield ``updates`` while ``caller``'s token lasts and ``recheck()`` does not raise.
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from devices.config import DeviceConfig
 from devices.driver import Driver
-from devices.protocols.enip import EnipDevice
-from devices.protocols.modbus import ModbusDevice
-from devices.protocols.mqtt import MqttDevice
-from devices.protocols.opcua import OpcUaDevice
-from devices.protocols.s7 import S7Device
+from plantfile.plant import DeviceConfig
+from plantfile.protocols.enip import EnipDevice
+from plantfile.protocols.modbus import ModbusDevice
+from plantfile.protocols.mqtt import MqttDevice
+from plantfile.protocols.opcua import OpcUaDevice
+from plantfile.protocols.s7 import S7Device
 
 
 def driver_for(device: DeviceConfig) -> Driver:

@@ -6,7 +6,7 @@ thread (``timeout_seconds`` per request), never the event loop nor another devic
 The thread is started by :meth:`EnipDriver.connect` and ends with
 :meth:`EnipDriver.close`.
 
-The tag types come from the plant file (:mod:`devices.protocols.enip`) rather than
+The tag types come from the plant file (:mod:`plantfile.protocols.enip`) rather than
 from uploading the controller's tag database on connect, which takes long on a
 large program and which simple EtherNet/IP servers do not offer. Writes are
 encoded with the declared type, and every read reply is checked against it.
@@ -37,9 +37,10 @@ from pycomm3.packets.logix import (
 )
 from pycomm3.tag import Tag
 
+from devices.device_errors import DeviceConnectionError, DeviceRequestError
 from devices.driver import BAD_READING, Reading, TagIndex
-from devices.errors import DeviceConnectionError, DeviceRequestError
-from devices.protocols.enip import (
+from domain.messages import Quality
+from plantfile.protocols.enip import (
     LOGIX_TYPES,
     EnipConnection,
     EnipDevice,
@@ -47,8 +48,7 @@ from devices.protocols.enip import (
     check_declarations,
     declared_path,
 )
-from devices.tags import RawValue, TagConfig
-from domain.messages import Quality
+from plantfile.tags import RawValue, TagConfig
 
 log = logging.getLogger(__name__)
 

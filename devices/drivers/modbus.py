@@ -21,9 +21,10 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
+from devices.device_errors import DeviceConnectionError, DeviceRequestError
 from devices.driver import BAD_READING, Reading, TagIndex
-from devices.errors import DeviceConnectionError, DeviceRequestError
-from devices.protocols.modbus import (
+from domain.messages import Quality
+from plantfile.protocols.modbus import (
     BIT_AREAS,
     Area,
     ModbusDevice,
@@ -31,8 +32,7 @@ from devices.protocols.modbus import (
     raw_to_registers,
     registers_to_raw,
 )
-from devices.tags import RawValue, TagConfig
-from domain.messages import Quality
+from plantfile.tags import RawValue, TagConfig
 
 log = logging.getLogger(__name__)
 

@@ -56,9 +56,10 @@ from dataclasses import dataclass
 import aiomqtt
 from paho.mqtt.enums import MQTTErrorCode
 
+from devices.device_errors import DeviceConnectionError, DeviceRequestError
 from devices.driver import BAD_READING, Reading, TagIndex
-from devices.errors import DeviceConnectionError, DeviceRequestError
-from devices.protocols.mqtt import (
+from domain.messages import Quality
+from plantfile.protocols.mqtt import (
     MqttDevice,
     MqttTag,
     command_payload,
@@ -67,8 +68,7 @@ from devices.protocols.mqtt import (
     parse_payload,
     same_value,
 )
-from devices.tags import RawValue, TagConfig
-from domain.messages import Quality
+from plantfile.tags import RawValue, TagConfig
 
 log = logging.getLogger(__name__)
 

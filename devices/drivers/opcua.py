@@ -59,11 +59,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+from devices.device_errors import DeviceConnectionError, DeviceRequestError
 from devices.driver import BAD_READING, Reading, TagIndex
-from devices.errors import DeviceConnectionError, DeviceRequestError
-from devices.protocols.opcua import VARIANT_TYPES, OpcUaDevice, OpcUaTag
-from devices.tags import FLOAT32_MAX, INTEGER_RANGES, RawValue, TagConfig
 from domain.messages import Quality
+from plantfile.protocols.opcua import VARIANT_TYPES, OpcUaDevice, OpcUaTag
+from plantfile.tags import FLOAT32_MAX, INTEGER_RANGES, RawValue, TagConfig
 
 log = logging.getLogger(__name__)
 

@@ -47,9 +47,10 @@ from snap7.error import S7ConnectionError, S7Error, S7PacketLostError, S7Timeout
 from snap7.type import Area as Snap7Area
 from snap7.type import WordLen
 
+from devices.device_errors import DeviceConnectionError, DeviceRequestError
 from devices.driver import BAD_READING, Reading, TagIndex
-from devices.errors import DeviceConnectionError, DeviceRequestError
-from devices.protocols.s7 import (
+from domain.messages import Quality
+from plantfile.protocols.s7 import (
     READ_ONLY_AREAS,
     Area,
     S7Connection,
@@ -58,8 +59,7 @@ from devices.protocols.s7 import (
     decode,
     encode,
 )
-from devices.tags import RawValue, TagConfig
-from domain.messages import Quality
+from plantfile.tags import RawValue, TagConfig
 
 log = logging.getLogger(__name__)
 

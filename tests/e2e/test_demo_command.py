@@ -16,7 +16,7 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 
-from devices.plant_file import load_plant_file
+from plantfile.loader import load_plant_file
 from tests.support import (
     delete_runtime_consumers,
     eventually,

@@ -27,13 +27,13 @@ import pytest
 from nats.js import JetStreamContext
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.auth import TokenSettings
+from api.credentials import TokenSettings
 from api.secrets import SecretBox, generate_key
-from devices.config import PlantConfig
-from devices.plant_file import load_plant_file
-from devices.protocols.modbus import ModbusDevice
 from plantcore.operators import Credentials, create_operator
 from plantcore.runtime import PlantRuntime, RuntimeConfig
+from plantfile.loader import load_plant_file
+from plantfile.plant import PlantConfig
+from plantfile.protocols.modbus import ModbusDevice
 from simulators.modbus_server import ModbusSimulator
 from tests.graphql_client import GraphQLSocket
 from tests.support import (

@@ -15,7 +15,7 @@ from uuid import UUID
 import pyotp
 from eventsourcing.domain import DomainEvent
 
-from api.auth import issue_token, new_refresh_token, new_session_id
+from api.credentials import issue_token, new_refresh_token, new_session_id
 from domain.application import PlantApplication
 from domain.operator import operator_id
 from domain.operator_directory import directory_id

@@ -31,12 +31,10 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from api.app import create_app
-from api.auth import TokenSettings, hash_password
+from api.credentials import TokenSettings, hash_password
 from api.rate_limit import CommandRateCounter
 from api.secrets import SecretBox, generate_key
 from api.services import Services, utc_now
-from devices.dispatcher import CommandDispatcher
-from devices.expiry import ExpirySweeper
 from domain.application import CommandPolicy, PlantApplication
 from domain.catalog import DeviceInfo, TagCatalog, TagLimits, ValueKind
 from domain.messages import WRITE_SUBJECT, WriteReply, WriteRequest
@@ -44,6 +42,8 @@ from domain.operator import LoginPolicy
 from eventstore.executor import StoreExecutor
 from eventstore.log_tail import LogTail, TrackedPosition
 from eventstore.postgres import event_store_env
+from reactors.command_dispatcher import CommandDispatcher
+from reactors.command_expiry import ExpirySweeper
 from tests.support import eventually, free_port, unique
 
 PASSWORD = "correct horse battery"

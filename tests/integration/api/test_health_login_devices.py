@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from api.app import create_app
-from api.auth import TokenSettings, issue_token
+from api.credentials import TokenSettings, issue_token
 from domain.messages import ConnectionState, DeviceStatus, Quality, Sample
 from projections.live_state import LIVE_KEY, STATUS_KEY, sample_json
 from tests.integration.api.conftest import PASSWORD, TOKENS, PlantFactory

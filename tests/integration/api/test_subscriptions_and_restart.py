@@ -9,7 +9,7 @@ from uuid import UUID
 import pytest
 import redis.asyncio as aioredis
 
-from api.auth import issue_token
+from api.credentials import issue_token
 from domain.command import CommandStatus
 from domain.messages import (
     TELEMETRY_SUBJECT,

@@ -15,7 +15,7 @@ import jwt
 import pytest
 import redis.asyncio as aioredis
 
-from api.auth import JWT_ALGORITHM, issue_token, new_refresh_token
+from api.credentials import JWT_ALGORITHM, issue_token, new_refresh_token
 from domain.messages import Quality, Sample
 from projections.live_state import LIVE_KEY, sample_json
 from tests.graphql_client import GraphQLSocket

@@ -15,7 +15,7 @@ from audit.chain_check import ExpectedHead, Report, verify_database
 from domain.application import PlantApplication
 from domain.catalog import TagCatalog
 from eventstore.chain import ChainRow, iter_chain_rows
-from plantcore.application import EVENTS_TABLE, open_application
+from plantcore.open_application import EVENTS_TABLE, open_application
 
 TABLE = sql.Identifier(EVENTS_TABLE)
 

@@ -14,8 +14,8 @@ import pytest
 
 from audit.checkpoints import load_public_key, read_checkpoints
 from audit.export import position_at
-from plantcore.application import EVENTS_TABLE
 from plantcore.cli import main
+from plantcore.open_application import EVENTS_TABLE
 from tests.integration.audit.conftest import PlantLog
 
 pytestmark = pytest.mark.integration

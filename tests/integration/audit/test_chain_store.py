@@ -15,7 +15,7 @@ from domain.catalog import TagCatalog
 from eventstore.chain import ZERO_HASH, install_hash_chain, row_hash
 from eventstore.guard import install_append_only_guard
 from eventstore.postgres import event_store_env
-from plantcore.application import EVENTS_TABLE, open_application
+from plantcore.open_application import EVENTS_TABLE, open_application
 from tests.integration.audit.conftest import TABLE, PlantLog
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ from audit.checkpoints import (
     read_checkpoints,
     run_checkpoints,
 )
-from plantcore.application import EVENTS_TABLE
+from plantcore.open_application import EVENTS_TABLE
 from plantcore.streams import ensure_audit_stream
 from tests.integration.audit.conftest import PlantLog
 from tests.support import eventually, unique

@@ -18,7 +18,7 @@ import pytest
 from psycopg import sql
 
 from domain.catalog import TagCatalog, TagLimits, ValueKind
-from plantcore.application import open_application, open_reader
+from plantcore.open_application import open_application, open_reader
 from tests.support import unique
 
 pytestmark = pytest.mark.integration

@@ -47,8 +47,8 @@ from domain.plant_configuration import configuration_id
 from domain.plant_mode import Mode, plant_mode_id
 from eventstore.executor import StoreExecutor
 from eventstore.log_tail import LogTail, TrackedPosition
-from plantcore.application import open_application
 from plantcore.audit_inspect import add_inspect_commands, run_inspect_command
+from plantcore.open_application import open_application
 from plantcore.settings import Settings
 from projections.alarm_views import AlarmViews, ensure_alarm_schema
 from tests.conftest import TEST_REDIS_URL

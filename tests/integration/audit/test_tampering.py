@@ -16,7 +16,7 @@ from psycopg import sql
 from audit.chain_check import Kind
 from audit.checkpoints import CheckpointWriter, generate_signing_key, sign_head
 from eventstore.chain import ZERO_HASH, link_hash, row_hash
-from plantcore.application import EVENTS_TABLE
+from plantcore.open_application import EVENTS_TABLE
 from tests.integration.audit.conftest import TABLE, PlantLog
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from devices.driver import Reading
-from devices.plant_file import load_plant_file
-from devices.protocols.modbus import ModbusDevice, ModbusTag
 from domain.messages import Quality
+from plantfile.loader import load_plant_file
+from plantfile.protocols.modbus import ModbusDevice, ModbusTag
 from simulators.modbus_server import ModbusSimulator
 from simulators.model import PressModel
 from tests.support import free_port, unique

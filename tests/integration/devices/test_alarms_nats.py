@@ -11,10 +11,8 @@ import pytest
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from devices.alarms.conditions import CommLossAlarm
 from devices.drivers.modbus import ModbusDriver
 from devices.nats_bridge import NatsTelemetrySink
-from devices.protocols.modbus import ModbusDevice
 from devices.supervisor import DeviceSupervisor, SupervisionPolicy
 from domain.messages import (
     ALARM_SUBJECT,
@@ -24,6 +22,8 @@ from domain.messages import (
     ConnectionState,
 )
 from plantcore.streams import ensure_alarm_stream
+from plantfile.alarm_conditions import CommLossAlarm
+from plantfile.protocols.modbus import ModbusDevice
 from simulators.modbus_server import ModbusSimulator
 from simulators.model import PressModel
 from tests.integration.devices.conftest import STEADY_RPM, press_config

@@ -17,11 +17,11 @@ from pycomm3 import LogixDriver
 from pycomm3.exceptions import PycommError
 from pycomm3.tag import Tag
 
+from devices.device_errors import DeviceConnectionError, DeviceRequestError
 from devices.driver import BAD_READING, Reading
 from devices.drivers.enip import EnipDriver, LogixClient
-from devices.errors import DeviceConnectionError, DeviceRequestError
-from devices.protocols.enip import EnipDevice, EnipTag, check_declarations
 from domain.messages import Quality
+from plantfile.protocols.enip import EnipDevice, EnipTag, check_declarations
 from simulators.enip_server import PRESS_TAGS, EnipSimulator, WriteRequest
 from simulators.model import PressModel
 from tests.integration.devices.conftest import assert_plausible_press

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import yaml
 
-from devices.config import PlantConfig
 from devices.drivers import driver_for
 from devices.supervisor import DeviceSupervisor, SupervisionPolicy
 from domain.messages import ConnectionState, Quality
 from plantcore.simulation import Simulations
+from plantfile.plant import PlantConfig
 from simulators.mqtt_sensor import press_tags
 from tests.support import eventually, free_port, unique
 from tests.unit.devices.fakes import RecordingSink

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from devices.device_errors import DeviceConnectionError, DeviceRequestError
 from devices.driver import BAD_READING, Reading
 from devices.drivers.modbus import ModbusDriver
-from devices.errors import DeviceConnectionError, DeviceRequestError
-from devices.protocols.modbus import ModbusDevice, ModbusTag
 from domain.messages import Quality
+from plantfile.protocols.modbus import ModbusDevice, ModbusTag
 from simulators.modbus_server import ModbusSimulator
 from tests.integration.devices.conftest import GHOST, STEADY_RPM, press_config
 from tests.support import free_port

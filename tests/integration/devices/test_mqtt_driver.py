@@ -17,12 +17,12 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from devices.device_errors import DeviceConnectionError, DeviceRequestError
 from devices.driver import BAD_READING, Reading
 from devices.drivers.mqtt import MqttDriver
-from devices.errors import DeviceConnectionError, DeviceRequestError
-from devices.protocols.mqtt import MqttConnection, MqttDevice, MqttTag
 from devices.supervisor import DeviceSupervisor, SupervisionPolicy
 from domain.messages import ConnectionState, Quality, WriteRequest
+from plantfile.protocols.mqtt import MqttConnection, MqttDevice, MqttTag
 from simulators.model import PressModel
 from simulators.mqtt_sensor import MqttSensorSimulator, press_tags
 from tests.support import eventually, free_port, unique

@@ -24,12 +24,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
 
+from devices.device_errors import DeviceConnectionError, DeviceRequestError
 from devices.driver import BAD_READING, Reading
 from devices.drivers.opcua import OpcUaDriver
-from devices.errors import DeviceConnectionError, DeviceRequestError
-from devices.protocols.opcua import OpcUaConnection, OpcUaDevice, OpcUaTag
 from devices.supervisor import DeviceSupervisor, SupervisionPolicy
 from domain.messages import Quality, TelemetryBatch, WriteRequest
+from plantfile.protocols.opcua import OpcUaConnection, OpcUaDevice, OpcUaTag
 from simulators.certificates import ApplicationCertificate, generate_application_certificate
 from simulators.model import PressModel
 from simulators.opcua_server import (

@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from devices.device_errors import DeviceConnectionError, DeviceRequestError
 from devices.driver import BAD_READING, Reading
 from devices.drivers.s7 import S7Driver
-from devices.errors import DeviceConnectionError, DeviceRequestError
-from devices.protocols.s7 import S7Device, S7Tag
 from devices.supervisor import DeviceSupervisor, SupervisionPolicy
 from domain.messages import ConnectionState, Quality, WriteReply, WriteRequest
+from plantfile.protocols.s7 import S7Device, S7Tag
 from simulators.model import PressModel
 from simulators.s7_server import PRESS_DB, PRESS_VARIABLES, S7Simulator, serve
 from tests.integration.devices.conftest import assert_plausible_press

@@ -16,7 +16,6 @@ from nats.js import JetStreamContext
 
 from devices.drivers.modbus import ModbusDriver
 from devices.nats_bridge import NatsTelemetrySink, serve_writes
-from devices.protocols.modbus import ModbusDevice
 from devices.supervisor import DeviceSupervisor, SupervisionPolicy
 from domain.messages import (
     STATUS_SUBJECT,
@@ -30,6 +29,7 @@ from domain.messages import (
     WriteReply,
     WriteRequest,
 )
+from plantfile.protocols.modbus import ModbusDevice
 from simulators.modbus_server import ModbusSimulator
 from tests.integration.devices.conftest import GHOST, STEADY_RPM, press_config
 from tests.support import eventually, unique

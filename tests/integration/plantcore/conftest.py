@@ -13,11 +13,11 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from api.auth import TokenSettings
+from api.credentials import TokenSettings
 from api.secrets import SecretBox, generate_key
-from devices.plant_file import load_plant_file
 from domain.messages import STATUS_SUBJECT, ConnectionState, DeviceStatus
 from plantcore.runtime import PlantRuntime, RuntimeConfig
+from plantfile.loader import load_plant_file
 from tests.support import delete_runtime_consumers, runtime_event_stream, unique
 
 RunPlant = Callable[..., Awaitable[PlantRuntime]]

@@ -10,12 +10,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from api.auth import verify_password
+from api.credentials import verify_password
 from api.secrets import SecretBox, generate_key
-from devices.catalog import tag_catalog
-from devices.plant_file import load_plant_file
 from domain.application import PlantApplication
 from eventstore.postgres import event_store_env
+from plantfile.catalog_builder import tag_catalog
+from plantfile.loader import load_plant_file
 from tests.support import unique
 
 # The key sealing TOTP secrets, as an administrator would export it for the CLI.

@@ -25,11 +25,11 @@ from domain.catalog import TagCatalog
 from domain.messages import ALARM_SUBJECT, AlarmKind, AlarmPriority, AlarmTransition
 from eventstore.executor import StoreExecutor
 from eventstore.log_tail import LogTail, TrackedPosition
-from plantcore.application import open_application
+from plantcore.open_application import open_application
 from plantcore.streams import ensure_alarm_stream
-from projections.alarm_clock import AlarmClock
-from projections.alarm_recorder import AlarmRecorder, alarm_consumer
 from projections.alarm_views import ACTIVE_KEY, AlarmViews, ensure_alarm_schema
+from reactors.alarm_clock import AlarmClock
+from reactors.alarm_recorder import AlarmRecorder, alarm_consumer
 from tests.support import eventually, unique
 
 pytestmark = pytest.mark.integration

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from devices.dispatcher import _same_value
 from eventstore.log_tail import Progress
+from reactors.command_dispatcher import _same_value
 
 
 def test_the_safe_position_never_passes_unfinished_work() -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from devices.device_errors import DeviceConnectionError
 from devices.driver import BAD_READING, Reading
-from devices.errors import DeviceConnectionError
-from devices.tags import RawValue, TagConfig
 from domain.messages import (
     AlarmTransition,
     ConnectionState,
@@ -15,6 +14,7 @@ from domain.messages import (
     Quality,
     TelemetryBatch,
 )
+from plantfile.tags import RawValue, TagConfig
 
 
 class FakeClock:

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from devices.alarms.evaluator import AlarmEvaluator
-from devices.protocols.modbus import ModbusDevice
+from devices.alarm_evaluator import AlarmEvaluator
 from domain.messages import (
     AlarmKind,
     AlarmPriority,
@@ -18,6 +17,7 @@ from domain.messages import (
     TagValue,
     TelemetryBatch,
 )
+from plantfile.protocols.modbus import ModbusDevice
 from tests.unit.devices.fakes import FakeClock
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

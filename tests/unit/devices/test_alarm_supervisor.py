@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from devices.protocols.modbus import ModbusDevice
 from devices.supervisor import DeviceSupervisor, SupervisionPolicy
 from domain.messages import AlarmKind, ConnectionState
+from plantfile.protocols.modbus import ModbusDevice
 from tests.support import eventually, unique
 from tests.unit.devices.fakes import FakeClock, FakeDriver, RecordingSink
 

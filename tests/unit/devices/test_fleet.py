@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from devices.config import DeviceConfig, PlantConfig
 from devices.fleet import Fleet, FleetChange
 from devices.nats_bridge import WriteService
 from domain.messages import ConnectionState, DeviceStatus, WriteErrorKind, WriteRequest
+from plantfile.plant import DeviceConfig, PlantConfig
 from tests.support import eventually, unique
 from tests.unit.devices.fakes import FakeDriver, RecordingSink
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from devices.protocols.mqtt import (
+from plantfile.protocols.mqtt import (
     MqttTag,
     command_payload,
     extract,
@@ -14,7 +14,7 @@ from devices.protocols.mqtt import (
     parse_payload,
     same_value,
 )
-from devices.tags import DataType, RawValue
+from plantfile.tags import DataType, RawValue
 
 STATE = {"running": True, "motor": {"speed": 1190.2}, "values": [3, {"a": 4}], "none": None}
 

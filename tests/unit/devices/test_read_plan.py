@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from devices.drivers.modbus import MAX_READ_BITS, MAX_READ_REGISTERS, plan_reads
-from devices.protocols.modbus import ModbusTag
+from plantfile.protocols.modbus import ModbusTag
 
 
 def tag(name: str, address: int, type_: str = "uint16", area: str = "holding") -> ModbusTag:

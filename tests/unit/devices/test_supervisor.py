@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from devices.backoff import Backoff
-from devices.config import PlantConfig
-from devices.errors import DeviceConnectionError, DeviceRequestError
-from devices.protocols.modbus import ModbusDevice
+from devices.device_errors import DeviceConnectionError, DeviceRequestError
 from devices.supervisor import DeviceSupervisor, SupervisionPolicy, next_tick
 from domain.messages import ConnectionState, Quality, WriteErrorKind, WriteReply, WriteRequest
+from plantfile.plant import PlantConfig
+from plantfile.protocols.modbus import ModbusDevice
 from tests.support import eventually, unique
 from tests.unit.devices.fakes import FakeClock, FakeDriver, RecordingSink
 

@@ -29,7 +29,7 @@ from graphql import build_schema
 from strawberry.printer import print_schema
 
 from api import context
-from api.graphql import errors as graphql_errors
+from api.graphql import error_codes as graphql_errors
 from api.graphql.schema import schema
 from domain.alarm import alarm_id
 from domain.application import PlantApplication
@@ -327,7 +327,7 @@ def _error_codes() -> set[str]:
     """Every ``extensions.code`` the API can send, gathered from the code that sends them."""
     lines = (graphql_errors.__doc__ or "").splitlines()
     rules = [i for i, line in enumerate(lines) if line.startswith("====")]
-    assert len(rules) == 3, "the table in api/graphql/errors.py's docstring changed shape"
+    assert len(rules) == 3, "the table in api/graphql/error_codes.py's docstring changed shape"
     codes = {
         code
         for line in lines[rules[1] + 1 : rules[2]]

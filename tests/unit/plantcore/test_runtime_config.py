@@ -9,11 +9,11 @@ import pytest
 from pydantic import ValidationError
 
 from api.secrets import generate_key
-from devices.plant_file import load_plant_file
 from domain.application import CommandPolicy
 from domain.operator import LoginPolicy
 from plantcore.runtime import runtime_config
 from plantcore.settings import MissingSecret, Settings
+from plantfile.loader import load_plant_file
 
 PLANT = load_plant_file("config/demo-plant.yaml")
 

@@ -11,7 +11,7 @@ from domain.command import RejectionReason
 from domain.errors import CommandRefused
 from domain.plant_mode import Mode
 from projections.command_metrics import CommandMetrics
-from tests.unit.devices.command_plant import APPROVER, REQUESTER, CommandPlant, at
+from tests.unit.reactors.command_plant import APPROVER, REQUESTER, CommandPlant, at
 
 
 class Clock:

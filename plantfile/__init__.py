@@ -1,0 +1,1 @@
+"""The plant file's model: devices, tags, protocol blocks, alarm conditions, the loader."""
