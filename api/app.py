@@ -53,7 +53,7 @@ def create_app(services: Services) -> FastAPI:
 
 async def check_health(services: Services) -> dict[str, dict[str, str]]:
     async def postgres() -> None:
-        await services.store.call(services.app.recorder.max_notification_id)
+        await services.store_executor.call(services.app.recorder.max_notification_id)
 
     async def nats() -> None:
         if not services.nats.is_connected:

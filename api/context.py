@@ -93,7 +93,7 @@ class PlantContext(BaseContext):
             raise GraphQLError(str(token), extensions={"code": UNAUTHENTICATED})
         services = self.services
         try:
-            operator = await services.store.call(
+            operator = await services.store_executor.call(
                 services.app.authenticate,
                 username=token.username,
                 session_id=token.session_id,
@@ -130,7 +130,7 @@ class PlantContext(BaseContext):
     async def _denied(self, caller: Caller, action: Action, device: str | None) -> GraphQLError:
         """Record the refusal on the caller's operator (``AccessDenied``), then the error."""
         services = self.services
-        await services.store.call(
+        await services.store_executor.call(
             services.app.record_access_denied,
             username=caller.username,
             action=action,

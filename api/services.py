@@ -34,18 +34,18 @@ DEFAULT_MAX_QUERY_COST = 5000
 class Services:
     """The application, its executor, the live-state stores and the settings the API reads.
 
-    ``commands`` is the running :class:`~eventstore.log_tail.LogTail` that
+    ``command_log_tail`` is the running :class:`~eventstore.log_tail.LogTail` that
     feeds ``commandStatus`` and that ``confirmCommand`` nudges; ``redis`` must
     decode responses to ``str``. ``secrets`` seals and opens TOTP secrets;
     ``command_rate`` counts each user's command requests across API processes.
     """
 
     app: PlantApplication
-    store: StoreExecutor
+    store_executor: StoreExecutor
     redis: aioredis.Redis
     nats: NatsClient
     tokens: TokenSettings
-    commands: LogTail
+    command_log_tail: LogTail
     secrets: SecretBox
     command_rate: CommandRateCounter
     clock: Callable[[], datetime] = field(default=utc_now)

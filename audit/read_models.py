@@ -165,7 +165,7 @@ async def rebuild_and_compare(
     database_url: str,
     redis: aioredis.Redis,
     *,
-    store: StoreExecutor | None = None,
+    store_executor: StoreExecutor | None = None,
     live_schema: str = "public",
     live_active_key: str = ACTIVE_KEY,
     tracking_name: str = LIVE_TRACKING_NAME,
@@ -178,8 +178,8 @@ async def rebuild_and_compare(
     projection's tracked one). At most ``max_differences`` differing rows per
     model are detailed; ``ModelComparison.differing_rows`` counts them all.
     """
-    own_store = store is None
-    executor = store or StoreExecutor(max_workers=2)
+    own_store = store_executor is None
+    executor = store_executor or StoreExecutor(max_workers=2)
     token = secrets.token_hex(6)
     scratch = SCRATCH_SCHEMA_PREFIX + token
     scratch_key = f"{SCRATCH_KEY_PREFIX}{token}:alarms:active"
@@ -218,7 +218,7 @@ async def rebuild_and_compare(
 
 async def _rebuild(
     app: PlantApplication,
-    store: StoreExecutor,
+    store_executor: StoreExecutor,
     database_url: str,
     redis: aioredis.Redis,
     scratch: str,
@@ -231,14 +231,16 @@ async def _rebuild(
     )
     try:
         await ensure_alarm_schema(pool)
-        views = AlarmViews(app, store, pool, redis, _ScratchPosition(), active_key=scratch_key)
+        views = AlarmViews(
+            app, store_executor, pool, redis, _ScratchPosition(), active_key=scratch_key
+        )
         await views.load_position()
         running = asyncio.create_task(views.run())
         try:
             async with views.subscribe() as applied:
                 read = 0
                 while read < up_to:
-                    batch: Sequence[Notification] = await store.call(
+                    batch: Sequence[Notification] = await store_executor.call(
                         app.recorder.select_notifications,
                         read,
                         READ_BATCH,

@@ -151,8 +151,10 @@ class CountingRecorder(AlarmRecorder):
     device (anything else publishing on the machine) is recorded, not counted.
     """
 
-    def __init__(self, app: PlantApplication, store: StoreExecutor, devices: Sequence[str]) -> None:
-        super().__init__(app, store)
+    def __init__(
+        self, app: PlantApplication, store_executor: StoreExecutor, devices: Sequence[str]
+    ) -> None:
+        super().__init__(app, store_executor)
         self._devices = frozenset(devices)
         self.transitions = 0
         self.batches: list[float] = []
@@ -241,21 +243,25 @@ class Timeline:
 
 async def record_through_nats(
     app: PlantApplication,
-    store: StoreExecutor,
+    store_executor: StoreExecutor,
     pool: asyncpg.Pool,
     redis: aioredis.Redis,
     js: JetStreamContext,
     burst: Burst,
 ) -> Timeline:
     await ensure_alarm_schema(pool)
-    tracking = await store.call(app.factory.tracking_recorder)
+    tracking = await store_executor.call(app.factory.tracking_recorder)
     # The views start at the log's end: the direct path's events are not theirs.
-    log_end = await store.call(app.recorder.max_notification_id) or 0
+    log_end = await store_executor.call(app.recorder.max_notification_id) or 0
     views = AlarmViews(
-        app, store, pool, redis, TrackedPosition(tracking, store, "alarm-views", initial=log_end)
+        app,
+        store_executor,
+        pool,
+        redis,
+        TrackedPosition(tracking, store_executor, "alarm-views", initial=log_end),
     )
-    tail = LogTail(app, store, followers=[views], poll_interval=TAIL_POLL_SECONDS)
-    recorder = CountingRecorder(app, store, burst.devices)
+    tail = LogTail(app, store_executor, followers=[views], poll_interval=TAIL_POLL_SECONDS)
+    recorder = CountingRecorder(app, store_executor, burst.devices)
     durable = unique_name("bench_alarm_recorder")
     consumer = alarm_consumer(js, recorder, durable=durable, start=DeliverPolicy.NEW, batch=BATCH)
     await consumer.ensure()
@@ -308,8 +314,8 @@ async def run(config: BenchConfig) -> Figures:
     nats_burst = make_burst(unique_name("burst"), total)
     redis_url = os.environ.get("PLANTCORE_REDIS_URL", DEFAULT_REDIS_URL)
     with scratch_database(config.database_url) as database_url:
-        store = StoreExecutor()
-        app = await store.call(open_application, database_url, TagCatalog(()))
+        store_executor = StoreExecutor()
+        app = await store_executor.call(open_application, database_url, TagCatalog(()))
         pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
         redis = aioredis.Redis.from_url(redis_url)
         nc = await nats.connect(config.nats_url)
@@ -319,7 +325,7 @@ async def run(config: BenchConfig) -> Figures:
             direct, direct_effective = await asyncio.to_thread(
                 record_direct, app, direct_burst.transitions
             )
-            timeline = await record_through_nats(app, store, pool, redis, js, nats_burst)
+            timeline = await record_through_nats(app, store_executor, pool, redis, js, nats_burst)
         finally:
             for device in nats_burst.devices:
                 await js.purge_stream(ALARM_STREAM, subject=ALARM_SUBJECT.format(device=device))
@@ -328,7 +334,7 @@ async def run(config: BenchConfig) -> Figures:
             await redis.aclose()
             await pool.close()
             app.close()
-            store.shutdown()
+            store_executor.shutdown()
     plantcore = Run(total, timeline.recorded_seconds, timeline.recorder.batches)
     journal_effective = sum(timeline.journal.get(name, 0) for name in EFFECTIVE_EVENTS)
     active = sum(1 for state in nats_burst.expected.values() if state == AlarmState.UNACK_ACTIVE)

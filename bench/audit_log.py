@@ -829,18 +829,18 @@ async def read_model_figures(log: Log, app: PlantApplication) -> Figures:
     redis_url = os.environ.get("PLANTCORE_REDIS_URL", DEFAULT_REDIS_URL)
     redis = aioredis.Redis.from_url(redis_url)
     live_key = f"bench:{log.schema}:alarms:active"
-    store = StoreExecutor(max_workers=2)
+    store_executor = StoreExecutor(max_workers=2)
     try:
         # The live views, as the plant's projection would have built them up to there.
         started = time.perf_counter()
-        await build_alarm_views(app, store, log.url, redis, log.schema, live_key, up_to)
+        await build_alarm_views(app, store_executor, log.url, redis, log.schema, live_key, up_to)
         live = time.perf_counter() - started
         started = time.perf_counter()
         report = await rebuild_and_compare(
             app,
             log.url,
             redis,
-            store=store,
+            store_executor=store_executor,
             live_schema=log.schema,
             live_active_key=live_key,
             position=up_to,
@@ -852,7 +852,7 @@ async def read_model_figures(log: Log, app: PlantApplication) -> Figures:
         scanned = await asyncio.to_thread(scan_notifications, app, up_to, 500)
         scan = time.perf_counter() - started
     finally:
-        store.shutdown()
+        store_executor.shutdown()
         with contextlib.suppress(Exception):
             await redis.delete(live_key)
         await redis.aclose()

@@ -234,27 +234,31 @@ def run_commands(client: Lifecycle, count: int) -> Run:
     return laps.run()
 
 
-async def run_commands_off_loop(client: Lifecycle, count: int, store: StoreExecutor) -> Run:
+async def run_commands_off_loop(
+    client: Lifecycle, count: int, store_executor: StoreExecutor
+) -> Run:
     """The same lifecycle from the event loop: every use case is one hop to the store's pool."""
     laps = Laps()
     for _ in range(count):
-        command_id = await store.call(client.request)
-        await store.call(client.confirm, command_id)
-        await store.call(client.dispatch, command_id)
-        await store.call(client.succeed, command_id)
+        command_id = await store_executor.call(client.request)
+        await store_executor.call(client.confirm, command_id)
+        await store_executor.call(client.dispatch, command_id)
+        await store_executor.call(client.succeed, command_id)
         laps.lap()
     return laps.run()
 
 
 async def concurrent_clients(app: PlantApplication, per_client: int) -> Run:
-    store = StoreExecutor(max_workers=CONCURRENT_CLIENTS)
+    store_executor = StoreExecutor(max_workers=CONCURRENT_CLIENTS)
     try:
-        clients = [await store.call(PlantOperator, app) for _ in range(CONCURRENT_CLIENTS)]
+        clients = [await store_executor.call(PlantOperator, app) for _ in range(CONCURRENT_CLIENTS)]
         wall = Laps()
-        runs = await asyncio.gather(*(run_commands_off_loop(c, per_client, store) for c in clients))
+        runs = await asyncio.gather(
+            *(run_commands_off_loop(c, per_client, store_executor) for c in clients)
+        )
         wall.lap()
     finally:
-        store.shutdown()
+        store_executor.shutdown()
     return Run.concurrent(runs, wall.run().seconds)
 
 

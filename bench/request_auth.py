@@ -213,13 +213,13 @@ async def concurrent_requests(
     app: PlantApplication, settings: TokenSettings, token: str, per_client: int
 ) -> Run:
     """The API's path: the token checked on the loop, the session in the store's pool."""
-    store = StoreExecutor(max_workers=CONCURRENT_CLIENTS)
+    store_executor = StoreExecutor(max_workers=CONCURRENT_CLIENTS)
 
     async def client() -> Run:
         laps = Laps()
         for _ in range(per_client):
             principal = verify_token(settings, token)
-            await store.call(
+            await store_executor.call(
                 app.authenticate,
                 username=principal.username,
                 session_id=principal.session_id,
@@ -233,7 +233,7 @@ async def concurrent_requests(
         runs = await asyncio.gather(*(client() for _ in range(CONCURRENT_CLIENTS)))
         wall.lap()
     finally:
-        store.shutdown()
+        store_executor.shutdown()
     return Run.concurrent(runs, wall.run().seconds)
 
 

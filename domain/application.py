@@ -117,13 +117,13 @@ class PlantApplication(AccessUseCases):
         self,
         catalog: TagCatalog,
         env: Mapping[str, str] | None = None,
-        commands: CommandPolicy | None = None,
+        command_policy: CommandPolicy | None = None,
         max_shelve: timedelta = DEFAULT_MAX_SHELVE,
         plant_id: str = "plant",
         login_policy: LoginPolicy | None = None,
     ) -> None:
         self.catalog = catalog
-        self.commands = commands or CommandPolicy()
+        self.command_policy = command_policy or CommandPolicy()
         self.max_shelve = max_shelve
         self.plant_id = plant_id
         self.login_policy = login_policy or LoginPolicy()
@@ -212,7 +212,7 @@ class PlantApplication(AccessUseCases):
             command.authorize_emergency(signer_name=operator.full_name, actor=actor, at=at)
             self.save(command)
             return CommandTicket(command.id, EMERGENCY_METHOD, at)
-        expires_at = at + self.commands.confirm_window
+        expires_at = at + self.command_policy.confirm_window
         command.issue_challenge(expires_at=expires_at, actor=actor, at=at)
         self.save(command)
         return CommandTicket(command.id, CONFIRMATION_METHOD, expires_at)
@@ -238,7 +238,7 @@ class PlantApplication(AccessUseCases):
         critical = self.catalog.lookup(command.device, command.tag).critical
         command.confirm(
             signer_name=operator.full_name,
-            approval_until=at + self.commands.approval_window if critical else None,
+            approval_until=at + self.command_policy.approval_window if critical else None,
             actor=actor,
             at=at,
         )
@@ -360,10 +360,10 @@ class PlantApplication(AccessUseCases):
     def _rate_refusal(self, recent_requests: int | None) -> tuple[RejectionReason, str] | None:
         if recent_requests is None:
             return RejectionReason.RATE_LIMITED, "the commands of the last minute cannot be counted"
-        if recent_requests > self.commands.rate_limit:
+        if recent_requests > self.command_policy.rate_limit:
             return (
                 RejectionReason.RATE_LIMITED,
-                f"more than {self.commands.rate_limit} commands in one minute",
+                f"more than {self.command_policy.rate_limit} commands in one minute",
             )
         return None
 

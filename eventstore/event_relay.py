@@ -235,7 +235,7 @@ class EventRelay:
     def __init__(
         self,
         app: Application[UUID],
-        store: StoreExecutor,
+        store_executor: StoreExecutor,
         js: JetStreamContext,
         position: PositionStore,
         *,
@@ -249,7 +249,7 @@ class EventRelay:
         if not all(_TOKEN.fullmatch(token) for token in subject_prefix.split(".")):
             raise ValueError(f"not a subject prefix of plain tokens: {subject_prefix!r}")
         self._app = app
-        self._store = store
+        self._store_executor = store_executor
         self._js = js
         self._tracked = position
         self._stream = stream
@@ -298,7 +298,7 @@ class EventRelay:
         while True:
             raise_if_cancelling()
             try:
-                batch = await self._store.call(
+                batch = await self._store_executor.call(
                     self._app.recorder.select_notifications,
                     position,
                     self._batch_size,
@@ -362,7 +362,9 @@ class EventRelay:
         while True:
             raise_if_cancelling()
             try:
-                found = await self._store.call(self._app.recorder.select_notifications, position, 1)
+                found = await self._store_executor.call(
+                    self._app.recorder.select_notifications, position, 1
+                )
                 break
             except TRANSIENT_STORE_ERRORS as exc:
                 await self._store_failed(exc)

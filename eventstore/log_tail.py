@@ -87,16 +87,21 @@ class TrackedPosition:
     """
 
     def __init__(
-        self, recorder: TrackingRecorder, store: StoreExecutor, name: str, *, initial: int = 0
+        self,
+        recorder: TrackingRecorder,
+        store_executor: StoreExecutor,
+        name: str,
+        *,
+        initial: int = 0,
     ) -> None:
         self._recorder = recorder
-        self._store = store
+        self._store_executor = store_executor
         self._name = name
         self._initial = initial
         self._saved: int | None = None
 
     async def load(self) -> int:
-        stored = await self._store.call(self._recorder.max_tracking_id, self._name)
+        stored = await self._store_executor.call(self._recorder.max_tracking_id, self._name)
         self._saved = stored
         return self._initial if stored is None else max(stored, self._initial)
 
@@ -104,7 +109,9 @@ class TrackedPosition:
         # The single-row tracking table refuses a position that does not move forward.
         if self._saved is not None and position <= self._saved:
             return
-        await self._store.call(self._recorder.insert_tracking, Tracking(self._name, position))
+        await self._store_executor.call(
+            self._recorder.insert_tracking, Tracking(self._name, position)
+        )
         self._saved = position
 
 
@@ -179,7 +186,7 @@ class LogTail:
     def __init__(
         self,
         app: Application[UUID],
-        store: StoreExecutor,
+        store_executor: StoreExecutor,
         *,
         followers: Sequence[Follower] = (),
         poll_interval: float = 1.0,
@@ -187,7 +194,7 @@ class LogTail:
         retry_delay: float = 1.0,
     ) -> None:
         self._app = app
-        self._store = store
+        self._store_executor = store_executor
         self._followers = list(followers)
         self._poll_interval = poll_interval
         self._batch_size = batch_size
@@ -230,7 +237,7 @@ class LogTail:
         while True:
             raise_if_cancelling()
             try:
-                batch = await self._store.call(
+                batch = await self._store_executor.call(
                     self._app.recorder.select_notifications,
                     position,
                     self._batch_size,
@@ -252,7 +259,7 @@ class LogTail:
         if self._followers:
             positions = [await follower.load_position() for follower in self._followers]
             return min(positions)
-        current = await self._store.call(self._app.recorder.max_notification_id)
+        current = await self._store_executor.call(self._app.recorder.max_notification_id)
         return current or 0
 
     async def _deliver(self, batch: Sequence[Notification]) -> None:

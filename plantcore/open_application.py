@@ -21,14 +21,14 @@ def open_application(
     catalog: TagCatalog,
     *,
     plant_id: str = "plant",
-    commands: CommandPolicy | None = None,
+    command_policy: CommandPolicy | None = None,
     login_policy: LoginPolicy | None = None,
 ) -> PlantApplication:
     """The application with its append-only events table. Blocking: call it off the event loop."""
     app = PlantApplication(
         catalog,
         env=event_store_env(database_url),
-        commands=commands,
+        command_policy=command_policy,
         plant_id=plant_id,
         login_policy=login_policy,
     )

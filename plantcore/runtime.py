@@ -108,7 +108,7 @@ class RuntimeConfig:
     events_max_age_hours: int = 720
     projections_start: ProjectionsStart = "retained"
     # The command chain's windows and rate limit, and the login lockout.
-    commands: CommandPolicy = field(default_factory=CommandPolicy)
+    command_policy: CommandPolicy = field(default_factory=CommandPolicy)
     login_policy: LoginPolicy = field(default_factory=LoginPolicy)
     max_query_depth: int = DEFAULT_MAX_QUERY_DEPTH
     max_query_cost: int = DEFAULT_MAX_QUERY_COST
@@ -156,7 +156,7 @@ def runtime_config(
         events_max_age_hours=settings.events_max_age_hours,
         projections_start=settings.projections_start,
         secrets=secrets or secret_box(settings),
-        commands=command_policy(settings),
+        command_policy=command_policy(settings),
         login_policy=login_policy(settings),
         max_query_depth=settings.graphql_max_depth,
         max_query_cost=settings.graphql_max_cost,
@@ -165,9 +165,9 @@ def runtime_config(
     )
 
 
-async def _log_end(app: PlantApplication, store: StoreExecutor) -> int:
+async def _log_end(app: PlantApplication, store_executor: StoreExecutor) -> int:
     """The id of the last event in the log (0 for an empty log)."""
-    return await store.call(app.recorder.max_notification_id) or 0
+    return await store_executor.call(app.recorder.max_notification_id) or 0
 
 
 class _ApiServer(uvicorn.Server):
@@ -188,7 +188,7 @@ class PlantRuntime:
         self.fleet: Fleet | None = None
         self.simulations = Simulations(config.state_dir)
         self._plant = config.plant  # as configured; the fleet runs it with simulators resolved
-        self._store: StoreExecutor | None = None
+        self._store_executor: StoreExecutor | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
 
@@ -216,21 +216,21 @@ class PlantRuntime:
     async def _started(self) -> AsyncIterator[None]:
         config = self.config
         async with contextlib.AsyncExitStack() as stack:
-            store = StoreExecutor()
-            stack.callback(store.shutdown)
+            store_executor = StoreExecutor()
+            stack.callback(store_executor.shutdown)
             catalog = tag_catalog(config.plant)
-            app = await store.call(
+            app = await store_executor.call(
                 partial(
                     open_application,
                     config.database_url,
                     catalog,
                     plant_id=config.plant.plant_id,
-                    commands=config.commands,
+                    command_policy=config.command_policy,
                     login_policy=config.login_policy,
                 )
             )
             stack.callback(app.close)
-            self.app, self._store = app, store
+            self.app, self._store_executor = app, store_executor
             await self._record_configuration(config.plant, config.plant_problems)
 
             nc = await self._connect_nats()
@@ -256,34 +256,36 @@ class PlantRuntime:
             stack.push_async_callback(self._stop_tasks)
 
             await self._start_projections(js, redis, pool)
-            tracking = await store.call(app.factory.tracking_recorder)
+            tracking = await store_executor.call(app.factory.tracking_recorder)
             relay = EventRelay(
                 app,
-                store,
+                store_executor,
                 js,
-                TrackedPosition(tracking, store, "event-relay"),
+                TrackedPosition(tracking, store_executor, "event-relay"),
                 stream=config.events_stream,
                 subject_prefix=config.events_subject_prefix,
             )
             self._spawn("event relay", relay.run())
             await self._start_checkpoints(js)
-            commands = CommandMetrics(app, partial(_log_end, app, store))
-            alarms = await self._start_alarms(js, app, store, pool, redis, tracking)
-            tail = await self._start_command_flow(app, store, nc, tracking, [commands, alarms])
+            command_metrics = CommandMetrics(app, partial(_log_end, app, store_executor))
+            alarms = await self._start_alarms(js, app, store_executor, pool, redis, tracking)
+            tail = await self._start_command_flow(
+                app, store_executor, nc, tracking, [command_metrics, alarms]
+            )
             await self._start_fleet(nc, js)
 
             services = Services(
                 app=app,
-                store=store,
+                store_executor=store_executor,
                 redis=redis,
                 nats=nc,
                 tokens=config.tokens,
-                commands=tail,
+                command_log_tail=tail,
                 secrets=config.secrets,
                 command_rate=CommandRateCounter(redis),
                 max_query_depth=config.max_query_depth,
                 max_query_cost=config.max_query_cost,
-                metrics=plant_registry(PlantCollector(self._device_figures, commands)),
+                metrics=plant_registry(PlantCollector(self._device_figures, command_metrics)),
                 pool=pool,
                 alarms=alarms,
             )
@@ -338,17 +340,23 @@ class PlantRuntime:
         self,
         js: nats.js.JetStreamContext,
         app: PlantApplication,
-        store: StoreExecutor,
+        store_executor: StoreExecutor,
         pool: asyncpg.Pool,
         redis: aioredis.Redis,
         tracking: TrackingRecorder,
     ) -> AlarmViews:
         """The recorder of the supervisors' alarm transitions, and the alarm read models."""
         await ensure_alarm_schema(pool)
-        views = AlarmViews(app, store, pool, redis, TrackedPosition(tracking, store, "alarm-views"))
+        views = AlarmViews(
+            app,
+            store_executor,
+            pool,
+            redis,
+            TrackedPosition(tracking, store_executor, "alarm-views"),
+        )
         recorder = alarm_consumer(
             js,
-            AlarmRecorder(app, store),
+            AlarmRecorder(app, store_executor),
             durable=f"{self.config.consumer_prefix}alarm-recorder",
             start=DeliverPolicy.NEW
             if self.config.projections_start == "new"
@@ -357,7 +365,7 @@ class PlantRuntime:
         await recorder.ensure()
         self._spawn("alarm recorder", recorder.run())
         self._spawn("alarm views", views.run())
-        self._spawn("alarm clock", AlarmClock(app, store, pool).run())
+        self._spawn("alarm clock", AlarmClock(app, store_executor, pool).run())
         return views
 
     async def _start_checkpoints(self, js: nats.js.JetStreamContext) -> None:
@@ -382,16 +390,20 @@ class PlantRuntime:
     async def _start_command_flow(
         self,
         app: PlantApplication,
-        store: StoreExecutor,
+        store_executor: StoreExecutor,
         nc: NatsClient,
         tracking: TrackingRecorder,
         followers: Sequence[Follower],
     ) -> LogTail:
         dispatcher = CommandDispatcher(
-            app, store, nc, TrackedPosition(tracking, store, "command-dispatcher")
+            app, store_executor, nc, TrackedPosition(tracking, store_executor, "command-dispatcher")
         )
-        sweeper = ExpirySweeper(app, store, TrackedPosition(tracking, store, "expiry-sweeper"))
-        tail = LogTail(app, store, followers=[dispatcher, sweeper, *followers], poll_interval=0.5)
+        sweeper = ExpirySweeper(
+            app, store_executor, TrackedPosition(tracking, store_executor, "expiry-sweeper")
+        )
+        tail = LogTail(
+            app, store_executor, followers=[dispatcher, sweeper, *followers], poll_interval=0.5
+        )
         self._spawn("event log tail", tail.run())
         self._spawn("command dispatcher", dispatcher.run())
         self._spawn("expiry sweeper", sweeper.run())
@@ -452,8 +464,8 @@ class PlantRuntime:
     async def _record_configuration(self, plant: PlantConfig, problems: Sequence[str]) -> None:
         """Every change of the devices run is an event (PlantConfiguration.DevicesChanged)."""
         assert self.app is not None
-        assert self._store is not None
-        change = await self._store.call(
+        assert self._store_executor is not None
+        change = await self._store_executor.call(
             self.app.record_plant_configuration,
             plant_id=plant.plant_id,
             devices=plant.device_fingerprints(),

@@ -141,7 +141,7 @@ class AlarmViews:
     def __init__(
         self,
         app: PlantApplication,
-        store: StoreExecutor,
+        store_executor: StoreExecutor,
         pool: asyncpg.Pool,
         redis: aioredis.Redis,
         position: PositionStore,
@@ -150,7 +150,7 @@ class AlarmViews:
         active_key: str = ACTIVE_KEY,
     ) -> None:
         self._app = app
-        self._store = store
+        self._store_executor = store_executor
         self._pool = pool
         self._redis = redis
         # Another hash than the plant's for a rebuild to compare with it (``plantcore audit``).
@@ -204,7 +204,7 @@ class AlarmViews:
                     queue.put_nowait(entry)
 
     async def _apply(self, batch: list[Notification]) -> list[JournalEntry]:
-        replayed = await self._store.call(self._replay, batch)
+        replayed = await self._store_executor.call(self._replay, batch)
         entries = [self._entry(n, replayed.get(n.id)) for n in batch]
         alarms = {alarm.id: alarm for alarm in replayed.values()}  # each at its last event
         async with self._pool.acquire() as conn, conn.transaction():

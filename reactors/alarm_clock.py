@@ -31,14 +31,14 @@ class AlarmClock:
     def __init__(
         self,
         app: PlantApplication,
-        store: StoreExecutor,
+        store_executor: StoreExecutor,
         pool: asyncpg.Pool,
         *,
         interval: float = 2.0,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._app = app
-        self._store = store
+        self._store_executor = store_executor
         self._pool = pool
         self._interval = interval
         self._clock = clock
@@ -62,11 +62,15 @@ class AlarmClock:
         recorded = 0
         for row in rows:
             if row["shelve_due"]:
-                recorded += await self._store.call(self._app.unshelve_if_due, row["alarm_id"], now)
+                recorded += await self._store_executor.call(
+                    self._app.unshelve_if_due, row["alarm_id"], now
+                )
             if row["chattering"]:
-                recorded += await self._store.call(
+                recorded += await self._store_executor.call(
                     self._app.end_alarm_chattering_if_quiet, row["alarm_id"], now
                 )
         for area in await self._pool.fetch("SELECT DISTINCT area FROM alarm_current"):
-            recorded += await self._store.call(self._app.end_alarm_flood_if_over, area["area"], now)
+            recorded += await self._store_executor.call(
+                self._app.end_alarm_flood_if_over, area["area"], now
+            )
         return recorded

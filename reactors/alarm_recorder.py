@@ -31,16 +31,16 @@ class AlarmRecorder:
     def __init__(
         self,
         app: PlantApplication,
-        store: StoreExecutor,
+        store_executor: StoreExecutor,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._app = app
-        self._store = store
+        self._store_executor = store_executor
         self._clock = clock
         self.recorded = 0  # transitions that changed an alarm, for figures
 
     async def record(self, transitions: list[AlarmTransition]) -> None:
-        changes = await self._store.call(
+        changes = await self._store_executor.call(
             self._app.record_alarm_transitions, transitions, self._clock()
         )
         self.recorded += len(changes)

@@ -89,7 +89,7 @@ class CommandDispatcher:
     def __init__(
         self,
         app: PlantApplication,
-        store: StoreExecutor,
+        store_executor: StoreExecutor,
         nats: NatsClient,
         position: PositionStore,
         *,
@@ -100,7 +100,7 @@ class CommandDispatcher:
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._app = app
-        self._store = store
+        self._store_executor = store_executor
         self._nats = nats
         self._position = position  # also read by a test of the tracked position
         self._tracked = TrackedProgress(position, "dispatcher")
@@ -203,7 +203,7 @@ class CommandDispatcher:
 
     async def settle(self, command_id: UUID) -> None:
         """Bring one released command to its outcome, according to its current status."""
-        command = await self._store.call(self._app.get_command, command_id)
+        command = await self._store_executor.call(self._app.get_command, command_id)
         self._devices.update(self._app.catalog.devices())
         if command.device not in self._devices:
             # Not a device of this plant's catalogue: another plant's dispatcher owns it
@@ -211,7 +211,9 @@ class CommandDispatcher:
             return
         if command.status is CommandStatus.CONFIRMED:
             try:
-                await self._store.call(self._app.record_dispatch, command_id, self._clock())
+                await self._store_executor.call(
+                    self._app.record_dispatch, command_id, self._clock()
+                )
             except DomainError as exc:
                 # Cancelled or rejected (or dispatched by another instance) since it was loaded.
                 log.info("command %s not dispatched: %s", command_id, exc)
@@ -278,13 +280,15 @@ class CommandDispatcher:
         return WriteReply.decode(message.data)
 
     async def _succeeded(self, command_id: UUID, read_back: WriteValue | None) -> None:
-        await self._store.call(
+        await self._store_executor.call(
             self._app.record_write_succeeded, command_id, read_back, self._clock()
         )
 
     async def _failed(self, command_id: UUID, reason: str) -> None:
         log.warning("command %s: write failed: %s", command_id, reason)
-        await self._store.call(self._app.record_write_failed, command_id, reason, self._clock())
+        await self._store_executor.call(
+            self._app.record_write_failed, command_id, reason, self._clock()
+        )
 
 
 def _write_value(value: object) -> WriteValue:

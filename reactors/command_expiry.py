@@ -86,7 +86,7 @@ class ExpirySweeper:
     def __init__(
         self,
         app: PlantApplication,
-        store: StoreExecutor,
+        store_executor: StoreExecutor,
         position: PositionStore,
         *,
         clock: Callable[[], datetime] = utc_now,
@@ -94,7 +94,7 @@ class ExpirySweeper:
         retry_delay: float = 1.0,
     ) -> None:
         self._app = app
-        self._store = store
+        self._store_executor = store_executor
         self._tracked = TrackedProgress(position, "sweeper")
         self._clock = clock
         self._max_sleep = max_sleep
@@ -149,7 +149,7 @@ class ExpirySweeper:
         due = [(cid, p) for cid, p in self._pending.items() if now > p.expires_at]
         for command_id, pending in due:
             try:
-                expired = await self._store.call(self._app.expire_command, command_id, now)
+                expired = await self._store_executor.call(self._app.expire_command, command_id, now)
             except DomainError as exc:
                 log.warning("command %s could not be expired: %s", command_id, exc)
                 expired = False

@@ -279,18 +279,18 @@ async def _act(
     info: strawberry.Info[PlantContext, None],
     alarm_id: strawberry.ID,
     permission: Action,
-    use_case: str,
+    use_case: Callable[..., object],
     **fields: Any,
 ) -> AlarmView:
+    """Run an alarm action (a bound use case of the application) once the caller may act."""
     await info.context.require_role(permission)  # before telling whether the alarm exists
     services = info.context.services
     target = _alarm_id(alarm_id)
     alarm = await call(services, services.app.get_alarm, target)
     caller = await info.context.authorize(permission, device=alarm.device)
-    method = getattr(services.app, use_case)
     at = services.clock()
-    await call(services, method, alarm_id=target, actor=caller.username, at=at, **fields)
-    services.commands.nudge()  # the read models follow the log: update them now
+    await call(services, use_case, alarm_id=target, actor=caller.username, at=at, **fields)
+    services.command_log_tail.nudge()  # the read models follow the log: update them now
     return AlarmView.from_model(await call(services, services.app.get_alarm, target))
 
 
@@ -298,7 +298,11 @@ async def acknowledge_alarm(
     info: strawberry.Info[PlantContext, None], alarm_id: strawberry.ID, comment: str = ""
 ) -> AlarmView:
     return await _act(
-        info, alarm_id, Action.ACKNOWLEDGE_ALARM, "acknowledge_alarm", comment=comment
+        info,
+        alarm_id,
+        Action.ACKNOWLEDGE_ALARM,
+        info.context.services.app.acknowledge_alarm,
+        comment=comment,
     )
 
 
@@ -309,7 +313,7 @@ async def shelve_alarm(
         info,
         alarm_id,
         Action.SHELVE_ALARM,
-        "shelve_alarm",
+        info.context.services.app.shelve_alarm,
         reason=reason,
         duration=timedelta(minutes=minutes),
     )
@@ -318,24 +322,35 @@ async def shelve_alarm(
 async def unshelve_alarm(
     info: strawberry.Info[PlantContext, None], alarm_id: strawberry.ID
 ) -> AlarmView:
-    return await _act(info, alarm_id, Action.SHELVE_ALARM, "unshelve_alarm")
+    return await _act(info, alarm_id, Action.SHELVE_ALARM, info.context.services.app.unshelve_alarm)
 
 
 async def remove_alarm_from_service(
     info: strawberry.Info[PlantContext, None], alarm_id: strawberry.ID, reason: str
 ) -> AlarmView:
     return await _act(
-        info, alarm_id, Action.REMOVE_ALARM_FROM_SERVICE, "remove_alarm_from_service", reason=reason
+        info,
+        alarm_id,
+        Action.REMOVE_ALARM_FROM_SERVICE,
+        info.context.services.app.remove_alarm_from_service,
+        reason=reason,
     )
 
 
 async def return_alarm_to_service(
     info: strawberry.Info[PlantContext, None], alarm_id: strawberry.ID
 ) -> AlarmView:
-    return await _act(info, alarm_id, Action.REMOVE_ALARM_FROM_SERVICE, "return_alarm_to_service")
+    return await _act(
+        info,
+        alarm_id,
+        Action.REMOVE_ALARM_FROM_SERVICE,
+        info.context.services.app.return_alarm_to_service,
+    )
 
 
 async def reset_alarm_latch(
     info: strawberry.Info[PlantContext, None], alarm_id: strawberry.ID
 ) -> AlarmView:
-    return await _act(info, alarm_id, Action.RESET_ALARM_LATCH, "reset_alarm_latch")
+    return await _act(
+        info, alarm_id, Action.RESET_ALARM_LATCH, info.context.services.app.reset_alarm_latch
+    )

@@ -107,7 +107,7 @@ async def audit_events(
     )
     services = info.context.services
     # One more than asked: whether another page follows, without a count.
-    records = await services.store.call(
+    records = await services.store_executor.call(
         select_events, services.app, where, after=start, limit=first + 1
     )
     page = records[:first]

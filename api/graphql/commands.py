@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from datetime import datetime
 from uuid import UUID
 
@@ -177,7 +177,7 @@ async def request_command(
         recent_requests=recent,
     )
     if ticket.challenge == EMERGENCY_METHOD:
-        services.commands.nudge()  # released already: the dispatcher need not wait its poll
+        services.command_log_tail.nudge()  # released already: the dispatcher need not wait its poll
     return CommandTicket.from_model(ticket)
 
 
@@ -200,14 +200,18 @@ async def confirm_command(
     info: strawberry.Info[PlantContext, None], command_id: strawberry.ID, code: str
 ) -> CommandView:
     caller = await info.context.caller()
-    return await _answer(info, caller.username, command_id, code, "confirm_command")
+    return await _answer(
+        info, caller.username, command_id, code, info.context.services.app.confirm_command
+    )
 
 
 async def approve_command(
     info: strawberry.Info[PlantContext, None], command_id: strawberry.ID, code: str
 ) -> CommandView:
     caller = await info.context.caller()
-    return await _answer(info, caller.username, command_id, code, "approve_command")
+    return await _answer(
+        info, caller.username, command_id, code, info.context.services.app.approve_command
+    )
 
 
 async def _answer(
@@ -215,7 +219,7 @@ async def _answer(
     username: str,
     command_id: strawberry.ID,
     code: str,
-    use_case: str,
+    use_case: Callable[..., ControlCommand],
 ) -> CommandView:
     """Check ``code`` against the caller's TOTP secret, then confirm or approve with its step."""
     services = info.context.services
@@ -232,46 +236,42 @@ async def _answer(
     at = services.clock()
     command = await call(
         services,
-        getattr(services.app, use_case),
+        use_case,
         actor=username,
         command_id=target,
         totp_step=totp_step(secret, code, at),
         at=at,
     )
     # The dispatcher follows the log: wake it now rather than at its next poll.
-    services.commands.nudge()
+    services.command_log_tail.nudge()
     return CommandView.from_model(command)
 
 
 async def decline_command(
     info: strawberry.Info[PlantContext, None], command_id: strawberry.ID, reason: str
 ) -> CommandView:
-    caller = await info.context.caller()
-    services = info.context.services
-    command = await call(
-        services,
-        services.app.decline_command,
-        actor=caller.username,
-        command_id=_command_id(command_id),
-        reason=reason,
-        at=services.clock(),
-    )
-    return CommandView.from_model(command)
+    use_case = info.context.services.app.decline_command
+    return await _change(info, command_id, use_case, reason=reason)
 
 
 async def cancel_command(
     info: strawberry.Info[PlantContext, None], command_id: strawberry.ID
 ) -> CommandView:
+    return await _change(info, command_id, info.context.services.app.cancel_command)
+
+
+async def _change(
+    info: strawberry.Info[PlantContext, None],
+    command_id: strawberry.ID,
+    use_case: Callable[..., object],
+    **fields: object,
+) -> CommandView:
+    """Apply the caller's ``use_case`` to one command and answer with the command as it is now."""
     caller = await info.context.caller()
     services = info.context.services
     target = _command_id(command_id)
-    await call(
-        services,
-        services.app.cancel_command,
-        actor=caller.username,
-        command_id=target,
-        at=services.clock(),
-    )
+    at = services.clock()
+    await call(services, use_case, actor=caller.username, command_id=target, at=at, **fields)
     return CommandView.from_model(await call(services, services.app.get_command, target))
 
 
@@ -290,7 +290,7 @@ async def command_timeline(
     await info.context.authorize(Action.VIEW)
     services = info.context.services
     target = _command_id(command_id)
-    history = await services.store.call(services.app.command_events, target)
+    history = await services.store_executor.call(services.app.command_events, target)
     if not is_command_history(history):
         raise api_error(f"no command {target}", NOT_FOUND)
     return [CommandStep.from_step(step) for step in TimelineReplay().steps(history)]
@@ -306,8 +306,8 @@ async def command_status(
 
 
 async def _command_steps(services: Services, target: UUID) -> AsyncGenerator[CommandStep, None]:
-    async with services.commands.subscribe(target) as live:
-        history = await services.store.call(services.app.command_events, target)
+    async with services.command_log_tail.subscribe(target) as live:
+        history = await services.store_executor.call(services.app.command_events, target)
         if not is_command_history(history):
             raise api_error(f"no command {target}", NOT_FOUND)
         replay = TimelineReplay()

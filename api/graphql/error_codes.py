@@ -168,6 +168,6 @@ def from_domain(exc: DomainError) -> GraphQLError:  # noqa: PLR0911, PLR0912 - o
 async def call(services: Services, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
     """Run a use case through the store's executor, its refusals as GraphQL errors."""
     try:
-        return await services.store.call(fn, *args, **kwargs)
+        return await services.store_executor.call(fn, *args, **kwargs)
     except DomainError as exc:
         raise from_domain(exc) from exc

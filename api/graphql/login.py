@@ -100,7 +100,7 @@ async def login(
     info: strawberry.Info[PlantContext, None], username: str, password: str
 ) -> LoginResult:
     services = info.context.services
-    operator = await services.store.call(services.app.find_operator, username)
+    operator = await services.store_executor.call(services.app.find_operator, username)
     password_hash = operator.password_hash if operator is not None else None
     # Argon2 takes tens of milliseconds of CPU on purpose: not on the event loop. It runs
     # for an unknown user too (against a dummy hash), so timing does not reveal usernames.
@@ -182,7 +182,7 @@ class Me:
 async def sessions(info: strawberry.Info[PlantContext, None]) -> list[Session]:
     await info.context.authorize(Action.MANAGE_SESSIONS)
     services = info.context.services
-    found = await services.store.call(services.app.open_sessions, services.clock())
+    found = await services.store_executor.call(services.app.open_sessions, services.clock())
     return [Session.from_model(session) for session in found]
 
 

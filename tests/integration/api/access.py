@@ -49,7 +49,7 @@ async def open_session(plant: Plant, username: str, *, source: str = "test") -> 
     session_id = new_session_id()
     refresh, refresh_hash = new_refresh_token(username, session_id)
     now = plant.services.clock()
-    operator = await plant.store.call(
+    operator = await plant.store_executor.call(
         plant.app.log_in,
         username=username,
         password_matches=True,
@@ -70,7 +70,7 @@ def _stored(app: PlantApplication, originator: UUID) -> list[DomainEvent]:
 
 async def events_of(plant: Plant, originator: UUID) -> list[DomainEvent]:
     """Every stored event of one aggregate, oldest first."""
-    return await plant.store.call(_stored, plant.app, originator)
+    return await plant.store_executor.call(_stored, plant.app, originator)
 
 
 async def operator_events(plant: Plant, username: str) -> list[DomainEvent]:

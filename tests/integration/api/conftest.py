@@ -94,7 +94,7 @@ class Person:
 @dataclass
 class Plant:
     app: PlantApplication
-    store: StoreExecutor
+    store_executor: StoreExecutor
     services: Services
     client: httpx.AsyncClient
     ws_url: str
@@ -131,7 +131,7 @@ class Plant:
         """Register another operator of this plant, with ``roles`` and ``scopes``."""
         username = unique("_".join(roles) or "nobody")
         secret = pyotp.random_base32()
-        await self.store.call(
+        await self.store_executor.call(
             partial(
                 self.app.register_operator,
                 username=username,
@@ -144,7 +144,7 @@ class Plant:
             )
         )
         for scope in scopes:
-            await self.store.call(
+            await self.store_executor.call(
                 partial(
                     self.app.grant_permission,
                     username=username,
@@ -159,15 +159,17 @@ class Plant:
         """A command dispatcher with its own tracked position (not yet following)."""
         return CommandDispatcher(
             self.app,
-            self.store,
+            self.store_executor,
             self.nc,
-            TrackedPosition(self.tracking, self.store, unique("dispatcher"), initial=initial),
+            TrackedPosition(
+                self.tracking, self.store_executor, unique("dispatcher"), initial=initial
+            ),
             **{"write_timeout": 0.5, "read_timeout": 0.5, "retry_delay": 0.1, **options},
         )
 
     def follow(self, *followers: CommandDispatcher | ExpirySweeper) -> LogTail:
         """Run these followers on a log tail of their own."""
-        tail = LogTail(self.app, self.store, followers=followers, poll_interval=0.05)
+        tail = LogTail(self.app, self.store_executor, followers=followers, poll_interval=0.05)
         self.background += [asyncio.create_task(f.run()) for f in followers]
         self.background.append(asyncio.create_task(tail.run()))
         return tail
@@ -175,7 +177,7 @@ class Plant:
     async def events(self, command_id: str) -> list[str]:
         from uuid import UUID
 
-        events = await self.store.call(self.app.command_events, UUID(command_id))
+        events = await self.store_executor.call(self.app.command_events, UUID(command_id))
         return [type(event).__name__ for event in events]
 
 
@@ -212,7 +214,7 @@ async def make_plant(
     database_url: str, nc: NatsClient, redis_client: aioredis.Redis
 ) -> AsyncIterator[PlantFactory]:
     plants: list[tuple[Plant, uvicorn.Server, asyncio.Task[None]]] = []
-    store = StoreExecutor(max_workers=4)
+    store_executor = StoreExecutor(max_workers=4)
 
     async def build(
         confirm_window: timedelta = timedelta(seconds=30),
@@ -224,12 +226,12 @@ async def make_plant(
         clock: Callable[[], datetime] = utc_now,
     ) -> Plant:
         device = unique("press")
-        app = await store.call(
+        app = await store_executor.call(
             partial(
                 PlantApplication,
                 plant_catalog(device),
                 env=event_store_env(database_url, pool_size=4),
-                commands=CommandPolicy(
+                command_policy=CommandPolicy(
                     confirm_window=confirm_window,
                     approval_window=approval_window,
                     rate_limit=rate_limit,
@@ -238,17 +240,17 @@ async def make_plant(
                 login_policy=login_policy,
             )
         )
-        start = await store.call(app.recorder.max_notification_id) or 0
-        recorder = await store.call(app.factory.tracking_recorder)
+        start = await store_executor.call(app.recorder.max_notification_id) or 0
+        recorder = await store_executor.call(app.factory.tracking_recorder)
         sweeper = ExpirySweeper(
             app,
-            store,
-            TrackedPosition(recorder, store, unique("sweeper"), initial=start),
+            store_executor,
+            TrackedPosition(recorder, store_executor, unique("sweeper"), initial=start),
             max_sleep=0.05,
         )
         plant = Plant(
             app=app,
-            store=store,
+            store_executor=store_executor,
             services=None,  # type: ignore[arg-type]
             client=None,  # type: ignore[arg-type]
             ws_url="",
@@ -267,11 +269,11 @@ async def make_plant(
         tail = plant.follow(*followers)
         plant.services = Services(
             app=app,
-            store=store,
+            store_executor=store_executor,
             redis=redis_client,
             nats=nc,
             tokens=TOKENS,
-            commands=tail,
+            command_log_tail=tail,
             secrets=SECRETS,
             # Quick, so that a test sees a subscription end soon after its session does.
             session_recheck_seconds=0.2,
@@ -308,5 +310,5 @@ async def make_plant(
             task.cancel()
         await asyncio.gather(*plant.background, return_exceptions=True)
         await plant.client.aclose()
-        await store.call(plant.app.close)
-    store.shutdown()
+        await store_executor.call(plant.app.close)
+    store_executor.shutdown()

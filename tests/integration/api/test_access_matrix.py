@@ -369,7 +369,7 @@ def test_every_root_field_has_a_matrix_entry() -> None:
 
 async def _world(plant: Plant, redis_client: aioredis.Redis) -> World:
     now = datetime.now(UTC)
-    ticket = await plant.store.call(
+    ticket = await plant.store_executor.call(
         plant.app.request_command,
         actor=plant.username,
         device=plant.device,
@@ -393,7 +393,7 @@ async def _world(plant: Plant, redis_client: aioredis.Redis) -> World:
         message="speed high",
         ts=now,
     )
-    await plant.store.call(plant.app.record_alarm_transitions, [transition], now)
+    await plant.store_executor.call(plant.app.record_alarm_transitions, [transition], now)
     sample = Sample("speed", 1000, Quality.GOOD, "rpm", now)
     await redis_client.hset(LIVE_KEY.format(device=plant.device), "speed", sample_json(sample))
     target = await plant.add_operator(["viewer"], full_name="Target Person")
@@ -544,7 +544,7 @@ async def test_command_answers_follow_the_domain_rules_for_each_role(
 
     async def awaiting_approval() -> str:
         nonlocal step
-        ticket = await plant.store.call(
+        ticket = await plant.store_executor.call(
             plant.app.request_command,
             actor=requester.username,
             device=plant.device,
@@ -553,7 +553,7 @@ async def test_command_answers_follow_the_domain_rules_for_each_role(
             at=now,
         )
         step += 1  # the domain only wants steps to move forward: setup, not under test
-        await plant.store.call(
+        await plant.store_executor.call(
             plant.app.confirm_command,
             actor=requester.username,
             command_id=ticket.command_id,

@@ -78,7 +78,7 @@ async def write_record(plant: Plant) -> Record:
     start = datetime(2071, 5, 17, 3, 14, 15, tzinfo=UTC) + timedelta(
         seconds=random.randrange(10**6), microseconds=random.randrange(10**6)
     )
-    call, app, user = plant.store.call, plant.app, plant.username
+    call, app, user = plant.store_executor.call, plant.app, plant.username
     tickets = [
         await call(
             app.request_command,

@@ -72,7 +72,7 @@ async def rejected(plant: Plant, body: dict[str, Any], reason: str) -> None:
 
 
 async def status_of(plant: Plant, command_id: str) -> CommandStatus:
-    command = await plant.store.call(plant.app.get_command, UUID(command_id))
+    command = await plant.store_executor.call(plant.app.get_command, UUID(command_id))
     return command.status
 
 
@@ -163,7 +163,7 @@ async def test_read_only_mode_refuses_every_command_until_normal_again(
     assert back["data"]["setPlantMode"]["mode"] == "NORMAL"
     assert "errors" not in await ask(plant, token, 300)
 
-    changes = named(await plant.store.call(_events_of_mode, plant), "ModeChanged")
+    changes = named(await plant.store_executor.call(_events_of_mode, plant), "ModeChanged")
     assert [
         (field(e, "previous"), field(e, "mode"), field(e, "reason"), field(e, "actor"))
         for e in changes

@@ -45,7 +45,7 @@ async def requested(plant: Plant, token: str, value: Any) -> str:
 
 
 async def status_of(plant: Plant, command_id: str) -> CommandStatus:
-    command = await plant.store.call(plant.app.get_command, UUID(command_id))
+    command = await plant.store_executor.call(plant.app.get_command, UUID(command_id))
     return command.status
 
 
@@ -199,7 +199,7 @@ async def test_without_a_supervisor_the_write_fails(make_plant: PlantFactory) ->
     await plant.gql(CONFIRM, token, id=command_id, code=plant.totp.now())
 
     async def failed() -> None:
-        command = await plant.store.call(plant.app.get_command, UUID(command_id))
+        command = await plant.store_executor.call(plant.app.get_command, UUID(command_id))
         assert command.status is CommandStatus.WRITE_FAILED
         assert command.reason == "device supervisor not reachable"
 
@@ -231,7 +231,7 @@ async def test_a_write_without_reply_is_settled_by_reading_back(
     await eventually(settled)
     await responder.stop()
     assert [(r.op, r.value) for r in responder.requests] == [("write", 42), ("read", None)]
-    command = await plant.store.call(plant.app.get_command, UUID(command_id))
+    command = await plant.store_executor.call(plant.app.get_command, UUID(command_id))
     if outcome is CommandStatus.WRITE_FAILED:
         assert command.reason == "no reply to the write; read back 7.0 instead of 42"
     else:
@@ -264,5 +264,5 @@ async def test_a_write_of_unknown_outcome_is_settled_by_reading_back(
     assert (write.op, write.value, read.op) == ("write", 42, "read")
     # The dispatcher waits 0.5 s for the reply; the write must not outlive that wait.
     assert write.expires_in_ms == 500
-    command = await plant.store.call(plant.app.get_command, UUID(command_id))
+    command = await plant.store_executor.call(plant.app.get_command, UUID(command_id))
     assert command.read_back == 42

@@ -137,9 +137,9 @@ async def test_a_restarted_dispatcher_settles_a_write_left_dispatched_by_reading
 ) -> None:
     plant = await make_plant(dispatcher=False)
     app, now = plant.app, datetime.now(UTC)
-    before = await plant.store.call(app.recorder.max_notification_id) or 0
+    before = await plant.store_executor.call(app.recorder.max_notification_id) or 0
     # A previous dispatcher recorded the dispatch and died before the reply.
-    ticket = await plant.store.call(
+    ticket = await plant.store_executor.call(
         app.request_command,
         actor=plant.username,
         device=plant.device,
@@ -148,14 +148,14 @@ async def test_a_restarted_dispatcher_settles_a_write_left_dispatched_by_reading
         at=now,
     )
     command_id = ticket.command_id
-    await plant.store.call(
+    await plant.store_executor.call(
         app.confirm_command,
         actor=plant.username,
         command_id=command_id,
         totp_step=plant.totp.timecode(now),
         at=now,
     )
-    await plant.store.call(app.record_dispatch, command_id, now)
+    await plant.store_executor.call(app.record_dispatch, command_id, now)
 
     def reads_900(request: WriteRequest) -> WriteReply:
         return WriteReply(ok=True, tag=request.tag, read_back=900)
@@ -164,7 +164,7 @@ async def test_a_restarted_dispatcher_settles_a_write_left_dispatched_by_reading
     plant.follow(plant.dispatcher(initial=before))
 
     async def settled() -> None:
-        command = await plant.store.call(app.get_command, command_id)
+        command = await plant.store_executor.call(app.get_command, command_id)
         assert command.status is CommandStatus.SUCCEEDED
         assert command.read_back == 900
 
@@ -179,7 +179,7 @@ async def test_the_dispatcher_position_is_tracked_in_the_store(make_plant: Plant
     dispatcher = plant.dispatcher(initial=plant.start_position)
     plant.follow(dispatcher)
     token = await plant.login()
-    after_login = await plant.store.call(plant.app.recorder.max_notification_id)
+    after_login = await plant.store_executor.call(plant.app.recorder.max_notification_id)
     assert after_login is not None
     body = await plant.gql(
         """mutation($d: String!) { requestCommand(device: $d, tag: "speed", value: 1)
@@ -188,7 +188,7 @@ async def test_the_dispatcher_position_is_tracked_in_the_store(make_plant: Plant
         d=plant.device,
     )
     assert body["errors"][0]["extensions"]["code"] == "not_writable"
-    latest = await plant.store.call(plant.app.recorder.max_notification_id)
+    latest = await plant.store_executor.call(plant.app.recorder.max_notification_id)
 
     async def tracked() -> None:
         assert await dispatcher._position.load() == latest

@@ -328,7 +328,7 @@ def alarm_transition(
 @dataclass
 class LivePlant:
     app: PlantApplication
-    store: StoreExecutor
+    store_executor: StoreExecutor
     pool: asyncpg.Pool
     redis: aioredis.Redis
     database_url: str
@@ -337,25 +337,25 @@ class LivePlant:
 
 @pytest.fixture
 async def live(own_database: str, redis_client: aioredis.Redis) -> AsyncIterator[LivePlant]:
-    store = StoreExecutor()
-    app = await store.call(
+    store_executor = StoreExecutor()
+    app = await store_executor.call(
         partial(open_application, own_database, secured_catalog(), plant_id="north-plant")
     )
     pool = await asyncpg.create_pool(own_database, min_size=1, max_size=4)
     key = unique("audit-test:alarms:active")
     try:
-        await store.call(register_people, app)
-        yield LivePlant(app, store, pool, redis_client, own_database, key)
+        await store_executor.call(register_people, app)
+        yield LivePlant(app, store_executor, pool, redis_client, own_database, key)
     finally:
         await redis_client.delete(key)
         await pool.close()
         app.close()
-        store.shutdown()
+        store_executor.shutdown()
 
 
 async def script_alarms(plant: LivePlant) -> dict[str, UUID]:
     """A shift of alarms, with commands and logins between them, through the recorder's use case."""
-    app, call = plant.app, plant.store.call
+    app, call = plant.app, plant.store_executor.call
     t = T0 + timedelta(minutes=1)
     cooled, standing, latching = (alarm_id("press-1", c) for c in ("hot", "cold", "stuck"))
 
@@ -390,12 +390,12 @@ async def script_alarms(plant: LivePlant) -> dict[str, UUID]:
 async def follow_live(plant: LivePlant) -> None:
     """Run the live alarm views, as the plant core does, until they applied the whole log."""
     await ensure_alarm_schema(plant.pool)
-    tracking = await plant.store.call(plant.app.factory.tracking_recorder)
+    tracking = await plant.store_executor.call(plant.app.factory.tracking_recorder)
     views = AlarmViews(
-        plant.app, plant.store, plant.pool, plant.redis,
-        TrackedPosition(tracking, plant.store, "alarm-views"), active_key=plant.active_key,
+        plant.app, plant.store_executor, plant.pool, plant.redis,
+        TrackedPosition(tracking, plant.store_executor, "alarm-views"), active_key=plant.active_key,
     )  # fmt: skip
-    tail = LogTail(plant.app, plant.store, followers=[views], poll_interval=0.05)
+    tail = LogTail(plant.app, plant.store_executor, followers=[views], poll_interval=0.05)
     last_alarm_event: int = await plant.pool.fetchval(
         "SELECT max(notification_id) FROM plantapplication_events"
         " WHERE topic LIKE 'domain.alarm:Alarm.%'"
@@ -420,9 +420,13 @@ async def test_the_rebuilt_read_models_equal_the_live_ones_and_a_corruption_show
     alarms = await script_alarms(live)
     await follow_live(live)
     compare = partial(
-        rebuild_and_compare, live.app, live.database_url, live.redis, store=live.store,
+        rebuild_and_compare,
+        live.app,
+        live.database_url,
+        live.redis,
+        store_executor=live.store_executor,
         live_active_key=live.active_key,
-    )  # fmt: skip
+    )
 
     report = await compare()
 
@@ -482,13 +486,17 @@ async def test_a_plant_that_moved_on_is_compared_where_its_views_stand(live: Liv
     alarms = await script_alarms(live)
     await follow_live(live)
     compare = partial(
-        rebuild_and_compare, live.app, live.database_url, live.redis, store=live.store,
+        rebuild_and_compare,
+        live.app,
+        live.database_url,
+        live.redis,
+        store_executor=live.store_executor,
         live_active_key=live.active_key,
-    )  # fmt: skip
+    )
     applied = (await compare()).position
     later = T0 + timedelta(hours=2)
     cleared = alarm_transition("press-1", "cold", active=False, ts=later)
-    await live.store.call(live.app.record_alarm_transitions, [cleared], later)
+    await live.store_executor.call(live.app.record_alarm_transitions, [cleared], later)
 
     # Recorded, not yet applied by the live views: compared where they stand, equal.
     behind = await compare()
@@ -514,7 +522,11 @@ async def test_a_live_projection_that_never_ran_is_all_differences(live: LivePla
     await script_alarms(live)
 
     report = await rebuild_and_compare(
-        live.app, live.database_url, live.redis, store=live.store, live_active_key=live.active_key
+        live.app,
+        live.database_url,
+        live.redis,
+        store_executor=live.store_executor,
+        live_active_key=live.active_key,
     )
 
     assert not report.equal
@@ -533,7 +545,7 @@ async def test_the_command_line_compares_and_says_different(live: LivePlant) -> 
     settings = Settings(database_url=live.database_url, redis_url=TEST_REDIS_URL)
 
     # A command runs its own event loop: off this one, on a thread the store stops.
-    status = await live.store.call(
+    status = await live.store_executor.call(
         run_inspect_command, parse("replay", "--read-models"), settings, out=out
     )
 

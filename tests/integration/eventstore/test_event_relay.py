@@ -62,7 +62,7 @@ class EventLog:
     """This test's event store, the relay's stream on NATS, and what it takes to compare them."""
 
     app: PlantApplication
-    store: StoreExecutor
+    store_executor: StoreExecutor
     tracking: TrackingRecorder
     database_url: str
     device: str
@@ -75,17 +75,17 @@ class EventLog:
         js: JetStreamContext,
         *,
         name: str = "event-relay",
-        store: StoreExecutor | None = None,
+        store_executor: StoreExecutor | None = None,
         position: PositionStore | None = None,
         batch_size: int = 200,
         publish_timeout: float = 5.0,
     ) -> EventRelay:
-        store = store or self.store
+        store_executor = store_executor or self.store_executor
         return EventRelay(
             self.app,
-            store,
+            store_executor,
             js,
-            position or TrackedPosition(self.tracking, store, name),
+            position or TrackedPosition(self.tracking, store_executor, name),
             stream=self.stream,
             subject_prefix=self.prefix,
             batch_size=batch_size,
@@ -100,10 +100,12 @@ class EventLog:
         return task
 
     async def notifications(self) -> list[Notification]:
-        return list(await self.store.call(self.app.recorder.select_notifications, 0, 100_000))
+        return list(
+            await self.store_executor.call(self.app.recorder.select_notifications, 0, 100_000)
+        )
 
     async def end(self) -> int:
-        return await self.store.call(self.app.recorder.max_notification_id) or 0
+        return await self.store_executor.call(self.app.recorder.max_notification_id) or 0
 
     async def burn_positions(self, count: int) -> None:
         """Use up ``count`` positions the way a rolled-back insert does: no event gets them."""
@@ -116,7 +118,7 @@ class EventLog:
                         "'plantapplication_events', 'notification_id'))"
                     )
 
-        await self.store.call(nextval)
+        await self.store_executor.call(nextval)
 
     def conflicting_insert(self) -> None:
         """An insert through the library that conflicts and rolls back, leaving a gap."""
@@ -158,14 +160,20 @@ async def event_log(own_database: str, nc: NatsClient) -> AsyncIterator[EventLog
         [TagLimits(device, "speed_setpoint", "rpm", True, ValueKind.NUMBER, 0.0, 1800.0)],
         {device: DeviceInfo(area=AREA)},
     )
-    store = StoreExecutor(max_workers=4)
-    app = await store.call(
+    store_executor = StoreExecutor(max_workers=4)
+    app = await store_executor.call(
         partial(PlantApplication, catalog, env=event_store_env(own_database, pool_size=6))
     )
-    tracking = await store.call(app.factory.tracking_recorder)
+    tracking = await store_executor.call(app.factory.tracking_recorder)
     token = uuid.uuid4().hex[:10]
     log = EventLog(
-        app, store, tracking, own_database, device, f"EVENTS-{token}", f"plant.test-{token}"
+        app,
+        store_executor,
+        tracking,
+        own_database,
+        device,
+        f"EVENTS-{token}",
+        f"plant.test-{token}",
     )
     try:
         yield log
@@ -175,8 +183,8 @@ async def event_log(own_database: str, nc: NatsClient) -> AsyncIterator[EventLog
         await asyncio.gather(*(task for _, task in log.relays), return_exceptions=True)
         with contextlib.suppress(Exception):
             await nc.jetstream().delete_stream(log.stream)
-        await store.call(app.close)
-        store.shutdown()
+        await store_executor.call(app.close)
+        store_executor.shutdown()
 
 
 async def stream_messages(js: JetStreamContext, stream: str) -> list[RawStreamMsg]:
@@ -239,8 +247,8 @@ async def test_every_event_arrives_once_in_order_with_its_subject_and_headers(
 
     # Operators, a command, an alarm, the plant's configuration: whatever the domain records.
     ana = unique("ana")
-    await log.store.call(log.register, ana)
-    await log.store.call(
+    await log.store_executor.call(log.register, ana)
+    await log.store_executor.call(
         partial(
             log.app.grant_permission,
             username=ana,
@@ -250,7 +258,7 @@ async def test_every_event_arrives_once_in_order_with_its_subject_and_headers(
         )
     )
     with contextlib.suppress(DomainError):  # refused or not, the request is on record
-        ticket = await log.store.call(
+        ticket = await log.store_executor.call(
             partial(
                 log.app.request_command,
                 actor=ana,
@@ -260,7 +268,7 @@ async def test_every_event_arrives_once_in_order_with_its_subject_and_headers(
                 at=now(),
             )
         )
-        await log.store.call(
+        await log.store_executor.call(
             partial(log.app.cancel_command, actor=ana, command_id=ticket.command_id, at=now())
         )
     alarm = AlarmTransition(
@@ -269,11 +277,11 @@ async def test_every_event_arrives_once_in_order_with_its_subject_and_headers(
         active=True, suppressed=False, latch=False, value=1750.0, limit=1700.0,
         message="speed high", ts=now(),
     )  # fmt: skip
-    await log.store.call(log.app.record_alarm_transitions, [alarm], now())
-    await log.store.call(log.configure, "plant-a", 1)
+    await log.store_executor.call(log.app.record_alarm_transitions, [alarm], now())
+    await log.store_executor.call(log.configure, "plant-a", 1)
     # An event whose payload no one can read, under a topic no class has: relayed all the same.
     odd = StoredEvent(uuid4(), 1, "legacy.module:Old Thing.Was*Renamed", b"\xff\xfe not json")
-    await log.store.call(log.app.recorder.insert_events, [odd])
+    await log.store_executor.call(log.app.recorder.insert_events, [odd])
 
     await relayed_up_to(relay, log)
     await assert_stream_is_the_log(js, log)
@@ -309,7 +317,7 @@ async def test_every_event_arrives_once_in_order_with_its_subject_and_headers(
 
     # The position is recorded after the acknowledgements.
     async def recorded() -> None:
-        stored = await log.store.call(log.tracking.max_tracking_id, "event-relay")
+        stored = await log.store_executor.call(log.tracking.max_tracking_id, "event-relay")
         assert stored == notifications[-1].id
 
     await eventually(recorded)
@@ -325,20 +333,20 @@ async def test_gaps_left_by_rolled_back_inserts_are_crossed_without_waiting(
     log = event_log
     js = nc.jetstream()
     await ensure_event_stream(js, log.stream, 1, subject_prefix=log.prefix)
-    await log.store.call(log.configure, "plant-a", 1)
+    await log.store_executor.call(log.configure, "plant-a", 1)
     # A gap in the history the relay starts with ...
-    await log.store.call(log.conflicting_insert)
-    await log.store.call(log.configure, "plant-a", 2)
+    await log.store_executor.call(log.conflicting_insert)
+    await log.store_executor.call(log.configure, "plant-a", 2)
     relay = log.relay(js)
     log.start(relay)
     await relayed_up_to(relay, log)
 
     # ... and gaps made while it follows the log: a conflict, then positions burnt outright.
-    await log.store.call(log.conflicting_insert)
+    await log.store_executor.call(log.conflicting_insert)
     await log.burn_positions(3)
-    await log.store.call(log.configure, "plant-a", 3)
+    await log.store_executor.call(log.configure, "plant-a", 3)
     await log.burn_positions(2)
-    await log.store.call(log.configure, "plant-a", 4)
+    await log.store_executor.call(log.configure, "plant-a", 4)
 
     ids = [n.id for n in await log.notifications()]
     assert len(ids) < ids[-1], ids  # there are gaps
@@ -430,14 +438,14 @@ async def test_the_relay_killed_and_restarted_under_load_loses_nothing_and_repea
     acked_not_recorded = 0
 
     with Writer(log, minimum=300) as writer:
-        await log.store.call(log.configure, "seed", 0)  # the log is never empty
+        await log.store_executor.call(log.configure, "seed", 0)  # the log is never empty
         for turn in range(kills):
             # Each incarnation has threads of its own, like a process, stopped with it.
-            store = StoreExecutor(max_workers=2)
-            position = TrackedPosition(log.tracking, store, "event-relay")
+            store_executor = StoreExecutor(max_workers=2)
+            position = TrackedPosition(log.tracking, store_executor, "event-relay")
             relay = log.relay(
                 js,
-                store=store,
+                store_executor=store_executor,
                 position=Forgetful(position) if turn == forgetful_turn else position,
                 batch_size=rng.choice([1, 7, 25]),
             )
@@ -456,10 +464,12 @@ async def test_the_relay_killed_and_restarted_under_load_loses_nothing_and_repea
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            store.shutdown()
+            store_executor.shutdown()
             duplicates += relay.duplicates
 
-            recorded = await log.store.call(log.tracking.max_tracking_id, "event-relay") or 0
+            recorded = (
+                await log.store_executor.call(log.tracking.max_tracking_id, "event-relay") or 0
+            )
             [last] = (await stream_messages(js, log.stream))[-1:]
             if int((last.headers or {})["Plantcore-Position"]) > recorded:
                 acked_not_recorded += 1
@@ -492,10 +502,11 @@ def nats_server_executable() -> str:
 
 
 @contextlib.contextmanager
-def nats_server(port: int, store: Path) -> Iterator[None]:
+def nats_server(port: int, store_dir: Path) -> Iterator[None]:
     """A NATS server with JetStream of this test's own; the same port and store when restarted."""
-    args = [nats_server_executable(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)]
-    with embedded.process(args, port, "test NATS", store.parent / "nats.log"):
+    args = [nats_server_executable(), "-a", "127.0.0.1", "-p", str(port), "-js"]
+    args += ["-sd", str(store_dir)]
+    with embedded.process(args, port, "test NATS", store_dir.parent / "nats.log"):
         yield
 
 
@@ -528,7 +539,7 @@ async def test_with_nats_down_the_relay_retries_then_delivers_everything_once(
             servers.close()  # NATS is down before the relay starts
 
             for generation in range(20):
-                await log.store.call(log.configure, "plant-a", generation)
+                await log.store_executor.call(log.configure, "plant-a", generation)
             relay = log.relay(js, publish_timeout=0.5)
             log.start(relay)
 
@@ -547,7 +558,7 @@ async def test_with_nats_down_the_relay_retries_then_delivers_everything_once(
             # Down again while it follows the log, events keep coming, then back.
             servers.close()
             for generation in range(20, 60):
-                await log.store.call(log.configure, f"plant-{generation % 3}", generation)
+                await log.store_executor.call(log.configure, f"plant-{generation % 3}", generation)
             retries = relay.retries
 
             async def retrying_again() -> None:
@@ -577,7 +588,7 @@ async def test_a_stream_of_another_event_store_holds_the_relay_until_it_is_purge
     js = nc.jetstream()
     await ensure_event_stream(js, log.stream, 1, subject_prefix=log.prefix)
     for generation in range(3):
-        await log.store.call(log.configure, "plant-a", generation)
+        await log.store_executor.call(log.configure, "plant-a", generation)
     # Position 2 of another store: this log has another event there.
     stranger = Notification(
         id=2, originator_id=UUID(int=7), originator_version=1, topic="m:A.B", state=b"{}"

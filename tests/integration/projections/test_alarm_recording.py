@@ -38,7 +38,7 @@ pytestmark = pytest.mark.integration
 @dataclass
 class Plant:
     app: PlantApplication
-    store: StoreExecutor
+    store_executor: StoreExecutor
     pool: asyncpg.Pool
     redis: aioredis.Redis
     js: JetStreamContext
@@ -51,24 +51,26 @@ class Plant:
 async def plant(
     own_database: str, js: JetStreamContext, redis_client: aioredis.Redis
 ) -> AsyncIterator[Plant]:
-    store = StoreExecutor()
-    app = await store.call(open_application, own_database, TagCatalog(()))
+    store_executor = StoreExecutor()
+    app = await store_executor.call(open_application, own_database, TagCatalog(()))
     pool = await asyncpg.create_pool(own_database, min_size=1, max_size=4)
     await ensure_alarm_stream(js)
     await ensure_alarm_schema(pool)
-    tracking = await store.call(app.factory.tracking_recorder)
-    views = AlarmViews(app, store, pool, redis_client, TrackedPosition(tracking, store, "views"))
-    tail = LogTail(app, store, followers=[views], poll_interval=0.05)
+    tracking = await store_executor.call(app.factory.tracking_recorder)
+    views = AlarmViews(
+        app, store_executor, pool, redis_client, TrackedPosition(tracking, store_executor, "views")
+    )
+    tail = LogTail(app, store_executor, followers=[views], poll_interval=0.05)
     device = unique("press")
     durable = unique("recorder")
     recorder = alarm_consumer(
-        js, AlarmRecorder(app, store), durable=durable,
+        js, AlarmRecorder(app, store_executor), durable=durable,
         filter_subject=ALARM_SUBJECT.format(device=device), start=DeliverPolicy.NEW,
     )  # fmt: skip
     await recorder.ensure()
     tasks = [asyncio.create_task(job) for job in (tail.run(), views.run(), recorder.run())]
     try:
-        yield Plant(app, store, pool, redis_client, js, views, tail, device)
+        yield Plant(app, store_executor, pool, redis_client, js, views, tail, device)
     finally:
         try:
             for task in tasks:
@@ -80,7 +82,7 @@ async def plant(
         finally:
             await pool.close()
             app.close()
-            store.shutdown()
+            store_executor.shutdown()
 
 
 def transition(device: str, *, active: bool, **fields: object) -> AlarmTransition:
@@ -126,10 +128,10 @@ async def test_a_transition_is_recorded_once_and_every_view_follows(plant: Plant
         assert json.loads(cached)["state"] == "unack_active"
 
     await eventually(active_everywhere)
-    stored = await plant.store.call(plant.app.alarm_events, the_alarm)
+    stored = await plant.store_executor.call(plant.app.alarm_events, the_alarm)
     assert [type(event).__name__ for event in stored].count("Raised") == 1
 
-    await plant.store.call(
+    await plant.store_executor.call(
         plant.app.acknowledge_alarm, alarm_id=the_alarm, actor="ana", comment="cooling checked",
         at=datetime.now(UTC),
     )  # fmt: skip
@@ -194,7 +196,7 @@ async def test_a_shelve_ends_by_itself_when_its_time_comes(plant: Plant) -> None
 
     await eventually(recorded)
     shelved_at = datetime.now(UTC)
-    await plant.store.call(
+    await plant.store_executor.call(
         plant.app.shelve_alarm, alarm_id=the_alarm, actor="ana", reason="sensor replaced",
         duration=timedelta(minutes=5), at=shelved_at,
     )  # fmt: skip
@@ -204,7 +206,7 @@ async def test_a_shelve_ends_by_itself_when_its_time_comes(plant: Plant) -> None
 
     await eventually(shelved)
     later = shelved_at + timedelta(minutes=5, seconds=1)
-    clock = AlarmClock(plant.app, plant.store, plant.pool, clock=lambda: later)
+    clock = AlarmClock(plant.app, plant.store_executor, plant.pool, clock=lambda: later)
     assert await clock.tick() == 1
 
     async def unshelved() -> None:

@@ -67,9 +67,11 @@ def secured_catalog() -> TagCatalog:
 
 
 def secured_app(
-    commands: CommandPolicy | None = None, login_policy: LoginPolicy | None = None
+    command_policy: CommandPolicy | None = None, login_policy: LoginPolicy | None = None
 ) -> PlantApplication:
-    app = PlantApplication(secured_catalog(), commands=commands, login_policy=login_policy)
+    app = PlantApplication(
+        secured_catalog(), command_policy=command_policy, login_policy=login_policy
+    )
     for username, full_name, role, scope in PEOPLE:
         app.register_operator(
             username=username,

@@ -64,7 +64,7 @@ def test_request_issues_a_totp_challenge(app: PlantApplication) -> None:
 
 def test_confirm_window_is_configurable() -> None:
     app = PlantApplication(
-        make_catalog(), commands=CommandPolicy(confirm_window=timedelta(seconds=5))
+        make_catalog(), command_policy=CommandPolicy(confirm_window=timedelta(seconds=5))
     )
     app.register_operator(
         username="ana",

@@ -167,7 +167,7 @@ def test_more_than_five_requests_a_minute_are_rate_limited(app: PlantApplication
 
 
 def test_the_rate_limit_is_the_applications() -> None:
-    app = secured_app(commands=CommandPolicy(rate_limit=1))
+    app = secured_app(command_policy=CommandPolicy(rate_limit=1))
     assert_rejected(app, refused(app, recent_requests=2), "rate_limited")
 
 

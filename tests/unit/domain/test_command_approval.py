@@ -209,7 +209,7 @@ def test_a_late_approval_records_the_expiry(app: PlantApplication, command_id: U
 
 
 def test_the_approval_window_is_the_applications() -> None:
-    app = secured_app(commands=CommandPolicy(approval_window=timedelta(minutes=1)))
+    app = secured_app(command_policy=CommandPolicy(approval_window=timedelta(minutes=1)))
     command_id = awaiting_approval(app)
     assert app.get_command(command_id).expires_at == T0 + timedelta(minutes=1)
     assert app.expire_command(command_id, T0 + timedelta(minutes=2)) is True

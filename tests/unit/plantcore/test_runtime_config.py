@@ -42,7 +42,7 @@ def test_the_confirmation_window_and_projection_start_come_from_the_environment(
 
     config = runtime_config(Settings(), plant=PLANT)
 
-    assert config.commands == CommandPolicy(
+    assert config.command_policy == CommandPolicy(
         confirm_window=timedelta(seconds=45),
         approval_window=timedelta(minutes=2),
         rate_limit=3,
@@ -66,8 +66,8 @@ def test_the_defaults_keep_thirty_seconds_and_catch_up_from_the_stream(
 
     config = runtime_config(Settings(), plant=PLANT)
 
-    assert config.commands.confirm_window == timedelta(seconds=30)
-    assert config.commands.rate_limit == 5
+    assert config.command_policy.confirm_window == timedelta(seconds=30)
+    assert config.command_policy.rate_limit == 5
     assert config.login_policy == LoginPolicy()
     assert config.projections_start == "retained"
 

@@ -52,13 +52,13 @@ class Supervisor:
 class Rig:
     def __init__(self) -> None:
         self.plant = CommandPlant()
-        self.store = InlineStore()
+        self.store_executor = InlineStore()
         self.position = MemoryPosition(initial=self.plant.last_id())
         self.supervisor = Supervisor()
         # The dispatcher only calls ``request``: a stand-in, not a connection.
         self.dispatcher = CommandDispatcher(
             self.plant.app,
-            self.store,
+            self.store_executor,
             cast(NatsClient, self.supervisor),
             self.position,
             clock=lambda: at(10),
@@ -88,7 +88,7 @@ async def rig() -> AsyncIterator[Rig]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    rig.store.shutdown()
+    rig.store_executor.shutdown()
 
 
 async def test_a_critical_write_waits_for_its_approval_and_is_written_once(rig: Rig) -> None:

@@ -46,12 +46,12 @@ class Clock:
 class Rig:
     def __init__(self) -> None:
         self.plant = CommandPlant()
-        self.store = InlineStore()
+        self.store_executor = InlineStore()
         self.position = MemoryPosition(initial=self.plant.last_id())
         self.clock = Clock(T0)
         # max_sleep 0: a sweep right away, never a wait on the wall clock.
         self.sweeper = ExpirySweeper(
-            self.plant.app, self.store, self.position, clock=self.clock, max_sleep=0.0
+            self.plant.app, self.store_executor, self.position, clock=self.clock, max_sleep=0.0
         )
 
     async def deliver(self) -> None:
@@ -79,7 +79,7 @@ async def rig() -> AsyncIterator[Rig]:
     rig = Rig()
     await rig.sweeper.load_position()
     yield rig
-    rig.store.shutdown()
+    rig.store_executor.shutdown()
 
 
 async def test_a_challenge_opens_a_window_until_its_deadline(rig: Rig) -> None:
@@ -227,10 +227,10 @@ async def test_a_confirmation_in_time_read_during_the_sweep_keeps_its_approval_w
     rig.clock.now = T0 + DEFAULT_CONFIRM_WINDOW + timedelta(seconds=1)
 
     async def tail_delivers(fn: Callable[..., object]) -> None:
-        rig.store.before = None
+        rig.store_executor.before = None
         await rig.deliver()
 
-    rig.store.before = tail_delivers
+    rig.store_executor.before = tail_delivers
     async with rig.running():
         await rig.position.next_save()
     assert rig.plant.app.get_command(command_id).status is CommandStatus.AWAITING_APPROVAL
