@@ -27,7 +27,7 @@ from audit.replay import JsonValue, event_time, jsonable
 from domain.application import PlantApplication
 from domain.command import TERMINAL_STATUSES, CommandStatus, ControlCommand, RecordedValue
 from domain.errors import CommandNotFound
-from eventstore.log_tail import event_topic
+from eventstore.notifications import event_topic
 
 REQUESTED_TOPIC = event_topic(ControlCommand, "Requested")
 

@@ -9,7 +9,7 @@ alarms get 10 transitions (they end cleared, ``rtn_unack``), a quarter 9 and a
 quarter 11 (they end raised, ``unack_active``): the final alarm list is known.
 
 The plantcore path is the runtime's own wiring in one process: the durable
-consumer of :func:`~reactors.alarm_recorder.alarm_consumer` (created with
+consumer of :data:`~reactors.alarm_recorder.ALARM_FEED` (created with
 ``DeliverPolicy.NEW`` before the first publish) feeding an
 :class:`~reactors.alarm_recorder.AlarmRecorder`, and a
 :class:`~eventstore.log_tail.LogTail` (polling every 0.5 s, as the runtime
@@ -58,12 +58,13 @@ from domain.application import PlantApplication
 from domain.catalog import TagCatalog
 from domain.messages import ALARM_SUBJECT, AlarmKind, AlarmPriority, AlarmTransition
 from eventstore.executor import StoreExecutor
-from eventstore.log_tail import LogTail, TrackedPosition
+from eventstore.log_tail import LogTail
+from eventstore.tracking import TrackedPosition
 from plantcore.open_application import open_application
 from plantcore.settings import DEFAULT_REDIS_URL
 from plantcore.streams import ensure_alarm_stream
 from projections.alarm_views import ACTIVE_KEY, AlarmViews, ensure_alarm_schema
-from reactors.alarm_recorder import ALARM_STREAM, AlarmRecorder, alarm_consumer
+from reactors.alarm_recorder import ALARM_FEED, ALARM_STREAM, AlarmRecorder
 
 CONDITIONS = 10  # per device
 TRANSITIONS_PER_ALARM = 10  # on average: 10, 9 or 11
@@ -263,7 +264,9 @@ async def record_through_nats(
     tail = LogTail(app, store_executor, followers=[views], poll_interval=TAIL_POLL_SECONDS)
     recorder = CountingRecorder(app, store_executor, burst.devices)
     durable = unique_name("bench_alarm_recorder")
-    consumer = alarm_consumer(js, recorder, durable=durable, start=DeliverPolicy.NEW, batch=BATCH)
+    consumer = ALARM_FEED.consumer(
+        js, recorder.record, durable=durable, start=DeliverPolicy.NEW, batch=BATCH
+    )
     await consumer.ensure()
     tasks = [asyncio.create_task(job) for job in (tail.run(), views.run(), consumer.run())]
     alarm_list = AlarmList(pool, redis, burst)

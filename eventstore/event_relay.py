@@ -26,7 +26,7 @@ Integrators receive the domain's events from the JetStream stream ``EVENTS``
 Exactly once, in order. The relay reads the log in position order and
 publishes one event at a time, awaiting JetStream's acknowledgement before the
 next, so the stream holds the events in log order. After each batch it records
-its position (a tracking record, :class:`~eventstore.log_tail.TrackedPosition`).
+its position (a tracking record, :class:`~eventstore.tracking.TrackedPosition`).
 On start it resumes after the higher of that position and the
 ``Plantcore-Position`` of the stream's last message on ``plant.events.>``: the
 stream itself says what was stored, so a crash between an acknowledgement and
@@ -48,7 +48,7 @@ relay never waits for a missing position: the library serialises inserts with
 a table lock held until commit, so positions become visible in order and a
 position not visible once a later one is will never appear.
 
-Why a loop of its own rather than a :class:`~eventstore.log_tail.LogTail`
+Why a reader of its own rather than a :class:`~eventstore.log_tail.LogTail`
 follower: the tail awaits each follower's callback before it reads on and
 wants it back at once, and it starts from the lowest of its followers'
 positions. A relay awaiting acknowledgements (or a NATS outage) there would
@@ -56,9 +56,10 @@ hold up the command dispatcher, the expiry sweeper and every ``commandStatus``
 subscription; and a relay far behind (its first start on a long log, a long
 outage) would take all of them back through the log. Handing the batches over
 to a queue would keep the tail moving, but an outage would then pile the log
-up in memory. Reading ``select_notifications`` itself, the relay only reads
-the next batch once the last one is in the stream: strict order, memory
-bounded by one batch, and a resume point of its own. It polls every
+up in memory. With a :class:`~eventstore.notification_reader.NotificationReader`
+of its own, the relay only reads the next batch once the last one is in the
+stream: strict order, memory bounded by one batch, and a resume point of its
+own. It polls every
 ``poll_interval`` (one indexed query), or at once after :meth:`EventRelay.nudge`.
 
 Failures: while NATS or the event store is unavailable the relay retries
@@ -79,7 +80,7 @@ import logging
 import re
 import time
 from collections.abc import Sequence
-from contextlib import suppress
+from contextlib import aclosing
 from uuid import UUID
 
 import nats.errors
@@ -89,8 +90,9 @@ from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
 
-from eventstore.executor import StoreExecutor
-from eventstore.log_tail import TRANSIENT_STORE_ERRORS, PositionStore
+from eventstore.executor import TRANSIENT_STORE_ERRORS, StoreExecutor
+from eventstore.notification_reader import NotificationReader
+from eventstore.tracking import PositionStore
 from support.cancellation import raise_if_cancelling
 
 log = logging.getLogger(__name__)
@@ -254,11 +256,17 @@ class EventRelay:
         self._tracked = position
         self._stream = stream
         self._prefix = subject_prefix
-        self._batch_size = batch_size
-        self._poll_interval = poll_interval
         self._retry_delay = retry_delay
         self._publish_timeout = publish_timeout
-        self._wake = asyncio.Event()
+        self._reader = NotificationReader(
+            app,
+            store_executor,
+            on_store_failure=self._store_failure,
+            on_store_recovered=self._event_store_recovered,
+            batch_size=batch_size,
+            poll_interval=poll_interval,
+            retry_delay=retry_delay,
+        )
         self._position: int | None = None
         self._saved = 0
         self._nats = _Outage("NATS unavailable")
@@ -289,33 +297,18 @@ class EventRelay:
 
     def nudge(self) -> None:
         """Read the log now instead of at the next poll."""
-        self._wake.set()
+        self._reader.nudge()
 
     async def run(self) -> None:
         """Relay until cancelled."""
         position = await self._start_position()
         self._position = position
-        while True:
-            raise_if_cancelling()
-            try:
-                batch = await self._store_executor.call(
-                    self._app.recorder.select_notifications,
-                    position,
-                    self._batch_size,
-                    inclusive_of_start=False,
-                )
-            except TRANSIENT_STORE_ERRORS as exc:
-                await self._store_failed(exc)
-                continue
-            self._event_store.recovered()
-            for notification in batch:
-                await self._relay(notification)
-                position = notification.id
-                self._position = position
-            if batch:
-                await self._save(position)
-            if len(batch) < self._batch_size:
-                await self._idle()
+        async with aclosing(self._reader.batches(position)) as batches:
+            async for batch in batches:
+                for notification in batch:
+                    await self._relay(notification)
+                    self._position = notification.id
+                await self._save(batch[-1].id)
 
     # -- where to start ----------------------------------------------------------------------
 
@@ -469,11 +462,12 @@ class EventRelay:
         await asyncio.sleep(self._retry_delay)
 
     async def _store_failed(self, exc: BaseException) -> None:
-        self.retries += 1
-        self._event_store.failed(exc)
+        self._store_failure(exc)
         await asyncio.sleep(self._retry_delay)
 
-    async def _idle(self) -> None:
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval)
-        self._wake.clear()
+    def _store_failure(self, exc: BaseException) -> None:
+        self.retries += 1
+        self._event_store.failed(exc)
+
+    def _event_store_recovered(self) -> None:
+        self._event_store.recovered()

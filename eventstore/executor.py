@@ -14,8 +14,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
+from eventsourcing.persistence import InterfaceError, OperationalError
+
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# Transient store failures (connection lost, pool exhausted): retried after a pause.
+TRANSIENT_STORE_ERRORS = (OperationalError, InterfaceError)
 
 
 class StoreExecutor:

@@ -44,7 +44,8 @@ from domain.messages import ConnectionState
 from domain.operator import LoginPolicy
 from eventstore.event_relay import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX, EventRelay
 from eventstore.executor import StoreExecutor
-from eventstore.log_tail import Follower, LogTail, TrackedPosition
+from eventstore.log_tail import Follower, LogTail
+from eventstore.tracking import TrackedPosition
 from plantcore.open_application import EVENTS_TABLE, open_application
 from plantcore.reload import watch_plant_file
 from plantcore.settings import (
@@ -68,11 +69,11 @@ from plantfile.loader import PlantConfigError
 from plantfile.plant import PlantConfig
 from projections.alarm_views import AlarmViews, ensure_alarm_schema
 from projections.command_metrics import CommandMetrics
-from projections.history import HistoryWriter, history_consumer
+from projections.history import HISTORY_FEED, HistoryWriter
 from projections.history_schema import ensure_history_schema
-from projections.live_state import LiveState, live_state_consumer
+from projections.live_state import LIVE_STATE_FEED, LiveState
 from reactors.alarm_clock import AlarmClock
-from reactors.alarm_recorder import AlarmRecorder, alarm_consumer
+from reactors.alarm_recorder import ALARM_FEED, AlarmRecorder
 from reactors.command_dispatcher import CommandDispatcher
 from reactors.command_expiry import ExpirySweeper
 
@@ -315,17 +316,17 @@ class PlantRuntime:
         stream = self.config.telemetry_stream
         prefix = self.config.consumer_prefix
         start = DeliverPolicy.NEW if self.config.projections_start == "new" else DeliverPolicy.ALL
-        live = live_state_consumer(
+        live = LIVE_STATE_FEED.consumer(
             js,
-            LiveState(redis),
+            LiveState(redis).apply,
             stream=stream,
             durable=f"{prefix}live-state",
             start=start,
         )
         partitions = await ensure_history_schema(pool)
-        history = history_consumer(
+        history = HISTORY_FEED.consumer(
             js,
-            HistoryWriter(pool, partitions),
+            HistoryWriter(pool, partitions).write,
             stream=stream,
             durable=f"{prefix}history",
             start=start,
@@ -354,9 +355,9 @@ class PlantRuntime:
             redis,
             TrackedPosition(tracking, store_executor, "alarm-views"),
         )
-        recorder = alarm_consumer(
+        recorder = ALARM_FEED.consumer(
             js,
-            AlarmRecorder(app, store_executor),
+            AlarmRecorder(app, store_executor).record,
             durable=f"{self.config.consumer_prefix}alarm-recorder",
             start=DeliverPolicy.NEW
             if self.config.projections_start == "new"

@@ -38,8 +38,9 @@ from eventsourcing.persistence import Notification
 from domain.alarm import Alarm, AlarmState
 from domain.alarm_flood import AlarmFlood
 from domain.application import PlantApplication
-from eventstore.executor import StoreExecutor
-from eventstore.log_tail import TRANSIENT_STORE_ERRORS, PositionStore, originator_uuid
+from eventstore.executor import TRANSIENT_STORE_ERRORS, StoreExecutor
+from eventstore.notifications import originator_uuid
+from eventstore.tracking import PositionStore
 from support.cancellation import raise_if_cancelling
 
 log = logging.getLogger(__name__)

@@ -34,7 +34,7 @@ from eventsourcing.persistence import Notification
 
 from domain.application import PlantApplication
 from domain.command import ControlCommand, SignatureMeaning
-from eventstore.log_tail import event_topic, originator_uuid
+from eventstore.notifications import event_topic, originator_uuid
 
 REQUESTED = event_topic(ControlCommand, "Requested")
 CONFIRMED = event_topic(ControlCommand, "Confirmed")

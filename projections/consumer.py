@@ -18,6 +18,12 @@ What it promises to the projection's handler:
   the unacked batch after ``ack_wait`` once the projection runs again.
 - In-flight work is bounded by ``max_ack_pending``: JetStream stops delivering
   when that many messages wait for their ack.
+
+Each consumer of the plant (the live state, the history, the alarm recorder)
+is described once by a :class:`Feed`: the stream and subjects it reads, its
+durable name, how it decodes a message and which failures are transient.
+:meth:`Feed.consumer` makes its :class:`DurableConsumer`. A new durable starts,
+unless told otherwise, from everything the stream still retains.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from nats.aio.msg import Msg
@@ -197,3 +204,46 @@ class DurableConsumer(Generic[T]):
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Feed(Generic[T]):
+    """What one consumer of the plant reads, and how (see the module's docstring)."""
+
+    stream: str
+    durable: str
+    filter_subject: str
+    decode: Decoder[T]
+    transient: tuple[type[Exception], ...]
+
+    def consumer(
+        self,
+        js: JetStreamContext,
+        handler: Handler[T],
+        *,
+        stream: str | None = None,
+        durable: str | None = None,
+        filter_subject: str | None = None,
+        start: DeliverPolicy = DeliverPolicy.ALL,
+        batch: int = 256,
+        min_backoff_seconds: float = 0.5,
+    ) -> DurableConsumer[T]:
+        """The durable consumer that hands this feed to ``handler``; ``await .run()`` it.
+
+        ``stream``, ``durable`` and ``filter_subject`` replace the feed's own (a
+        prefixed durable name, a test's subject). Up to four batches wait for
+        their acknowledgement, and never fewer than 1024 messages.
+        """
+        return DurableConsumer(
+            js,
+            stream or self.stream,
+            durable or self.durable,
+            filter_subject or self.filter_subject,
+            handler,
+            decode=self.decode,
+            transient=self.transient,
+            start=start,
+            batch=batch,
+            max_ack_pending=max(batch * 4, 1024),
+            min_backoff_seconds=min_backoff_seconds,
+        )

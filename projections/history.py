@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
-from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
 
 from domain.messages import MalformedMessage, Quality, TagValue, TelemetryBatch
-from projections.consumer import DurableConsumer
+from projections.consumer import Feed
 from projections.history_schema import DailyPartitions, check_table_name
 
 Row = tuple[datetime, str, str, float | None, str]
@@ -122,32 +120,10 @@ async def query_history(
     return [HistoryPoint(row["time"], row["value"], Quality(row["quality"])) for row in rows]
 
 
-def history_consumer(
-    js: JetStreamContext,
-    writer: HistoryWriter,
-    *,
-    stream: str = "TELEMETRY",
-    durable: str = "history",
-    start: DeliverPolicy = DeliverPolicy.ALL,
-    filter_subject: str = "plant.telemetry.>",
-    batch: int = 256,
-    max_ack_pending: int = 1024,
-    min_backoff_seconds: float = 0.5,
-) -> DurableConsumer[TelemetryBatch]:
-    """The durable consumer that feeds ``writer``; ``await .run()`` it.
-
-    A new durable backfills by default from everything the stream still retains.
-    """
-    return DurableConsumer(
-        js,
-        stream,
-        durable,
-        filter_subject,
-        writer.write,
-        decode=decode_history,
-        transient=TRANSIENT_ERRORS,
-        batch=batch,
-        max_ack_pending=max_ack_pending,
-        min_backoff_seconds=min_backoff_seconds,
-        start=start,
-    )
+HISTORY_FEED: Feed[TelemetryBatch] = Feed(
+    stream="TELEMETRY",
+    durable="history",
+    filter_subject="plant.telemetry.>",
+    decode=decode_history,
+    transient=TRANSIENT_ERRORS,
+)

@@ -19,11 +19,9 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 import redis.exceptions
-from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
 
 from domain.messages import DeviceStatus, MalformedMessage, Sample, TelemetryBatch, format_ts
-from projections.consumer import DurableConsumer
+from projections.consumer import Feed
 
 LIVE_KEY = "plant:live:{device}"
 STATUS_KEY = "plant:status:{device}"
@@ -119,33 +117,12 @@ class LiveState:
         await self._script(keys=keys, args=[len(devices), *devices, *writes])
 
 
-def live_state_consumer(
-    js: JetStreamContext,
-    live: LiveState,
-    *,
-    stream: str = "TELEMETRY",
-    durable: str = "live-state",
-    start: DeliverPolicy = DeliverPolicy.ALL,
-    filter_subject: str = "plant.>",
-    batch: int = 256,
-    max_ack_pending: int = 1024,
-    min_backoff_seconds: float = 0.5,
-) -> DurableConsumer[LiveMessage]:
-    """The durable consumer that keeps ``live`` up to date; ``await .run()`` it.
-
-    A new durable starts by default from everything the stream retains, not from
-    each subject's last message: a batch need not carry every tag of its device.
-    """
-    return DurableConsumer(
-        js,
-        stream,
-        durable,
-        filter_subject,
-        live.apply,
-        decode=decode_live,
-        transient=(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
-        batch=batch,
-        max_ack_pending=max_ack_pending,
-        min_backoff_seconds=min_backoff_seconds,
-        start=start,
-    )
+# From everything the stream retains, not from each subject's last message: a
+# batch need not carry every tag of its device.
+LIVE_STATE_FEED: Feed[LiveMessage] = Feed(
+    stream="TELEMETRY",
+    durable="live-state",
+    filter_subject="plant.>",
+    decode=decode_live,
+    transient=(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
+)

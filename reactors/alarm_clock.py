@@ -20,8 +20,7 @@ from datetime import datetime
 import asyncpg
 
 from domain.application import PlantApplication
-from eventstore.executor import StoreExecutor
-from eventstore.log_tail import TRANSIENT_STORE_ERRORS
+from eventstore.executor import TRANSIENT_STORE_ERRORS, StoreExecutor
 from support.clock import utc_now
 
 log = logging.getLogger(__name__)

@@ -14,14 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
-
 from domain.application import PlantApplication
 from domain.messages import ALARM_SUBJECT, AlarmTransition, MalformedMessage
-from eventstore.executor import StoreExecutor
-from eventstore.log_tail import TRANSIENT_STORE_ERRORS
-from projections.consumer import DurableConsumer
+from eventstore.executor import TRANSIENT_STORE_ERRORS, StoreExecutor
+from projections.consumer import Feed
 from support.clock import utc_now
 
 ALARM_STREAM = "ALARMS"
@@ -54,26 +50,10 @@ def decode_transition(subject: str, data: bytes) -> AlarmTransition:
     return transition
 
 
-def alarm_consumer(
-    js: JetStreamContext,
-    recorder: AlarmRecorder,
-    *,
-    stream: str = ALARM_STREAM,
-    durable: str = "alarm-recorder",
-    start: DeliverPolicy = DeliverPolicy.ALL,
-    filter_subject: str = "plant.alarms.>",
-    batch: int = 256,
-) -> DurableConsumer[AlarmTransition]:
-    """The durable consumer that feeds ``recorder``; ``await .run()`` it."""
-    return DurableConsumer(
-        js,
-        stream,
-        durable,
-        filter_subject,
-        recorder.record,
-        decode=decode_transition,
-        transient=TRANSIENT_STORE_ERRORS,
-        batch=batch,
-        max_ack_pending=max(batch * 4, 1024),
-        start=start,
-    )
+ALARM_FEED: Feed[AlarmTransition] = Feed(
+    stream=ALARM_STREAM,
+    durable="alarm-recorder",
+    filter_subject="plant.alarms.>",
+    decode=decode_transition,
+    transient=TRANSIENT_STORE_ERRORS,
+)

@@ -30,7 +30,7 @@ Only commands for devices of the application's catalogue are touched: several
 plants (or test suites) may share one event store, each with its dispatcher.
 
 Where it resumes: its position is a tracking record of the eventsourcing
-library (:class:`~eventstore.log_tail.TrackedPosition`, named
+library (:class:`~eventstore.tracking.TrackedPosition`, named
 ``command-dispatcher`` by the runtime, in the application's ``<app>_tracking``
 table). The position only moves past a notification once its command is
 settled, so on start-up the tail replays every release whose write was
@@ -47,7 +47,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from uuid import UUID
 
@@ -66,14 +66,9 @@ from domain.messages import (
     WriteReply,
     WriteRequest,
 )
-from eventstore.executor import StoreExecutor
-from eventstore.log_tail import (
-    TRANSIENT_STORE_ERRORS,
-    PositionStore,
-    TrackedProgress,
-    event_topic,
-    originator_uuid,
-)
+from eventstore.executor import TRANSIENT_STORE_ERRORS, StoreExecutor
+from eventstore.notifications import event_topic, originator_uuid
+from eventstore.tracking import PositionStore, TrackedFollower
 from support.clock import utc_now
 
 log = logging.getLogger(__name__)
@@ -85,7 +80,7 @@ NOT_REACHABLE = "device supervisor not reachable"
 WriteValue = float | int | bool
 
 
-class CommandDispatcher:
+class CommandDispatcher(TrackedFollower):
     def __init__(
         self,
         app: PlantApplication,
@@ -99,11 +94,11 @@ class CommandDispatcher:
         max_in_flight: int = 32,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
+        super().__init__(position, "dispatcher")
         self._app = app
         self._store_executor = store_executor
         self._nats = nats
         self._position = position  # also read by a test of the tracked position
-        self._tracked = TrackedProgress(position, "dispatcher")
         self._write_timeout = write_timeout
         self._read_timeout = read_timeout
         self._retry_delay = retry_delay
@@ -114,25 +109,15 @@ class CommandDispatcher:
         self._devices = set(app.catalog.devices())
         self._queue: asyncio.Queue[tuple[int, UUID]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._dirty = asyncio.Event()
 
-    # -- the log tail's follower protocol ----------------------------------------------------
+    # -- following the log -------------------------------------------------------------------
 
-    async def load_position(self) -> int:
-        return await self._tracked.load()
-
-    async def on_notifications(self, notifications: Sequence[Notification]) -> None:
-        progress = self._tracked.progress
-        for notification in notifications:
-            if not progress.is_new(notification.id):
-                continue
-            if self._releases(notification):
-                # Held until settled; the queue is unbounded so the tail never waits on
-                # a device, and each entry is two small values.
-                progress.hold(notification.id)
-                self._queue.put_nowait((notification.id, originator_uuid(notification)))
-            progress.seen(notification.id)
-        self._dirty.set()
+    def follow(self, notification: Notification) -> None:
+        if self._releases(notification):
+            # Held until settled; the queue is unbounded so the tail never waits on
+            # a device, and each entry is two small values.
+            self._tracked.progress.hold(notification.id)
+            self._queue.put_nowait((notification.id, originator_uuid(notification)))
 
     def _releases(self, notification: Notification) -> bool:
         """Whether this event lets the command's write go (see the module's docstring)."""
@@ -151,7 +136,7 @@ class CommandDispatcher:
 
         Waits for the log tail to load this follower's position first.
         """
-        await self._tracked.wait_loaded()
+        await self._wait_loaded()
         saver = asyncio.create_task(self._save_positions())
         try:
             while True:
@@ -175,14 +160,14 @@ class CommandDispatcher:
 
     async def _save_positions(self) -> None:
         while True:
-            await self._dirty.wait()
-            self._dirty.clear()
+            await self._news.wait()
+            self._news.clear()
             try:
                 await self._tracked.save()
             except TRANSIENT_STORE_ERRORS as exc:
                 log.warning("could not save the dispatcher position: %s", exc)
                 await asyncio.sleep(self._retry_delay)
-                self._dirty.set()
+                self._news.set()
 
     async def _handle(self, notification_id: int, command_id: UUID) -> None:
         progress = self._tracked.progress
@@ -197,7 +182,7 @@ class CommandDispatcher:
                     )
                     await asyncio.sleep(self._retry_delay)
             progress.release(notification_id)
-            self._dirty.set()
+            self._news.set()
         finally:
             self._slots.release()
 

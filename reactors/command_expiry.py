@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -45,14 +45,9 @@ from eventsourcing.persistence import Notification
 from domain.application import PlantApplication
 from domain.command import ControlCommand
 from domain.errors import DomainError
-from eventstore.executor import StoreExecutor
-from eventstore.log_tail import (
-    TRANSIENT_STORE_ERRORS,
-    PositionStore,
-    TrackedProgress,
-    event_topic,
-    originator_uuid,
-)
+from eventstore.executor import TRANSIENT_STORE_ERRORS, StoreExecutor
+from eventstore.notifications import event_topic, originator_uuid
+from eventstore.tracking import PositionStore, TrackedFollower
 from support.clock import utc_now
 
 log = logging.getLogger(__name__)
@@ -82,7 +77,7 @@ class _Pending:
     notification_id: int
 
 
-class ExpirySweeper:
+class ExpirySweeper(TrackedFollower):
     def __init__(
         self,
         app: PlantApplication,
@@ -93,14 +88,13 @@ class ExpirySweeper:
         max_sleep: float = 1.0,
         retry_delay: float = 1.0,
     ) -> None:
+        super().__init__(position, "sweeper")
         self._app = app
         self._store_executor = store_executor
-        self._tracked = TrackedProgress(position, "sweeper")
         self._clock = clock
         self._max_sleep = max_sleep
         self._retry_delay = retry_delay
         self._pending: dict[UUID, _Pending] = {}
-        self._changed = asyncio.Event()
 
     @property
     def pending(self) -> frozenset[UUID]:
@@ -111,30 +105,21 @@ class ExpirySweeper:
         pending = self._pending.get(command_id)
         return None if pending is None else pending.expires_at
 
-    async def load_position(self) -> int:
-        return await self._tracked.load()
-
-    async def on_notifications(self, notifications: Sequence[Notification]) -> None:
-        progress = self._tracked.progress
-        for notification in notifications:
-            if not progress.is_new(notification.id):
-                continue
-            progress.seen(notification.id)
-            command_id = originator_uuid(notification)
-            # In log order: a critical command's Confirmed closes the challenge's window
-            # before the ApprovalRequested saved with it opens the approval's.
-            if notification.topic in WINDOW_TOPICS:
-                self._open(command_id, notification)
-            elif command_id in self._pending and self._answered(notification):
-                self._forget(command_id)
-        self._changed.set()
+    def follow(self, notification: Notification) -> None:
+        command_id = originator_uuid(notification)
+        # In log order: a critical command's Confirmed closes the challenge's window
+        # before the ApprovalRequested saved with it opens the approval's.
+        if notification.topic in WINDOW_TOPICS:
+            self._open(command_id, notification)
+        elif command_id in self._pending and self._answered(notification):
+            self._forget(command_id)
 
     async def run(self) -> None:
         """Expire overdue commands and persist the position, until cancelled.
 
         Waits for the log tail to load this follower's position first.
         """
-        await self._tracked.wait_loaded()
+        await self._wait_loaded()
         while True:
             await self._sleep_until_due()
             try:
@@ -163,7 +148,7 @@ class ExpirySweeper:
                 self._forget(command_id)
 
     async def _sleep_until_due(self) -> None:
-        self._changed.clear()
+        self._news.clear()
         if self._pending:
             earliest = min(p.expires_at for p in self._pending.values())
             delay = (earliest - self._clock()).total_seconds()
@@ -172,7 +157,7 @@ class ExpirySweeper:
         else:
             delay = self._max_sleep
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout=delay)
+            await asyncio.wait_for(self._news.wait(), timeout=delay)
 
     def _open(self, command_id: UUID, notification: Notification) -> None:
         event = self._app.mapper.to_domain_event(notification)

@@ -40,8 +40,9 @@ from domain.catalog import DeviceInfo, TagCatalog, TagLimits, ValueKind
 from domain.messages import WRITE_SUBJECT, WriteReply, WriteRequest
 from domain.operator import LoginPolicy
 from eventstore.executor import StoreExecutor
-from eventstore.log_tail import LogTail, TrackedPosition
+from eventstore.log_tail import LogTail
 from eventstore.postgres import event_store_env
+from eventstore.tracking import TrackedPosition
 from reactors.command_dispatcher import CommandDispatcher
 from reactors.command_expiry import ExpirySweeper
 from tests.support import eventually, free_port, unique

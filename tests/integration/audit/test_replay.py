@@ -46,7 +46,8 @@ from domain.operator_directory import directory_id
 from domain.plant_configuration import configuration_id
 from domain.plant_mode import Mode, plant_mode_id
 from eventstore.executor import StoreExecutor
-from eventstore.log_tail import LogTail, TrackedPosition
+from eventstore.log_tail import LogTail
+from eventstore.tracking import TrackedPosition
 from plantcore.audit_inspect import add_inspect_commands, run_inspect_command
 from plantcore.open_application import open_application
 from plantcore.settings import Settings

@@ -43,8 +43,8 @@ from eventstore.event_relay import (
     redact_credentials,
 )
 from eventstore.executor import StoreExecutor
-from eventstore.log_tail import PositionStore, TrackedPosition
 from eventstore.postgres import event_store_env
+from eventstore.tracking import PositionStore, TrackedPosition
 from plantcore import embedded
 from plantcore.streams import ensure_event_stream
 from tests.support import eventually, free_port, unique

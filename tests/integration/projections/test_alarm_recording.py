@@ -24,12 +24,13 @@ from domain.application import PlantApplication
 from domain.catalog import TagCatalog
 from domain.messages import ALARM_SUBJECT, AlarmKind, AlarmPriority, AlarmTransition
 from eventstore.executor import StoreExecutor
-from eventstore.log_tail import LogTail, TrackedPosition
+from eventstore.log_tail import LogTail
+from eventstore.tracking import TrackedPosition
 from plantcore.open_application import open_application
 from plantcore.streams import ensure_alarm_stream
 from projections.alarm_views import ACTIVE_KEY, AlarmViews, ensure_alarm_schema
 from reactors.alarm_clock import AlarmClock
-from reactors.alarm_recorder import AlarmRecorder, alarm_consumer
+from reactors.alarm_recorder import ALARM_FEED, AlarmRecorder
 from tests.support import eventually, unique
 
 pytestmark = pytest.mark.integration
@@ -63,8 +64,8 @@ async def plant(
     tail = LogTail(app, store_executor, followers=[views], poll_interval=0.05)
     device = unique("press")
     durable = unique("recorder")
-    recorder = alarm_consumer(
-        js, AlarmRecorder(app, store_executor), durable=durable,
+    recorder = ALARM_FEED.consumer(
+        js, AlarmRecorder(app, store_executor).record, durable=durable,
         filter_subject=ALARM_SUBJECT.format(device=device), start=DeliverPolicy.NEW,
     )  # fmt: skip
     await recorder.ensure()

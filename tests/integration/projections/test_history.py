@@ -18,11 +18,11 @@ from domain.messages import (
 )
 from projections.consumer import DurableConsumer
 from projections.history import (
+    HISTORY_FEED,
     TRANSIENT_ERRORS,
     HistoryPoint,
     HistoryWriter,
     decode_history,
-    history_consumer,
     query_history,
 )
 from projections.history_schema import ensure_history_schema, partition_name
@@ -71,10 +71,12 @@ async def test_telemetry_is_written_and_status_ignored(
     writer = HistoryWriter(pool, history.partitions, table=history.table)
     telemetry, status = unique("history"), unique("history")
     # NATS 2.9 takes one filter subject per consumer, so status gets its own here.
-    await consumers.start(history_consumer(js, writer, durable=telemetry, filter_subject=subject))
+    await consumers.start(
+        HISTORY_FEED.consumer(js, writer.write, durable=telemetry, filter_subject=subject)
+    )
     status_subject = f"plant.status.{device}"
     await consumers.start(
-        history_consumer(js, writer, durable=status, filter_subject=status_subject)
+        HISTORY_FEED.consumer(js, writer.write, durable=status, filter_subject=status_subject)
     )
 
     await publish(js, subject, batch(device, T0, speed=1184, running=True, torque=None).encode())
@@ -102,7 +104,9 @@ async def test_malformed_messages_are_skipped_and_do_not_block(
     subject = f"plant.telemetry.{device}"
     writer = HistoryWriter(pool, history.partitions, table=history.table)
     durable = unique("history")
-    await consumers.start(history_consumer(js, writer, durable=durable, filter_subject=subject))
+    await consumers.start(
+        HISTORY_FEED.consumer(js, writer.write, durable=durable, filter_subject=subject)
+    )
 
     wrong_schema = batch(device, T0, ghost=1).encode().replace(b'"schema":1', b'"schema":99')
     other_device = batch(unique("other"), T0, ghost=2).encode()

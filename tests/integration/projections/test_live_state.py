@@ -12,7 +12,7 @@ from nats.js import JetStreamContext
 
 from domain.messages import ConnectionState, DeviceStatus, Quality, Sample, TagValue, TelemetryBatch
 from projections.live_reader import known_devices, read_device, read_status
-from projections.live_state import LiveState, live_state_consumer
+from projections.live_state import LIVE_STATE_FEED, LiveState
 from tests.integration.projections.conftest import Consumers, wait_consumed
 from tests.support import eventually, unique
 
@@ -40,8 +40,8 @@ async def test_telemetry_and_status_land_in_redis(
     live = LiveState(redis_client)
     # NATS 2.9 takes one filter subject per consumer: one for each of the device's subjects.
     for kind in ("telemetry", "status"):
-        consumer = live_state_consumer(
-            js, live, durable=unique("live"), filter_subject=f"plant.{kind}.{device}"
+        consumer = LIVE_STATE_FEED.consumer(
+            js, live.apply, durable=unique("live"), filter_subject=f"plant.{kind}.{device}"
         )
         await consumers.start(consumer)
 
@@ -78,7 +78,9 @@ async def test_an_older_sample_never_overwrites_a_newer_one(
     subject = f"plant.telemetry.{device}"
     durable = unique("live")
     await consumers.start(
-        live_state_consumer(js, LiveState(redis_client), durable=durable, filter_subject=subject)
+        LIVE_STATE_FEED.consumer(
+            js, LiveState(redis_client).apply, durable=durable, filter_subject=subject
+        )
     )
     newer = T0 + timedelta(seconds=5)
 
@@ -112,7 +114,9 @@ async def test_malformed_messages_are_skipped_and_do_not_block(
     subject = f"plant.telemetry.{device}"
     durable = unique("live")
     await consumers.start(
-        live_state_consumer(js, LiveState(redis_client), durable=durable, filter_subject=subject)
+        LIVE_STATE_FEED.consumer(
+            js, LiveState(redis_client).apply, durable=durable, filter_subject=subject
+        )
     )
 
     await js.publish(subject, b"{not json")

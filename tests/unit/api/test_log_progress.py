@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eventstore.log_tail import Progress
+from eventstore.tracking import Progress
 from reactors.command_dispatcher import _same_value
 
 
