@@ -19,12 +19,10 @@ import asyncio
 import contextlib
 import getpass
 import logging
-import os
 import signal
 import sys
 from collections.abc import Coroutine
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from api.credentials import MIN_PASSWORD_LENGTH
@@ -39,6 +37,7 @@ from plantcore.runtime import PlantRuntime, runtime_config
 from plantcore.settings import MissingSecret, Settings, jwt_secret, secret_box
 from plantfile.catalog_builder import tag_catalog
 from plantfile.loader import PlantConfigError, load_plant_file, read_plant_file
+from support.secret_source import SecretSourceError, environment_secret
 
 log = logging.getLogger("plantcore")
 
@@ -138,10 +137,8 @@ def _interruptible(work: Coroutine[Any, Any, None]) -> int:
 
 def _new_password() -> str:
     """The new operator's password: from the environment, a file, or typed twice."""
-    if password := os.environ.get("PLANTCORE_NEW_PASSWORD"):
+    if password := environment_secret("PLANTCORE_NEW_PASSWORD"):
         return password
-    if path := os.environ.get("PLANTCORE_NEW_PASSWORD_FILE"):
-        return Path(path).read_text(encoding="utf-8").rstrip("\n")
     password = getpass.getpass("Password: ")
     if getpass.getpass("Again: ") != password:
         raise PasswordMismatch("the two passwords differ")
@@ -156,7 +153,7 @@ def _create_user(settings: Settings, args: argparse.Namespace) -> int:
     box = secret_box(settings)
     try:
         password = _new_password()
-    except (OSError, PasswordMismatch) as exc:
+    except (SecretSourceError, PasswordMismatch) as exc:
         print(f"plantcore: {exc}", file=sys.stderr)
         return 2
     if len(password) < MIN_PASSWORD_LENGTH:

@@ -1,11 +1,14 @@
 """Settings, read once from the environment (prefix ``PLANTCORE_``) by the composition root.
 
-Nothing below ``plantcore/`` reads the environment: adapters get these values
-handed in, so tests can build them with any URLs they like.
+Nothing below ``plantcore/`` reads plantcore's settings from the environment:
+adapters get these values handed in, so tests can build them with any URLs
+they like. (Drivers read a device's password, from the variable its plant-file
+block names, through :mod:`support.secret_source` when they connect.)
 
-Secrets (the JWT signing key, the key that seals TOTP secrets) come from the
-environment or from a file named in it (``…_FILE``, e.g. a Docker or systemd
-credential), never from the repository. Only the demo makes its own.
+Secrets (the JWT signing key, the key that seals TOTP secrets, the audit
+signing key) come from the environment or from a file named in it (``…_FILE``,
+e.g. a Docker or systemd credential), read by :mod:`support.secret_source`,
+never from the repository. Only the demo makes its own.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from api.secrets import SecretBox
 from audit.checkpoints import load_signing_key
 from domain.application import CommandPolicy
 from domain.operator import LoginPolicy
+from support.secret_source import SecretSourceError, read_secret
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -100,14 +104,13 @@ class MissingSecret(ValueError):
 
 
 def _secret(value: SecretStr | None, file: Path | None, name: str) -> str | None:
-    if value is not None and file is not None:
-        raise MissingSecret(f"set PLANTCORE_{name} or PLANTCORE_{name}_FILE, not both")
-    if file is not None:
-        try:
-            return file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise MissingSecret(f"PLANTCORE_{name}_FILE: {exc}") from exc
-    return value.get_secret_value() if value is not None else None
+    clear = value.get_secret_value() if value is not None else None
+    try:
+        secret = read_secret(f"PLANTCORE_{name}", clear, file)
+    except SecretSourceError as exc:
+        raise MissingSecret(str(exc)) from exc
+    # A key never holds white space: what surrounds it in a file is not part of it.
+    return None if secret is None else secret.strip()
 
 
 def jwt_secret(settings: Settings) -> str | None:

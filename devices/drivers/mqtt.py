@@ -46,7 +46,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import ssl
 import time
 from collections.abc import Sequence
@@ -69,6 +68,7 @@ from plantfile.protocols.mqtt import (
     same_value,
 )
 from plantfile.tags import RawValue, TagConfig
+from support.secret_source import SecretSourceError, environment_secret
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +304,10 @@ class MqttDriver:
         name = self._connection.password_env
         if name is None:
             return None
-        password = os.environ.get(name)
+        try:
+            password = environment_secret(name)
+        except SecretSourceError as exc:
+            raise DeviceConnectionError(self._device, f"the broker password: {exc}") from exc
         if password is None:
             raise DeviceConnectionError(
                 self._device, f"the broker password's environment variable {name} is not set"

@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,6 +63,7 @@ from devices.driver import BAD_READING, Reading, TagIndex
 from domain.messages import Quality
 from plantfile.protocols.opcua import VARIANT_TYPES, OpcUaDevice, OpcUaTag
 from plantfile.tags import FLOAT32_MAX, INTEGER_RANGES, RawValue, TagConfig
+from support.secret_source import SecretSourceError, environment_secret
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +348,10 @@ class OpcUaDriver:
         )
 
     def _password(self, username: str, variable: str) -> str:
-        password = os.environ.get(variable)
+        try:
+            password = environment_secret(variable)
+        except SecretSourceError as exc:
+            raise self._refused(f"the password of user {username}: {exc}") from exc
         if not password:
             raise self._refused(f"the password of user {username} is not in ${variable}")
         return password
