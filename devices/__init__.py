@@ -5,6 +5,8 @@ connection (a :class:`~devices.driver.Driver`, one module per protocol under
 ``devices/drivers/``), polls it at a steady cadence, scales raw values with the
 tag definitions of :mod:`plantfile.tags`, and hands telemetry batches and status
 to a ``TelemetrySink``. It also serves writes between polls on the same
-connection. Only :mod:`devices.nats_bridge` knows NATS; drivers know only their
-protocol. Plant files (YAML) are validated by :mod:`plantfile.plant`.
+connection, and evaluates alarm conditions at the source
+(:mod:`devices.alarm_evaluator`). Only :mod:`devices.nats_bridge` knows NATS;
+drivers know only their protocol. The plant file's models come from
+:mod:`plantfile`.
 """

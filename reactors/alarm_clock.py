@@ -1,4 +1,6 @@
-"""The alarms' clock: what ends by the passing of time, recorded when its time comes.
+"""Reacts to time; calls unshelve_if_due, end_alarm_chattering_if_quiet, end_alarm_flood_if_over.
+
+The alarms' clock: what ends by the passing of time, recorded when its time comes.
 
 A shelve ends at its ``until``, a chattering flag after a quiet minute and an
 area's flood when its last ten minutes hold fewer than five activations,

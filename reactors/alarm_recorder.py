@@ -1,4 +1,6 @@
-"""The alarm recorder: every transition on ``plant.alarms.>`` becomes events, exactly once.
+"""Reacts to AlarmTransition messages on plant.alarms.>; calls record_alarm_transitions.
+
+The alarm recorder: every transition on ``plant.alarms.>`` becomes events, exactly once.
 
 Supervisors evaluate alarm conditions at the source and publish each
 transition into the ALARMS stream. This durable consumer hands them, a burst

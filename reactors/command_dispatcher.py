@@ -1,4 +1,6 @@
-"""The command dispatcher: turns each released command into one write on its device.
+"""Reacts to Confirmed, Approved; calls record_dispatch, record_write_succeeded / _failed.
+
+The command dispatcher: turns each released command into one write on its device.
 
 It follows the event log (a :class:`~eventstore.log_tail.LogTail` follower).
 A command is released by the event that lets its write go: the requester's

@@ -1,4 +1,6 @@
-"""The expiry sweeper: records ``Expired`` for commands nobody answered in time.
+"""Reacts to ChallengeIssued, ApprovalRequested, their answers, time; calls expire_command.
+
+The expiry sweeper: records ``Expired`` for commands nobody answered in time.
 
 A confirmation or approval that comes too late is refused (and recorded) by
 the domain anyway; the sweeper makes sure that a command nobody answers also
