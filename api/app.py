@@ -1,5 +1,6 @@
 """The FastAPI application: ``/graphql`` (HTTP and graphql-transport-ws), ``/health``
-and ``/metrics`` (Prometheus).
+and ``/metrics`` (Prometheus), behind the bounds on what a client may send
+(:mod:`api.size_limits`).
 
 :func:`create_app` only wires routes to the :class:`~api.services.Services` it
 is given; it starts and stops nothing. The composition root owns the
@@ -9,6 +10,7 @@ connections and the background tasks (log tail, dispatcher, sweeper).
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import Awaitable
 from typing import Any
@@ -22,12 +24,22 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from api.context import make_context_getter
 from api.graphql.schema import build_schema
 from api.services import Services
+from api.size_limits import SizeLimits
 
 
 def create_app(services: Services) -> FastAPI:
     app = FastAPI(title="plantcore", docs_url=None, redoc_url=None)
-    schema = build_schema(max_depth=services.max_query_depth, max_cost=services.max_query_cost)
-    graphql: GraphQLRouter[Any, None] = GraphQLRouter(
+    app.add_middleware(
+        SizeLimits,
+        max_body_bytes=services.max_body_bytes,
+        max_message_bytes=services.max_ws_message_bytes,
+    )
+    schema = build_schema(
+        max_depth=services.max_query_depth,
+        max_cost=services.max_query_cost,
+        max_variables_bytes=services.max_variables_bytes,
+    )
+    graphql: GraphQLRouter[Any, None] = _Router(
         schema,
         context_getter=make_context_getter(services),
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
@@ -49,6 +61,18 @@ def create_app(services: Services) -> FastAPI:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+class _Router(GraphQLRouter[Any, None]):
+    def decode_json(self, data: str | bytes) -> object:
+        try:
+            return super().decode_json(data)
+        except json.JSONDecodeError:
+            raise
+        except (ValueError, RecursionError) as exc:
+            # Python reads no integer of more than 4300 digits, nor arrays nested past its
+            # recursion limit: to the API that is malformed JSON (HTTP 400, WebSocket 4400).
+            raise json.JSONDecodeError(str(exc), "", 0) from exc
 
 
 async def check_health(services: Services) -> dict[str, dict[str, str]]:

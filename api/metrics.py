@@ -1,17 +1,19 @@
 """``/metrics`` in the Prometheus text format (prometheus-client).
 
 The names seed 000 gives the core engine (``core_engine_*``) plus per-device
-figures (``plantcore_device_*``); ``docs/metrics.md`` lists each with its meaning.
+figures (``plantcore_device_*``) and the dead-lettered messages;
+``docs/metrics.md`` lists each with its meaning.
 
 Every figure is read when Prometheus scrapes, from the objects that own it
 (:class:`DeviceFigures` from the fleet, :class:`CommandFigures` from the event
-log follower), so nothing on the hot paths knows about Prometheus. Counters
+log follower, :class:`DeadLetterFigures` from the consumers' dead letters), so
+nothing on the hot paths knows about Prometheus. Counters
 start at zero with the process, which Prometheus's ``rate()`` expects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,16 +47,37 @@ class CommandFigures(Protocol):
     def mean_latency_seconds(self) -> float: ...
 
 
+class DeadLetterFigures(Protocol):
+    def counts(self) -> Mapping[tuple[str, str], int]:
+        """Messages dead-lettered, by (consumer, kind of reason)."""
+        ...
+
+
 class PlantCollector(Collector):
     def __init__(
-        self, devices: Callable[[], Iterable[DeviceFigures]], commands: CommandFigures
+        self,
+        devices: Callable[[], Iterable[DeviceFigures]],
+        commands: CommandFigures,
+        dead_letters: DeadLetterFigures,
     ) -> None:
         self._devices = devices
         self._commands = commands
+        self._dead_letters = dead_letters
 
     def collect(self) -> Iterator[Metric]:
         yield from self._command_metrics()
         yield from self._device_metrics(list(self._devices()))
+        yield self._dead_letter_metric()
+
+    def _dead_letter_metric(self) -> Metric:
+        dead_lettered = CounterMetricFamily(
+            "plantcore_dead_lettered_messages",
+            "Messages a consumer could not store, moved to the DEADLETTER stream",
+            labels=["consumer", "kind"],
+        )
+        for (consumer, kind), count in sorted(self._dead_letters.counts().items()):
+            dead_lettered.add_metric([consumer, kind], count)
+        return dead_lettered
 
     def _command_metrics(self) -> Iterator[Metric]:
         commands = self._commands

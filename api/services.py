@@ -16,8 +16,10 @@ from nats.aio.client import Client as NatsClient
 from prometheus_client import CollectorRegistry
 
 from api.credentials import TokenSettings
+from api.graphql.limits import DEFAULT_MAX_VARIABLES_BYTES
 from api.rate_limit import CommandRateCounter
 from api.secrets import SecretBox
+from api.size_limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_WS_MESSAGE_BYTES
 from domain.application import PlantApplication
 from domain.catalog import TagCatalog
 from eventstore.executor import StoreExecutor
@@ -59,6 +61,10 @@ class Services:
     # Queries deeper or costlier than these are refused before they run.
     max_query_depth: int = DEFAULT_MAX_QUERY_DEPTH
     max_query_cost: int = DEFAULT_MAX_QUERY_COST
+    # What a client may send: an HTTP body, the variables of one operation, a WebSocket message.
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_variables_bytes: int = DEFAULT_MAX_VARIABLES_BYTES
+    max_ws_message_bytes: int = DEFAULT_MAX_WS_MESSAGE_BYTES
     # How often a subscription checks that its session is still open.
     session_recheck_seconds: float = 15.0
 

@@ -62,6 +62,7 @@ from domain.messages import (
     WriteErrorKind,
     WriteReply,
     WriteRequest,
+    format_ts,
 )
 from plantfile.catalog_builder import device_catalog
 from plantfile.plant import DeviceConfig, PlantConfig
@@ -124,6 +125,8 @@ class SupervisorCounters:
     reconnects: int = 0
     writes: int = 0
     writes_refused_busy: int = 0
+    # Writes that arrived, or waited, past the deadline their dispatcher set.
+    writes_refused_late: int = 0
     alarm_transitions: int = 0
 
 
@@ -155,12 +158,15 @@ class DeviceSupervisor:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        wall_clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._config = config
         self._driver = driver
         self._sink = sink
         self._policy = policy or SupervisionPolicy()
         self._clock = clock
+        # Deadlines of writes are wall-clock times set by the dispatcher (see WriteRequest).
+        self._wall_clock = wall_clock
         self._sleep = sleep
         self._backoff = Backoff(
             self._policy.backoff_base, self._policy.backoff_cap, self._policy.jitter,
@@ -211,7 +217,7 @@ class DeviceSupervisor:
 
     async def submit_write(self, request: WriteRequest) -> WriteReply:
         """Check the request, queue it for the run loop and wait for its reply."""
-        refusal = self._check(request)
+        refusal = self._check(request) or self._late(request)
         if refusal is not None:
             return refusal
         if self._state is ConnectionState.STOPPED:
@@ -349,6 +355,10 @@ class DeviceSupervisor:
                 )
             )
             return
+        late = self._late(request)
+        if late is not None:
+            job.resolve(late)
+            return
         # Answers the submitter if the driver fails unexpectedly or the supervisor is stopped.
         reply = WriteReply.failure(
             request.tag, WriteErrorKind.OUTCOME_UNKNOWN, "write interrupted, outcome unknown"
@@ -398,6 +408,23 @@ class DeviceSupervisor:
         except InvalidWrite as exc:
             return WriteReply.failure(request.tag, _refusal_kind(exc), str(exc))
         return None
+
+    def _late(self, request: WriteRequest) -> WriteReply | None:
+        """The refusal of a write its dispatcher has given up on (past its deadline)."""
+        if request.op != "write" or not request.past_deadline(self._wall_clock()):
+            return None
+        self.counters.writes_refused_late += 1
+        assert request.deadline is not None  # past_deadline() is False without one
+        log.warning(
+            "%s: write of %s for command %s refused: its deadline %s has passed",
+            self.device_id, request.tag, request.command_id, format_ts(request.deadline),
+        )  # fmt: skip
+        return WriteReply.failure(
+            request.tag,
+            WriteErrorKind.EXPIRED,
+            f"not written: its deadline {format_ts(request.deadline)} has passed"
+            " (the dispatcher no longer waits for it)",
+        )
 
     def _refuse_queued(self, reason: str) -> None:
         while not self._writes.empty():

@@ -1,6 +1,8 @@
 """The plant's decisions: aggregates, their events and the use cases that drive them.
 
 - :mod:`domain.errors`: the one tree of errors the domain raises.
+- :mod:`domain.bounds`: how long each text a user sends may be, and what a
+  refusal keeps of it.
 - :mod:`domain.catalog`: which tags exist and what may be written to them.
 - :mod:`domain.command`: the ``ControlCommand`` aggregate (request, second
   factor, dispatch, outcome).

@@ -21,6 +21,14 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
+from domain.bounds import (
+    MAX_FULL_NAME_LENGTH,
+    MAX_SCOPE_LENGTH,
+    MAX_TEXT_LENGTH,
+    MAX_USERNAME_LENGTH,
+    check_length,
+    clipped,
+)
 from domain.errors import (
     LoginRefused,
     OperatorAccountError,
@@ -56,6 +64,8 @@ class AccessUseCases(Application[UUID]):
         at: datetime,
     ) -> UUID:
         """Register and list an operator; raises :class:`OperatorExists`."""
+        check_length("username", username, MAX_USERNAME_LENGTH)
+        check_length("full_name", full_name, MAX_FULL_NAME_LENGTH)
         at = utc(at)
         for _ in range(3):
             operator = Operator.register(
@@ -108,6 +118,7 @@ class AccessUseCases(Application[UUID]):
 
     @retry_on_conflict
     def disable_operator(self, *, username: str, reason: str, actor: str, at: datetime) -> bool:
+        check_length("reason", reason, MAX_TEXT_LENGTH)
         operator = self.get_operator(username)
         self._keep_an_admin(operator, without_roles=operator.roles)
         return self._change(operator, lambda op: op.disable(reason=reason, actor=actor, at=utc(at)))
@@ -132,6 +143,7 @@ class AccessUseCases(Application[UUID]):
 
     @retry_on_conflict
     def grant_permission(self, *, username: str, scope: str, actor: str, at: datetime) -> bool:
+        check_length("scope", scope, MAX_SCOPE_LENGTH)
         return self._change(
             self.get_operator(username),
             lambda op: op.grant_permission(scope, actor=actor, at=utc(at)),
@@ -139,6 +151,7 @@ class AccessUseCases(Application[UUID]):
 
     @retry_on_conflict
     def revoke_permission(self, *, username: str, scope: str, actor: str, at: datetime) -> bool:
+        check_length("scope", scope, MAX_SCOPE_LENGTH)
         return self._change(
             self.get_operator(username),
             lambda op: op.revoke_permission(scope, actor=actor, at=utc(at)),
@@ -170,7 +183,7 @@ class AccessUseCases(Application[UUID]):
     ) -> None:
         """Record a refusal of the permission matrix on the operator it refused."""
         operator = self.get_operator(username)
-        operator.deny(action=action, target=target, source=source, at=utc(at))
+        operator.deny(action=action, target=clipped(target), source=clipped(source), at=utc(at))
         self.save(operator)
 
     # -- logins and sessions -----------------------------------------------------------------
@@ -187,7 +200,7 @@ class AccessUseCases(Application[UUID]):
         at: datetime,
     ) -> Operator:
         """Record the attempt and open a session; raises :class:`LoginRefused` once recorded."""
-        at = utc(at)
+        at, source = utc(at), clipped(source)
         operator = self.find_operator(username)
         if operator is None:
             directory = self._directory(SYSTEM, at)
@@ -218,7 +231,10 @@ class AccessUseCases(Application[UUID]):
         """
         operator = self.get_operator(username)
         refusal = operator.check_password(
-            password_matches=password_matches, source=source, policy=self.login_policy, at=utc(at)
+            password_matches=password_matches,
+            source=clipped(source),
+            policy=self.login_policy,
+            at=utc(at),
         )
         if refusal is not None:
             self.save(operator)
@@ -243,7 +259,7 @@ class AccessUseCases(Application[UUID]):
             session_id=session_id,
             presented_hash=presented_hash,
             new_hash=new_hash,
-            source=source,
+            source=clipped(source),
             at=utc(at),
         )
         self.save(operator)
@@ -269,6 +285,7 @@ class AccessUseCases(Application[UUID]):
     def revoke_session(
         self, *, username: str, session_id: str, reason: str, actor: str, at: datetime
     ) -> bool:
+        check_length("reason", reason, MAX_TEXT_LENGTH)
         return self._change(
             self.get_operator(username),
             lambda op: op.revoke_session(session_id, reason=reason, actor=actor, at=utc(at)),
@@ -289,6 +306,7 @@ class AccessUseCases(Application[UUID]):
 
     @retry_on_conflict
     def set_plant_mode(self, *, mode: Mode, reason: str, actor: str, at: datetime) -> PlantMode:
+        check_length("reason", reason, MAX_TEXT_LENGTH)
         at = utc(at)
         plant_mode = self._find_plant_mode()
         if plant_mode is None:

@@ -6,9 +6,10 @@ A refusal that must stay on record (a rejected request, a failed or late
 confirmation) is saved first and raised afterwards.
 
 A command passes the whole safety chain here, in this order, and each refusal
-is a ``Rejected`` event with its reason: the requester's permission on the
-device (``forbidden``), the plant mode (``read_only``, ``simulation_mode``),
-the rate limit (``rate_limited``, not for emergency actions), then the tag's
+is a ``Rejected`` event with its reason: its size (``input_too_large``, see
+:mod:`domain.bounds`), the requester's permission on the device
+(``forbidden``), the plant mode (``read_only``, ``simulation_mode``), the rate
+limit (``rate_limited``, not for emergency actions), then the tag's
 own contract. Permission and mode are checked again when the write is released
 (the requester's confirmation, or the second person's approval of a critical
 tag), because either can change while a command waits.
@@ -43,6 +44,7 @@ from domain.access import AccessUseCases
 from domain.alarm import SYSTEM, Alarm, AlarmState
 from domain.alarm import alarm_id as derive_alarm_id
 from domain.alarm_flood import AlarmFlood, flood_id
+from domain.bounds import MAX_ID_LENGTH, MAX_TEXT_LENGTH, check_length, clipped, oversized_request
 from domain.catalog import TagCatalog
 from domain.command import (
     CONFIRMATION_METHOD,
@@ -60,6 +62,7 @@ from domain.errors import (
     CommandRefused,
     ConfirmationRefused,
     ConfirmationTooLate,
+    DispatchTooLate,
     Forbidden,
     InvalidWrite,
     SecondPersonRequired,
@@ -77,6 +80,9 @@ DEFAULT_CONFIRM_WINDOW = timedelta(seconds=30)
 DEFAULT_APPROVAL_WINDOW = timedelta(minutes=5)
 # Commands per minute per user (seed 000): a guard against human error, not a quota.
 DEFAULT_COMMAND_RATE_LIMIT = 5
+# A write released this long ago and still not dispatched (a crash, a database
+# outage, a restart in between) is stale: the operator no longer expects it.
+DEFAULT_DISPATCH_WINDOW = timedelta(seconds=10)
 # The longest an operator may shelve an alarm: a shelved alarm must come back on its own.
 DEFAULT_MAX_SHELVE = timedelta(hours=8)
 
@@ -108,6 +114,8 @@ class CommandPolicy:
     confirm_window: timedelta = DEFAULT_CONFIRM_WINDOW
     approval_window: timedelta = DEFAULT_APPROVAL_WINDOW
     rate_limit: int = DEFAULT_COMMAND_RATE_LIMIT
+    # A released command must be dispatched within this, or it expires unwritten.
+    dispatch_window: timedelta = DEFAULT_DISPATCH_WINDOW
 
 
 class PlantApplication(AccessUseCases):
@@ -189,6 +197,9 @@ class PlantApplication(AccessUseCases):
         """
         at = utc(at)
         operator = self.get_operator(actor)
+        oversized = oversized_request(device, tag, value)
+        if oversized is not None:
+            self._refuse_oversized_request(actor, device, tag, value, oversized, at)
         checked: float | int | bool | None = None
         contract: tuple[RejectionReason, str] | None = None
         try:
@@ -216,6 +227,22 @@ class PlantApplication(AccessUseCases):
         command.issue_challenge(expires_at=expires_at, actor=actor, at=at)
         self.save(command)
         return CommandTicket(command.id, CONFIRMATION_METHOD, expires_at)
+
+    def _refuse_oversized_request(
+        self, actor: str, device: str, tag: str, value: object, detail: str, at: datetime
+    ) -> NoReturn:
+        """Record a request too large to decide on as rejected, cut to size (ADR 0002, 0022)."""
+        command = ControlCommand.request(
+            device=clipped(device, MAX_ID_LENGTH),
+            tag=clipped(tag, MAX_ID_LENGTH),
+            value=value,
+            actor=actor,
+            at=at,
+        )
+        reason = RejectionReason.INPUT_TOO_LARGE
+        command.reject(reason=reason, detail=detail, actor=actor, at=at)
+        self.save(command)
+        raise CommandRefused(command.id, reason, detail)
 
     @retry_on_conflict
     def confirm_command(
@@ -264,6 +291,7 @@ class PlantApplication(AccessUseCases):
         self, *, actor: str, command_id: UUID, reason: str, at: datetime
     ) -> ControlCommand:
         """The second person refuses a critical write: it ends without being written."""
+        check_length("reason", reason, MAX_TEXT_LENGTH)
         at = utc(at)
         command = self._command_to_approve(command_id, actor, at)
         self._answering_operator(command, actor, Action.APPROVE_COMMAND, at)
@@ -288,10 +316,53 @@ class PlantApplication(AccessUseCases):
         return self._expire_if_overdue(self.get_command(command_id), actor, at)
 
     @retry_on_conflict
-    def record_dispatch(self, command_id: UUID, at: datetime, actor: str = "dispatcher") -> None:
+    def record_dispatch(
+        self, command_id: UUID, at: datetime, actor: str = "dispatcher"
+    ) -> ControlCommand:
+        """Record that the command's write leaves now, if it still may; the command to write.
+
+        The write is only sent once this has returned: every reason not to send it
+        is decided here, on the command as stored now, not as the dispatcher
+        loaded it. Raises:
+
+        - :class:`~domain.errors.InvalidTransition` or
+          :class:`~domain.errors.CommandClosed` when it is no longer released
+          (cancelled, rejected, or dispatched by another dispatcher since);
+        - :class:`~domain.errors.DispatchTooLate`, recorded as ``Expired``
+          (``not_dispatched``), when it was released longer than the dispatch
+          window ago (a crash, a database outage or a restart in between);
+        - :class:`~domain.errors.CommandRefused`, recorded as ``Rejected``, when
+          the plant mode, or the permission of whoever released it, no longer
+          allows the write.
+        """
+        at = utc(at)
         command = self.get_command(command_id)
-        command.dispatch(actor=actor, at=utc(at))
+        command.check_dispatchable()
+        window = self.command_policy.dispatch_window
+        if command.is_stale(at, window):
+            command.expire_undispatched(dispatch_window=window, actor=actor, at=at)
+            self.save(command)
+            raise DispatchTooLate(command.id, window)
+        refusal = self._dispatch_refusal(command)
+        if refusal is not None:
+            reason, detail = refusal
+            command.reject(reason=reason, detail=detail, actor=actor, at=at)
+            self.save(command)
+            raise CommandRefused(command.id, reason, detail)
+        command.dispatch(actor=actor, at=at)
         self.save(command)
+        return command
+
+    def _dispatch_refusal(self, command: ControlCommand) -> tuple[RejectionReason, str] | None:
+        """Why the plant refuses this released write now: its mode, or a signer's permission."""
+        requester = self.get_operator(command.requested_by)
+        refusal = self._policy_refusal(
+            requester, command.device, Action.REQUEST_COMMAND, command.emergency
+        )
+        if refusal is None and command.approved_by is not None:
+            approver = self.get_operator(command.approved_by)
+            refusal = self._policy_refusal(approver, command.device, Action.APPROVE_COMMAND)
+        return refusal
 
     @retry_on_conflict
     def record_write_succeeded(
@@ -470,6 +541,7 @@ class PlantApplication(AccessUseCases):
 
     @retry_on_conflict
     def acknowledge_alarm(self, *, alarm_id: UUID, actor: str, comment: str, at: datetime) -> Alarm:
+        check_length("comment", comment, MAX_TEXT_LENGTH)
         return self._act_on_alarm(
             alarm_id, at, lambda alarm, now: alarm.acknowledge(actor=actor, comment=comment, at=now)
         )
@@ -479,6 +551,7 @@ class PlantApplication(AccessUseCases):
         self, *, alarm_id: UUID, actor: str, reason: str, duration: timedelta, at: datetime
     ) -> Alarm:
         """Hide the alarm for ``duration``, at most ``max_shelve``; it returns by itself."""
+        check_length("reason", reason, MAX_TEXT_LENGTH)
         longest = self.max_shelve
         return self._act_on_alarm(
             alarm_id,
@@ -508,6 +581,7 @@ class PlantApplication(AccessUseCases):
     def remove_alarm_from_service(
         self, *, alarm_id: UUID, actor: str, reason: str, at: datetime
     ) -> Alarm:
+        check_length("reason", reason, MAX_TEXT_LENGTH)
         return self._act_on_alarm(
             alarm_id,
             at,

@@ -40,12 +40,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.bounds import fits_int64, recorded_repr
 from domain.errors import (
     CommandClosed,
     ConfirmationTooLate,
@@ -67,8 +68,6 @@ MAX_CONFIRMATION_ATTEMPTS = 3
 CONFIRMATION_METHOD = "totp"
 # How an emergency action is confirmed: it is not, beyond the login.
 EMERGENCY_METHOD = "none"
-# A garbage value is kept for the record, but not at any size.
-_MAX_RECORDED_REPR = 200
 
 
 class CommandStatus(StrEnum):
@@ -127,6 +126,8 @@ class RejectionReason(StrEnum):
     READ_ONLY = "read_only"
     SIMULATION_MODE = "simulation_mode"
     RATE_LIMITED = "rate_limited"
+    # A device or tag id, or a value, larger than the plant records (domain.bounds).
+    INPUT_TOO_LARGE = "input_too_large"
 
 
 # The reason recorded for each refusal of the catalogue (the API uses the same codes).
@@ -150,19 +151,42 @@ def recordable(value: object) -> RecordedValue:
     """The requested value as it can be stored, so that even a rejected one is on record.
 
     JSON numbers and booleans are kept as they are; anything else (strings,
-    ``None``, NaN, infinities, objects) is kept as its ``repr``, which also
-    tells the string ``"1500"`` apart from the number ``1500``.
+    ``None``, NaN, infinities, integers beyond 64 bits, objects) is kept as
+    its clipped ``repr``, which also tells the string ``"1500"`` apart from
+    the number ``1500``.
     """
     if isinstance(value, bool):
         return value
-    if isinstance(value, int):
+    if isinstance(value, int) and fits_int64(value):
         return int(value)
     if isinstance(value, float) and math.isfinite(value):
         return float(value)
-    return repr(value)[:_MAX_RECORDED_REPR]
+    return recorded_repr(value)
+
+
+class ExpiryReason(StrEnum):
+    """Why a command expired (``Expired.reason``)."""
+
+    # Nobody confirmed or approved it within its window.
+    UNANSWERED = "unanswered"
+    # Released, but not dispatched within the dispatch window (a crash, a database
+    # outage or a restart in between): written late, it would surprise its operator.
+    NOT_DISPATCHED = "not_dispatched"
 
 
 class ControlCommand(Aggregate):
+    class Expired(Aggregate.Event):
+        reason: str
+        actor: str
+        at: datetime
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # v1 had one kind of expiry: a window nobody answered.
+            state["reason"] = ExpiryReason.UNANSWERED.value
+
     class Confirmed(Aggregate.Event):
         method: str
         meaning: str
@@ -197,6 +221,7 @@ class ControlCommand(Aggregate):
         self._requested_by = actor
         self._status = CommandStatus.REQUESTED
         self._expires_at: datetime | None = None
+        self._released_at: datetime | None = None
         self._failures = 0
         self._read_back: float | int | bool | None = None
         self._reason: str | None = None
@@ -257,7 +282,7 @@ class ControlCommand(Aggregate):
 
     @property
     def reason(self) -> str | None:
-        """The last rejection, confirmation failure or write failure reason."""
+        """The last rejection, confirmation failure, expiry or write failure reason."""
         return self._reason
 
     @property
@@ -381,7 +406,7 @@ class ControlCommand(Aggregate):
         # Expiry is a fact about the clock, so only a closed window may be recorded as one.
         if not self.is_overdue(at):
             raise InvalidTransition(self.id, self._status, "expire")
-        self._expired(actor=actor, at=at)
+        self._expired(reason=ExpiryReason.UNANSWERED.value, actor=actor, at=at)
 
     def check_cancellable(self, actor: str) -> None:
         """Raise unless ``actor`` may cancel now: before the write is dispatched."""
@@ -396,8 +421,27 @@ class ControlCommand(Aggregate):
             raise ConfirmationTooLate(self.id)
         self._cancelled(actor=actor, at=at)
 
-    def dispatch(self, *, actor: str, at: datetime) -> None:
+    def check_dispatchable(self) -> None:
+        """Raise unless the write may leave now: released, and not yet dispatched or ended."""
         self._require(CommandStatus.CONFIRMED, "dispatch")
+
+    def is_stale(self, at: datetime, dispatch_window: timedelta) -> bool:
+        """Released longer than ``dispatch_window`` before ``at`` and still not dispatched."""
+        return (
+            self._status is CommandStatus.CONFIRMED
+            and self._released_at is not None
+            and at > self._released_at + dispatch_window
+        )
+
+    def expire_undispatched(self, *, dispatch_window: timedelta, actor: str, at: datetime) -> None:
+        """Record that the released write is too old to go out; it never will."""
+        self.check_dispatchable()
+        if not self.is_stale(at, dispatch_window):
+            raise InvalidTransition(self.id, self._status, "expire")
+        self._expired(reason=ExpiryReason.NOT_DISPATCHED.value, actor=actor, at=at)
+
+    def dispatch(self, *, actor: str, at: datetime) -> None:
+        self.check_dispatchable()
         self._write_dispatched(actor=actor, at=at)
 
     def write_succeeded(
@@ -460,6 +504,8 @@ class ControlCommand(Aggregate):
     ) -> None:
         self._status = CommandStatus.CONFIRMED
         self._emergency = emergency
+        # A critical tag's request is followed by ApprovalRequested: released only later.
+        self._released_at = at
 
     @event("ApprovalRequested")
     def _approval_requested(self, *, expires_at: datetime, actor: str, at: datetime) -> None:
@@ -472,6 +518,7 @@ class ControlCommand(Aggregate):
     ) -> None:
         self._status = CommandStatus.CONFIRMED
         self._approved_by = actor
+        self._released_at = at
 
     @event("ApprovalRefused")
     def _approval_refused(self, *, reason: str, actor: str, at: datetime) -> None:
@@ -491,9 +538,10 @@ class ControlCommand(Aggregate):
         if final:
             self._status = CommandStatus.CONFIRMATION_FAILED
 
-    @event("Expired")
-    def _expired(self, *, actor: str, at: datetime) -> None:
+    @event(Expired)
+    def _expired(self, *, reason: str, actor: str, at: datetime) -> None:
         self._status = CommandStatus.EXPIRED
+        self._reason = reason
 
     @event("Cancelled")
     def _cancelled(self, *, actor: str, at: datetime) -> None:

@@ -12,6 +12,7 @@
     ├── CommandNotFound               command_id
     ├── CommandClosed                 command_id, status (the command already ended)
     ├── ConfirmationTooLate           command_id (raised after ``Expired`` was recorded)
+    ├── DispatchTooLate               command_id (after ``Expired``: not dispatched in time)
     ├── NotRequester                  command_id, actor
     ├── CommandRefused                command_id, reason, detail (after Requested + Rejected)
     ├── ConfirmationRefused           command_id, reason, attempts_left (after ConfirmationFailed)
@@ -27,6 +28,7 @@
     ├── SessionInvalid                reason (ended, expired, invalid; reuse ends the family)
     ├── OperatorAccountError          username, code, detail (disable yourself, last admin, …)
     ├── ModeReasonRequired            (a plant mode change without a reason)
+    ├── InputTooLarge                 field, length, limit (a text over its bound, domain.bounds)
     ├── AlarmNotFound                 alarm_id
     └── AlarmActionRefused            alarm_id, state, action, code, detail
         ├── NothingToAcknowledge      (normal, or already acknowledged)
@@ -50,7 +52,7 @@ Statuses and reasons are carried as plain strings (the values of the domain's
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 
@@ -122,6 +124,17 @@ class CommandClosed(DomainError):
 class ConfirmationTooLate(DomainError):
     def __init__(self, command_id: UUID) -> None:
         super().__init__(f"command {command_id} expired before it was confirmed")
+        self.command_id = command_id
+
+
+class DispatchTooLate(DomainError):
+    """A released write not dispatched within the dispatch window: recorded as expired."""
+
+    def __init__(self, command_id: UUID, window: timedelta) -> None:
+        super().__init__(
+            f"command {command_id} was not dispatched within {window.total_seconds():g} s"
+            " of its release: expired, not written"
+        )
         self.command_id = command_id
 
 
@@ -245,6 +258,16 @@ class OperatorAccountError(DomainError):
 class ModeReasonRequired(DomainError):
     def __init__(self) -> None:
         super().__init__("changing the plant mode needs a reason")
+
+
+class InputTooLarge(DomainError):
+    """A text longer than the plant records (:mod:`domain.bounds`); nothing was recorded."""
+
+    def __init__(self, field: str, length: int, limit: int) -> None:
+        super().__init__(f"{field} has {length} characters, more than {limit}")
+        self.field = field
+        self.length = length
+        self.limit = limit
 
 
 class AlarmNotFound(DomainError):

@@ -4,7 +4,7 @@ Every payload on NATS is JSON with a ``schema`` version. Encoding and decoding
 are pure functions here so that every side of a subject agrees on one shape and
 each can be tested without a server. ``decode_*`` raises :class:`MalformedMessage`
 with the reason when a payload does not match; callers log it and move on (a
-projection acks and drops it, a supervisor replies with an error).
+projection moves it to the dead-letter stream, a supervisor replies with an error).
 
 Subjects (documented in ``docs/nats.md``):
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -34,6 +34,11 @@ WRITE_SUBJECT = "plant.write.{device}"
 ALARM_SUBJECT = "plant.alarms.{device}"
 
 TagValue = float | int | bool | None
+
+# How far the clocks of the dispatcher's host and a supervisor's host may differ
+# (keep them in step with NTP): a write's deadline is set this long before the
+# dispatcher stops waiting, so a late write is refused even by a clock behind.
+DEFAULT_WRITE_CLOCK_SKEW = timedelta(seconds=1)
 
 
 class MalformedMessage(ValueError):
@@ -65,7 +70,8 @@ class WriteErrorKind(StrEnum):
     # mid-write, or the read-back failed): only reading the tag tells.
     OUTCOME_UNKNOWN = "outcome_unknown"
     BUSY = "busy"
-    # The write waited in the device's queue past its expiry and was not written.
+    # The write arrived, or waited in the device's queue, past its deadline or its
+    # expiry and was not written.
     EXPIRED = "expired"
 
 
@@ -209,9 +215,19 @@ class WriteRequest:
 
     ``op`` is ``write`` (write ``value``, then read it back) or ``read`` (only
     read back: how the dispatcher settles a write whose outcome it lost).
-    ``expires_in_ms``, counted from the supervisor's receipt, bounds how long a
-    write may wait in the device's queue: a write the dispatcher has stopped
-    waiting for must never reach the PLC later.
+
+    A write the dispatcher has stopped waiting for must never reach the PLC
+    later, however long it was held up on the way. Two bounds say so:
+
+    - ``deadline``: a wall-clock time (UTC) from which a supervisor refuses the
+      write. The dispatcher sets it to when it stops waiting for the reply,
+      less the clock skew it allows between its host and the supervisor's
+      (:data:`DEFAULT_WRITE_CLOCK_SKEW`). So a request held back by a NATS
+      outage (nats-py keeps what it publishes while reconnecting and sends it
+      once the server is back) is refused, not written, even by a supervisor
+      whose clock runs behind by up to that skew.
+    - ``expires_in_ms``, counted from the supervisor's receipt: how long the
+      write may wait in the device's queue, whatever the clocks say.
     """
 
     tag: str
@@ -219,6 +235,11 @@ class WriteRequest:
     op: str = "write"
     value: float | int | bool | None = None
     expires_in_ms: int | None = None
+    deadline: datetime | None = None
+
+    def past_deadline(self, now: datetime) -> bool:
+        """Whether a supervisor whose clock reads ``now`` must refuse this write."""
+        return self.deadline is not None and now >= self.deadline
 
     def encode(self) -> bytes:
         return _dump(
@@ -229,6 +250,7 @@ class WriteRequest:
                 "command_id": self.command_id,
                 "value": self.value,
                 "expires_in_ms": self.expires_in_ms,
+                "deadline": None if self.deadline is None else format_ts(self.deadline),
             }
         )
 
@@ -249,12 +271,14 @@ class WriteRequest:
             isinstance(expires, bool) or not isinstance(expires, int) or expires <= 0
         ):
             raise MalformedMessage(f"expires_in_ms must be a positive integer: {expires!r}")
+        deadline = obj.get("deadline")
         return cls(
             tag=_require_str(obj, "tag"),
             command_id=_optional_str(obj, "command_id"),
             op=op,
             value=value,
             expires_in_ms=expires,
+            deadline=None if deadline is None else parse_ts(deadline),
         )
 
 

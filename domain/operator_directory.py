@@ -14,6 +14,8 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.bounds import clipped
+
 DIRECTORY_NAMESPACE = UUID("0b6d2f5e-8c9a-4d3b-b1f7-5e2a9c4d7a10")
 
 
@@ -39,8 +41,8 @@ class OperatorDirectory(Aggregate):
         self._operator_listed(username=username, actor=actor, at=at)
 
     def record_unknown_login(self, username: str, *, source: str, at: datetime) -> None:
-        # The name tried is kept as given (bounded), so an auditor sees what was attempted.
-        self._unknown_login_failed(username=username[:200], source=source, actor="system", at=at)
+        # The name tried is kept as given (cut to size), so an auditor sees what was attempted.
+        self._unknown_login_failed(username=clipped(username), source=source, actor="system", at=at)
 
     @event("OperatorListed")
     def _operator_listed(self, *, username: str, actor: str, at: datetime) -> None:

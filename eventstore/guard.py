@@ -30,17 +30,20 @@ END
 $$
 """
 
-_ROW_TRIGGER = """
-CREATE OR REPLACE TRIGGER plantcore_append_only_rows
-BEFORE UPDATE OR DELETE ON {table}
-FOR EACH ROW EXECUTE FUNCTION {function}()
+ROW_TRIGGER = "plantcore_append_only_rows"
+# TRUNCATE never fires row triggers, so it needs its own statement-level one.
+TRUNCATE_TRIGGER = "plantcore_append_only_truncate"
+
+_ROW_TRIGGER = f"""
+CREATE OR REPLACE TRIGGER {ROW_TRIGGER}
+BEFORE UPDATE OR DELETE ON {{table}}
+FOR EACH ROW EXECUTE FUNCTION {{function}}()
 """
 
-# TRUNCATE never fires row triggers, so it needs its own statement-level one.
-_TRUNCATE_TRIGGER = """
-CREATE OR REPLACE TRIGGER plantcore_append_only_truncate
-BEFORE TRUNCATE ON {table}
-FOR EACH STATEMENT EXECUTE FUNCTION {function}()
+_TRUNCATE_TRIGGER = f"""
+CREATE OR REPLACE TRIGGER {TRUNCATE_TRIGGER}
+BEFORE TRUNCATE ON {{table}}
+FOR EACH STATEMENT EXECUTE FUNCTION {{function}}()
 """
 
 _REVOKE = "REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM PUBLIC"

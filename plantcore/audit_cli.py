@@ -11,6 +11,9 @@
   0600); prints the public key for auditors.
 - ``plantcore audit checkpoint``: sign the chain head now (or ``--every``
   SECONDS), to the checkpoint file and NATS ``plant.audit.checkpoints``.
+- ``plantcore audit signer``: the checkpoint signer as a process of its own,
+  every ``PLANTCORE_AUDIT_CHECKPOINT_SECONDS`` until stopped, so that the key
+  stays away from the runtime (and its database role need only read).
 - ``plantcore audit replay`` and ``plantcore audit timeline``: see
   :mod:`plantcore.audit_inspect`.
 
@@ -93,11 +96,18 @@ def add_audit_commands(subparsers: Any) -> None:
     keygen.add_argument("--out", type=Path, required=True, help="the private key file to create")
 
     checkpoint = commands.add_parser("checkpoint", help="sign the chain head now")
-    checkpoint.add_argument("--signing-key", type=Path, help="the private key file")
-    checkpoint.add_argument("--out", type=Path, help="the checkpoint file to append to")
     checkpoint.add_argument("--every", type=float, help="keep signing every SECONDS")
-    checkpoint.add_argument("--no-nats", action="store_true", help="do not publish on NATS")
-    checkpoint.add_argument("--table", default=EVENTS_TABLE, help=argparse.SUPPRESS)
+    signer = commands.add_parser(
+        "signer", help="sign the chain head whenever it moved, as a process of its own"
+    )
+    signer.add_argument(
+        "--every", type=float, help="seconds between checkpoints (or the settings')"
+    )
+    for signing in (checkpoint, signer):
+        signing.add_argument("--signing-key", type=Path, help="the private key file")
+        signing.add_argument("--out", type=Path, help="the checkpoint file to append to")
+        signing.add_argument("--no-nats", action="store_true", help="do not publish on NATS")
+        signing.add_argument("--table", default=EVENTS_TABLE, help=argparse.SUPPRESS)
 
     add_inspect_commands(commands)  # replay and timeline
 
@@ -110,6 +120,7 @@ def run_audit(args: argparse.Namespace) -> int:
         "export": _export,
         "keygen": _keygen,
         "checkpoint": _checkpoint,
+        "signer": _signer,
     }
     try:
         return commands[args.audit_command](args)
@@ -317,16 +328,30 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _checkpoint(args: argparse.Namespace) -> int:
+    return _sign(args, _settings(), every=args.every)
+
+
+def _signer(args: argparse.Namespace) -> int:
     settings = _settings()
+    every = args.every if args.every is not None else settings.audit_checkpoint_seconds
+    return _sign(args, settings, every=every)
+
+
+def _sign(args: argparse.Namespace, settings: Settings, *, every: float | None) -> int:
     key = _signing_key(settings, args.signing_key)
     if key is None:
         raise UsageError("set PLANTCORE_AUDIT_SIGNING_KEY_FILE or pass --signing-key")
     path = args.out or settings.audit_checkpoint_file
     if path is None and args.no_nats:
         raise UsageError("nowhere to write: pass --out, or publish on NATS")
-    every = args.every
     if every is not None and every <= 0:
         raise UsageError("--every needs a positive number of seconds")
+    if every is not None:
+        print(
+            f"plantcore audit: signing the chain head every {every:g} s with key {key_id(key)}",
+            file=sys.stderr,
+            flush=True,
+        )
     return asyncio.run(
         _checkpoints_to(settings, args.table, key, path, nats=not args.no_nats, every=every)
     )
@@ -345,8 +370,11 @@ async def _checkpoints_to(
 
     client = None
     if nats:
+        # Signing on and on, it outlives any NATS outage; a single checkpoint gives up soon.
         client = await nats_client.connect(
-            settings.nats_url, connect_timeout=5, max_reconnect_attempts=3
+            settings.nats_url,
+            connect_timeout=5,
+            max_reconnect_attempts=3 if every is None else -1,
         )
     try:
         js = None if client is None else client.jetstream()

@@ -1,7 +1,10 @@
 """``plantcore``: run the plant core, the demo, and administrative commands.
 
 - ``plantcore run``: supervisors, projections, dispatcher and API for the plant
-  file, against the services of the settings.
+  file, against the services of the settings. It refuses to connect to
+  PostgreSQL as a role that may alter the event log, unless ``--allow-owner``.
+- ``plantcore db init``: the roles, tables and privileges of the plant's
+  database, made or repaired by an administrator (see :mod:`plantcore.db_init`).
 - ``plantcore demo``: the same, plus the Modbus simulator, embedded services
   where none answer, and a demo operator whose credentials it prints.
 - ``plantcore users create``: register an operator (the first admin, say)
@@ -9,7 +12,8 @@
   comes from ``PLANTCORE_NEW_PASSWORD``, the file ``PLANTCORE_NEW_PASSWORD_FILE``
   or the prompt; there is no default.
 - ``plantcore secrets-key``: print a new key for ``PLANTCORE_SECRETS_KEY``.
-- ``plantcore audit``: verify, export and sign the event log (see :mod:`plantcore.audit_cli`).
+- ``plantcore audit``: verify, export and sign the event log, and run the
+  checkpoint signer (see :mod:`plantcore.audit_cli`).
 """
 
 from __future__ import annotations
@@ -25,13 +29,18 @@ from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
 
+import psycopg
+
 from api.credentials import MIN_PASSWORD_LENGTH
 from api.secrets import generate_key
 from domain.errors import DomainError, OperatorExists
 from domain.permissions import Role
+from eventstore.roles import PlantRoles, role_url
 from plantcore.audit_cli import add_audit_commands, run_audit
+from plantcore.database_role import DatabaseNotInitialised, RunsAsOwner
+from plantcore.db_init import AdminRequired, initialise_database
 from plantcore.demo import run_demo
-from plantcore.open_application import open_application
+from plantcore.open_application import EventStoreNotPrepared, open_application
 from plantcore.operators import create_operator
 from plantcore.runtime import PlantRuntime, runtime_config
 from plantcore.settings import MissingSecret, Settings, jwt_secret, secret_box
@@ -45,7 +54,25 @@ log = logging.getLogger("plantcore")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="plantcore", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="run the plant core for the plant file")
+    run = commands.add_parser("run", help="run the plant core for the plant file")
+    run.add_argument(
+        "--allow-owner",
+        action="store_true",
+        help="connect to PostgreSQL even as a superuser or the tables' owner (not in production)",
+    )
+    db = commands.add_parser("db", help="the plant's database").add_subparsers(
+        dest="db_command", required=True
+    )
+    init = db.add_parser(
+        "init", help="create or repair the database roles, tables and privileges (idempotent)"
+    )
+    init.add_argument(
+        "--admin-url", help="a superuser's URL of the plant's database (PLANTCORE_DB_ADMIN_URL)"
+    )
+    init.add_argument(
+        "--role-prefix",
+        help="the roles are <prefix>_owner, _runtime and _auditor (PLANTCORE_DB_ROLE_PREFIX)",
+    )
     commands.add_parser("demo", help="plant-in-a-box: simulator, plant core, demo operator")
     users = commands.add_parser("users", help="operators").add_subparsers(
         dest="users_command", required=True
@@ -83,19 +110,57 @@ def main(argv: list[str] | None = None) -> int:
     # Protocol stacks narrate every session and request at INFO: their warnings suffice.
     for chatty in ("asyncua", "pymodbus", "snap7", "pycomm3"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    settings = Settings()
     try:
-        if args.command == "run":
-            return _run(settings)
-        if args.command == "demo":
-            return _interruptible(run_demo(settings))
-        return _create_user(settings, args)
-    except (PlantConfigError, MissingSecret) as exc:
+        return _command(Settings(), args)
+    except (
+        PlantConfigError,
+        MissingSecret,
+        RunsAsOwner,
+        AdminRequired,
+        DatabaseNotInitialised,
+        EventStoreNotPrepared,
+    ) as exc:
         print(f"plantcore: {exc}", file=sys.stderr)
         return 2
 
 
-def _run(settings: Settings) -> int:
+def _command(settings: Settings, args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _run(settings, allow_owner=args.allow_owner)
+    if args.command == "demo":
+        return _interruptible(run_demo(settings))
+    if args.command == "db":
+        return _db_init(settings, args)
+    return _create_user(settings, args)
+
+
+def _db_init(settings: Settings, args: argparse.Namespace) -> int:
+    admin_url = args.admin_url or settings.db_admin_url
+    if not admin_url:
+        print("plantcore: db init needs --admin-url or PLANTCORE_DB_ADMIN_URL", file=sys.stderr)
+        return 2
+    try:
+        roles = PlantRoles.named(args.role_prefix or settings.db_role_prefix)
+        passwords = {
+            role: password
+            for role, variable in (
+                (roles.runtime, "PLANTCORE_DB_RUNTIME_PASSWORD"),
+                (roles.auditor, "PLANTCORE_DB_AUDITOR_PASSWORD"),
+            )
+            if (password := environment_secret(variable))
+        }
+        asyncio.run(initialise_database(admin_url, roles, passwords))
+    except (ValueError, psycopg.OperationalError, OSError) as exc:
+        print(f"plantcore: {exc}", file=sys.stderr)
+        return 2
+    # The URLs without their passwords: this goes to a terminal or a log.
+    print(f"database ready; {roles.owner} owns its tables")
+    print(f"runtime: {role_url(admin_url, roles.runtime)}")
+    print(f"auditor: {role_url(admin_url, roles.auditor)}")
+    return 0
+
+
+def _run(settings: Settings, *, allow_owner: bool) -> int:
     if jwt_secret(settings) is None:
         print(
             "plantcore: set PLANTCORE_JWT_SECRET or PLANTCORE_JWT_SECRET_FILE (at least 32 bytes)",
@@ -106,7 +171,11 @@ def _run(settings: Settings) -> int:
     for problem in loaded.problems:
         log.error("%s; that device is not started", problem)
     config = runtime_config(settings, plant=loaded.plant, plant_file=settings.plant_file)
-    config = replace(config, plant_problems=tuple(str(problem) for problem in loaded.problems))
+    config = replace(
+        config,
+        plant_problems=tuple(str(problem) for problem in loaded.problems),
+        allow_owner=allow_owner,
+    )
     return _interruptible(PlantRuntime(config).run())
 
 

@@ -5,6 +5,10 @@ each from a simulator of its protocol (:mod:`plantcore.simulation`); the demo
 adds the embedded services where none answer, an operator to log in with, and
 (unless ``PLANTCORE_SECRETS_KEY`` is set) a secrets key of its own in the state
 directory.
+
+Like a real deployment, it runs ``plantcore db init`` on its database (with
+``PLANTCORE_DB_ADMIN_URL``, or the superuser it found or started) and then the
+plant core as the runtime role; the banner's audit command uses the auditor role.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import contextlib
 import logging
 from dataclasses import replace
 
+from eventstore.roles import PlantRoles
+from plantcore.db_init import initialise_database
 from plantcore.embedded import free_port, services
 from plantcore.operators import (
     DEMO_AUDIT_PUBLIC_KEY,
@@ -41,10 +47,13 @@ async def run_demo(settings: Settings) -> None:
         else demo_secrets_key(settings.state_dir)
     )
     with services(settings.state_dir) as urls:
+        database = await initialise_database(
+            settings.db_admin_url or urls.database_url, PlantRoles.named(settings.db_role_prefix)
+        )
         config = runtime_config(
             settings,
             plant=loaded.plant,
-            database_url=urls.database_url,
+            database_url=database.runtime_url,
             nats_url=urls.nats_url,
             redis_url=urls.redis_url,
             http_port=http_port,
@@ -61,7 +70,7 @@ async def run_demo(settings: Settings) -> None:
                 runtime.api_url,
                 credentials,
                 list(runtime.simulations.lines.values()),
-                audit_verify_command(settings, urls.database_url),
+                audit_verify_command(settings, database.auditor_url),
             )
 
         with contextlib.suppress(KeyboardInterrupt):

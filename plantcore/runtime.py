@@ -16,7 +16,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
@@ -31,21 +31,24 @@ from nats.js.api import DeliverPolicy
 
 from api.app import create_app
 from api.credentials import TokenSettings
+from api.graphql.limits import DEFAULT_MAX_VARIABLES_BYTES
 from api.metrics import DeviceFigures, PlantCollector, plant_registry
 from api.rate_limit import CommandRateCounter
 from api.secrets import SecretBox
 from api.services import DEFAULT_MAX_QUERY_COST, DEFAULT_MAX_QUERY_DEPTH, Services
+from api.size_limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_WS_MESSAGE_BYTES
 from audit.checkpoints import CheckpointWriter, run_checkpoints
 from devices.fleet import Fleet
 from devices.nats_bridge import NatsTelemetrySink, serve_writes
 from devices.supervisor import SupervisorCounters
 from domain.application import CommandPolicy, PlantApplication
-from domain.messages import ConnectionState
+from domain.messages import DEFAULT_WRITE_CLOCK_SKEW, ConnectionState
 from domain.operator import LoginPolicy
 from eventstore.event_relay import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX, EventRelay
 from eventstore.executor import StoreExecutor
 from eventstore.log_tail import Follower, LogTail
 from eventstore.tracking import TrackedPosition
+from plantcore.database_role import check_runtime_role
 from plantcore.open_application import EVENTS_TABLE, open_application
 from plantcore.reload import watch_plant_file
 from plantcore.settings import (
@@ -61,6 +64,7 @@ from plantcore.simulation import Simulations
 from plantcore.streams import (
     ensure_alarm_stream,
     ensure_audit_stream,
+    ensure_deadletter_stream,
     ensure_event_stream,
     ensure_telemetry_stream,
 )
@@ -69,8 +73,9 @@ from plantfile.loader import PlantConfigError
 from plantfile.plant import PlantConfig
 from projections.alarm_views import AlarmViews, ensure_alarm_schema
 from projections.command_metrics import CommandMetrics
+from projections.dead_letter import DeadLetters
 from projections.history import HISTORY_FEED, HistoryWriter
-from projections.history_schema import ensure_history_schema
+from projections.history_schema import ensure_history_schema, open_history
 from projections.live_state import LIVE_STATE_FEED, LiveState
 from reactors.alarm_clock import AlarmClock
 from reactors.alarm_recorder import ALARM_FEED, AlarmRecorder
@@ -110,9 +115,14 @@ class RuntimeConfig:
     projections_start: ProjectionsStart = "retained"
     # The command chain's windows and rate limit, and the login lockout.
     command_policy: CommandPolicy = field(default_factory=CommandPolicy)
+    # The clock skew a write's deadline allows between this host and a supervisor's.
+    write_clock_skew: timedelta = DEFAULT_WRITE_CLOCK_SKEW
     login_policy: LoginPolicy = field(default_factory=LoginPolicy)
     max_query_depth: int = DEFAULT_MAX_QUERY_DEPTH
     max_query_cost: int = DEFAULT_MAX_QUERY_COST
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_variables_bytes: int = DEFAULT_MAX_VARIABLES_BYTES
+    max_ws_message_bytes: int = DEFAULT_MAX_WS_MESSAGE_BYTES
     # The file ``plant`` was read from: followed, and applied when it changes.
     plant_file: Path | None = None
     # Why device blocks of that file were left out, recorded with the configuration.
@@ -120,6 +130,9 @@ class RuntimeConfig:
     # Where simulated devices keep their state (the OPC UA simulator's certificates).
     state_dir: Path = Path("var")
     plant_file_poll_seconds: float = 2.0
+    # Run as a role that may alter the event log (a superuser, the tables' owner), and
+    # create the schema as before; without it the runtime refuses such a role (ADR 0023).
+    allow_owner: bool = False
 
 
 def runtime_config(
@@ -158,9 +171,13 @@ def runtime_config(
         projections_start=settings.projections_start,
         secrets=secrets or secret_box(settings),
         command_policy=command_policy(settings),
+        write_clock_skew=timedelta(milliseconds=settings.write_clock_skew_ms),
         login_policy=login_policy(settings),
         max_query_depth=settings.graphql_max_depth,
         max_query_cost=settings.graphql_max_cost,
+        max_body_bytes=settings.http_max_body_bytes,
+        max_variables_bytes=settings.graphql_max_variables_bytes,
+        max_ws_message_bytes=settings.ws_max_message_bytes,
         plant_file=plant_file,
         state_dir=settings.state_dir,
     )
@@ -192,6 +209,8 @@ class PlantRuntime:
         self._store_executor: StoreExecutor | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
+        # Whether it connects as the owner (allowed), and so creates the schema itself.
+        self._prepares_schema = False
 
     @property
     def api_url(self) -> str:
@@ -219,6 +238,9 @@ class PlantRuntime:
         async with contextlib.AsyncExitStack() as stack:
             store_executor = StoreExecutor()
             stack.callback(store_executor.shutdown)
+            self._prepares_schema = await store_executor.call(
+                partial(check_runtime_role, config.database_url, allow_owner=config.allow_owner)
+            )
             catalog = tag_catalog(config.plant)
             app = await store_executor.call(
                 partial(
@@ -241,6 +263,9 @@ class PlantRuntime:
                 js, config.telemetry_stream, config.telemetry_max_age_hours
             )
             await ensure_alarm_stream(js)
+            await ensure_deadletter_stream(js)
+            # One for every consumer, so that /metrics counts what each refused.
+            dead_letters = DeadLetters(js)
             await ensure_event_stream(
                 js,
                 config.events_stream,
@@ -256,7 +281,7 @@ class PlantRuntime:
             stack.push_async_callback(self._stop_fleet)
             stack.push_async_callback(self._stop_tasks)
 
-            await self._start_projections(js, redis, pool)
+            await self._start_projections(js, redis, pool, dead_letters)
             tracking = await store_executor.call(app.factory.tracking_recorder)
             relay = EventRelay(
                 app,
@@ -269,7 +294,9 @@ class PlantRuntime:
             self._spawn("event relay", relay.run())
             await self._start_checkpoints(js)
             command_metrics = CommandMetrics(app, partial(_log_end, app, store_executor))
-            alarms = await self._start_alarms(js, app, store_executor, pool, redis, tracking)
+            alarms = await self._start_alarms(
+                js, app, store_executor, pool, redis, tracking, dead_letters
+            )
             tail = await self._start_command_flow(
                 app, store_executor, nc, tracking, [command_metrics, alarms]
             )
@@ -286,7 +313,12 @@ class PlantRuntime:
                 command_rate=CommandRateCounter(redis),
                 max_query_depth=config.max_query_depth,
                 max_query_cost=config.max_query_cost,
-                metrics=plant_registry(PlantCollector(self._device_figures, command_metrics)),
+                max_body_bytes=config.max_body_bytes,
+                max_variables_bytes=config.max_variables_bytes,
+                max_ws_message_bytes=config.max_ws_message_bytes,
+                metrics=plant_registry(
+                    PlantCollector(self._device_figures, command_metrics, dead_letters)
+                ),
                 pool=pool,
                 alarms=alarms,
             )
@@ -311,7 +343,11 @@ class PlantRuntime:
         )
 
     async def _start_projections(
-        self, js: nats.js.JetStreamContext, redis: aioredis.Redis, pool: asyncpg.Pool
+        self,
+        js: nats.js.JetStreamContext,
+        redis: aioredis.Redis,
+        pool: asyncpg.Pool,
+        dead_letters: DeadLetters,
     ) -> None:
         stream = self.config.telemetry_stream
         prefix = self.config.consumer_prefix
@@ -319,14 +355,18 @@ class PlantRuntime:
         live = LIVE_STATE_FEED.consumer(
             js,
             LiveState(redis).apply,
+            dead_letters=dead_letters,
             stream=stream,
             durable=f"{prefix}live-state",
             start=start,
         )
-        partitions = await ensure_history_schema(pool)
+        partitions = await (
+            ensure_history_schema(pool) if self._prepares_schema else open_history(pool)
+        )
         history = HISTORY_FEED.consumer(
             js,
             HistoryWriter(pool, partitions).write,
+            dead_letters=dead_letters,
             stream=stream,
             durable=f"{prefix}history",
             start=start,
@@ -345,9 +385,11 @@ class PlantRuntime:
         pool: asyncpg.Pool,
         redis: aioredis.Redis,
         tracking: TrackingRecorder,
+        dead_letters: DeadLetters,
     ) -> AlarmViews:
         """The recorder of the supervisors' alarm transitions, and the alarm read models."""
-        await ensure_alarm_schema(pool)
+        if self._prepares_schema:
+            await ensure_alarm_schema(pool)
         views = AlarmViews(
             app,
             store_executor,
@@ -358,6 +400,7 @@ class PlantRuntime:
         recorder = ALARM_FEED.consumer(
             js,
             AlarmRecorder(app, store_executor).record,
+            dead_letters=dead_letters,
             durable=f"{self.config.consumer_prefix}alarm-recorder",
             start=DeliverPolicy.NEW
             if self.config.projections_start == "new"
@@ -372,9 +415,11 @@ class PlantRuntime:
     async def _start_checkpoints(self, js: nats.js.JetStreamContext) -> None:
         config = self.config
         if config.audit_signing_key is None:
+            # The key may well be elsewhere on purpose: with `plantcore audit signer`.
             log.warning(
                 "no audit signing key (PLANTCORE_AUDIT_SIGNING_KEY_FILE): the event log is"
-                " hash-chained but no checkpoint is signed"
+                " hash-chained, and its checkpoints are signed only if `plantcore audit signer`"
+                " runs"
             )
             return
         await ensure_audit_stream(js)
@@ -397,7 +442,11 @@ class PlantRuntime:
         followers: Sequence[Follower],
     ) -> LogTail:
         dispatcher = CommandDispatcher(
-            app, store_executor, nc, TrackedPosition(tracking, store_executor, "command-dispatcher")
+            app,
+            store_executor,
+            nc,
+            TrackedPosition(tracking, store_executor, "command-dispatcher"),
+            clock_skew=self.config.write_clock_skew,
         )
         sweeper = ExpirySweeper(
             app, store_executor, TrackedPosition(tracking, store_executor, "expiry-sweeper")
@@ -490,6 +539,9 @@ class PlantRuntime:
                 lifespan="off",
                 log_level="warning",
                 ws="websockets-sansio",
+                # The application closes a larger message itself; this keeps uvicorn
+                # from reading up to its default 16 MiB first.
+                ws_max_size=services.max_ws_message_bytes,
             )
         )
         self.server = server

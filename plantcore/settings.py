@@ -23,10 +23,13 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.credentials import TokenSettings
+from api.graphql.limits import DEFAULT_MAX_VARIABLES_BYTES
 from api.secrets import SecretBox
+from api.size_limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_WS_MESSAGE_BYTES
 from audit.checkpoints import load_signing_key
 from domain.application import CommandPolicy
 from domain.operator import LoginPolicy
+from eventstore.roles import DEFAULT_PREFIX as DEFAULT_ROLE_PREFIX
 from support.secret_source import SecretSourceError, read_secret
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -34,12 +37,17 @@ DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 ProjectionsStart = Literal["retained", "new"]
+# No GraphQL request of the plant needs more; uvicorn's own WebSocket default is 16 MiB.
+MAX_INPUT_BYTES = 16 * 1024 * 1024
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PLANTCORE_", extra="ignore")
 
     database_url: str = DEFAULT_DATABASE_URL
+    # `plantcore db init`: a superuser's URL of the same database, and the roles' prefix.
+    db_admin_url: str | None = None
+    db_role_prefix: str = DEFAULT_ROLE_PREFIX
     nats_url: str = DEFAULT_NATS_URL
     redis_url: str = DEFAULT_REDIS_URL
     plant_file: Path = Path("config/demo-plant.yaml")
@@ -63,8 +71,22 @@ class Settings(BaseSettings):
     # How long a critical write waits for its second person.
     command_approval_seconds: int = Field(default=300, ge=10, le=3600)
     command_rate_per_minute: int = Field(default=5, ge=1, le=600)
+    # A released command not dispatched this long after its release (a crash, a
+    # database outage, a restart) is recorded as expired instead of written.
+    command_dispatch_seconds: int = Field(default=10, ge=1, le=300)
+    # How far the clocks of the dispatcher's and the supervisors' hosts may differ.
+    write_clock_skew_ms: int = Field(default=1000, ge=0, le=4000)
     graphql_max_depth: int = Field(default=12, ge=3, le=50)
     graphql_max_cost: int = Field(default=5000, ge=10)
+    # What one client may send: an HTTP body, one operation's variables (as compact
+    # JSON), one WebSocket message; larger ones are refused before anything reads them.
+    http_max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=4096, le=MAX_INPUT_BYTES)
+    graphql_max_variables_bytes: int = Field(
+        default=DEFAULT_MAX_VARIABLES_BYTES, ge=1024, le=MAX_INPUT_BYTES
+    )
+    ws_max_message_bytes: int = Field(
+        default=DEFAULT_MAX_WS_MESSAGE_BYTES, ge=4096, le=MAX_INPUT_BYTES
+    )
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
     telemetry_stream: str = "TELEMETRY"
@@ -157,6 +179,7 @@ def command_policy(settings: Settings) -> CommandPolicy:
         confirm_window=timedelta(seconds=settings.command_confirm_seconds),
         approval_window=timedelta(seconds=settings.command_approval_seconds),
         rate_limit=settings.command_rate_per_minute,
+        dispatch_window=timedelta(seconds=settings.command_dispatch_seconds),
     )
 
 

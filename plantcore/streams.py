@@ -1,7 +1,8 @@
 """The JetStream streams the supervisors and the event relay publish into.
 
 TELEMETRY carries telemetry and device status, ALARMS the alarm transitions,
-EVENTS the domain events relayed from the event store. Supervisors publish
+EVENTS the domain events relayed from the event store, DEADLETTER what the
+projections and the alarm recorder could not store. Supervisors publish
 into them and projections consume them with durable consumers, so they must
 exist before either starts; the composition root (and the tests) create them
 here, idempotently.
@@ -17,6 +18,7 @@ from nats.js.errors import NotFoundError
 
 from audit.checkpoints import audit_stream_config
 from eventstore.event_relay import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX
+from projections.dead_letter import DEADLETTER_STREAM, DEADLETTER_SUBJECT_PREFIX
 
 TELEMETRY_SUBJECTS = ["plant.telemetry.>", "plant.status.>"]
 ALARM_SUBJECTS = ["plant.alarms.>"]
@@ -60,6 +62,24 @@ async def ensure_event_stream(
     """
     config = _limits_stream(name, [f"{subject_prefix}.>"], max_age_hours)
     await _ensure_stream(js, dataclasses.replace(config, duplicate_window=duplicate_window_seconds))
+
+
+async def ensure_deadletter_stream(
+    js: JetStreamContext,
+    name: str = DEADLETTER_STREAM,
+    max_age_hours: int = 720,
+    max_bytes: int = 256 * 1024**2,
+) -> None:
+    """The messages consumers refused (``plant.deadletter.<consumer>``), kept 30 days.
+
+    Long enough for someone to notice the count in ``/metrics``, look at each and
+    replay it once the cause is fixed. Capped at 256 MiB so that a publisher gone
+    wrong cannot fill the disk: beyond it the oldest go first, because a
+    consumer must always be able to put the next one away and move on. The
+    two-minute duplicate window outlasts a redelivery after a lost ack.
+    """
+    config = _limits_stream(name, [f"{DEADLETTER_SUBJECT_PREFIX}.>"], max_age_hours)
+    await _ensure_stream(js, dataclasses.replace(config, max_bytes=max_bytes))
 
 
 def _limits_stream(name: str, subjects: list[str], max_age_hours: int) -> StreamConfig:

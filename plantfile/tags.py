@@ -36,6 +36,9 @@ INTEGER_RANGES: dict[DataType, tuple[int, int]] = {
 }
 FLOAT32_MAX = 3.4028234663852886e38
 
+# What a tag may be named; the projections refuse a sample of a tag named otherwise.
+TAG_NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+
 
 class TagValueError(ValueError):
     def __init__(self, tag: str, value: object, reason: str) -> None:
@@ -50,7 +53,7 @@ class TagConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=TAG_NAME_PATTERN)
     type: DataType
     scale: float = 1.0
     offset: float = 0.0

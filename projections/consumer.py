@@ -8,22 +8,32 @@ What it promises to the projection's handler:
   starts the first time, when the durable is created, is the caller's ``start``.
 - Redelivery happens. A message is delivered again after a transient failure, and
   may then arrive after newer ones: handlers are idempotent and order-safe.
-- Malformed payloads never block the stream: the decoder's
-  :class:`~domain.messages.MalformedMessage` is logged with the subject and the
-  reason, and the message is terminated (never redelivered). Nothing else is dropped.
+- One bad message never stops the consumer, and is never dropped silently. A
+  message the decoder refuses (it raises ``ValueError``: a
+  :class:`~domain.messages.MalformedMessage`, or an
+  :class:`~projections.storable.Unstorable` for data no store should take), and
+  a message whose data the handler refuses (it raises one of the projection's
+  ``refused`` exception types, such as a PostgreSQL data error), is copied to
+  the dead-letter stream with the reason (:mod:`projections.dead_letter`), then
+  terminated (never redelivered). When the handler refuses a batch, the batch is
+  halved until the messages at fault are found: the others are written and
+  acked, each once. If the dead letter cannot be stored, the message is not
+  settled: it is nak'ed and comes back, as after a transient failure.
 - A transient failure (one of the projection's ``transient`` exception types,
-  such as its database being down) naks the batch with a delay, is logged, and
-  the loop backs off exponentially before fetching again. Any other exception is a
-  bug: it propagates out of :meth:`DurableConsumer.run`, and JetStream redelivers
-  the unacked batch after ``ack_wait`` once the projection runs again.
+  such as its database being down) naks what is not yet settled with a delay, is
+  logged, and the loop backs off exponentially before fetching again. Any other
+  exception is a bug: it propagates out of :meth:`DurableConsumer.run`, and
+  JetStream redelivers the unacked batch after ``ack_wait`` once the projection
+  runs again.
 - In-flight work is bounded by ``max_ack_pending``: JetStream stops delivering
   when that many messages wait for their ack.
 
 Each consumer of the plant (the live state, the history, the alarm recorder)
 is described once by a :class:`Feed`: the stream and subjects it reads, its
-durable name, how it decodes a message and which failures are transient.
-:meth:`Feed.consumer` makes its :class:`DurableConsumer`. A new durable starts,
-unless told otherwise, from everything the stream still retains.
+durable name, how it decodes a message, which failures are transient and which
+mean the store refuses the data. :meth:`Feed.consumer` makes its
+:class:`DurableConsumer`. A new durable starts, unless told otherwise, from
+everything the stream still retains.
 """
 
 from __future__ import annotations
@@ -41,6 +51,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from domain.messages import MalformedMessage
+from projections.dead_letter import DeadLetterNotStored, DeadLetters, Refusal, RefusalKind
+from projections.storable import Unstorable
 from support.cancellation import raise_if_cancelling
 
 log = logging.getLogger(__name__)
@@ -48,13 +60,19 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Turns a message into what the handler wants, None for a message the projection
-# ignores (acked with its batch), or raises MalformedMessage.
+# ignores (acked at once), or raises ValueError (MalformedMessage, Unstorable) for
+# one it refuses. OverflowError counts as such a refusal too: a decoder is a pure
+# function of the bytes, and Python raises it for a number or a date it cannot hold.
 Decoder = Callable[[str, bytes], T | None]
 Handler = Callable[[list[T]], Awaitable[object]]
 
 
 class DurableConsumer(Generic[T]):
     """Fetches batches from a durable pull consumer, hands them to ``handler``, acks.
+
+    ``refused`` are the handler's exceptions that mean its store refuses the data;
+    the messages at fault go to ``dead_letters`` (a publisher of its own on ``js``
+    unless one is given).
 
     One instance runs once: :meth:`run` until :meth:`stop` (or cancellation);
     to resume later, make a new one with the same ``durable`` name.
@@ -70,6 +88,8 @@ class DurableConsumer(Generic[T]):
         *,
         decode: Decoder[T],
         transient: tuple[type[Exception], ...],
+        refused: tuple[type[Exception], ...] = (),
+        dead_letters: DeadLetters | None = None,
         start: DeliverPolicy = DeliverPolicy.ALL,
         batch: int = 256,
         max_ack_pending: int = 1024,
@@ -86,6 +106,10 @@ class DurableConsumer(Generic[T]):
         self._handler = handler
         self._decode = decode
         self._transient = transient
+        # Both leave the messages unsettled, to come back after a pause.
+        self._retried: tuple[type[Exception], ...] = (*transient, DeadLetterNotStored)
+        self._refused = refused
+        self._dead_letters = dead_letters or DeadLetters(js)
         self._batch = batch
         self._fetch_timeout = fetch_timeout_seconds
         self._min_backoff = min_backoff_seconds
@@ -161,49 +185,86 @@ class DurableConsumer(Generic[T]):
             return []
 
     async def _process(self, msgs: list[Msg]) -> None:
-        accepted: list[Msg] = []
-        items: list[T] = []
-        for msg in msgs:
-            try:
-                item = self._decode(msg.subject, msg.data)
-            except MalformedMessage as exc:
-                log.warning(
-                    "%s: dropping malformed message on %s (stream seq %d): %s",
-                    self._durable,
-                    msg.subject,
-                    msg.metadata.sequence.stream,
-                    exc,
-                )
-                await msg.term()
-                continue
-            accepted.append(msg)
-            if item is not None:
-                items.append(item)
+        settled: set[int] = set()  # id() of the messages acked or dead-lettered
         try:
-            if items:
-                await self._handler(items)
-        except self._transient as exc:
+            writes: list[tuple[Msg, T]] = []
+            for msg in msgs:
+                try:
+                    item = self._decode(msg.subject, msg.data)
+                except (ValueError, OverflowError) as exc:
+                    await self._dead_letter(msg, _decoding_refusal(exc), settled)
+                    continue
+                if item is None:
+                    await self._ack(msg, settled)
+                else:
+                    writes.append((msg, item))
+            await self._write(writes, settled)
+        except self._retried as exc:
+            unsettled = [msg for msg in msgs if id(msg) not in settled]
             self._failures += 1
             delay = min(self._max_backoff, self._min_backoff * 2 ** (self._failures - 1))
             log.warning(
                 "%s: %d messages not written (failure %d in a row), retrying in %.1f s: %r",
                 self._durable,
-                len(accepted),
+                len(unsettled),
                 self._failures,
                 delay,
                 exc,
             )
-            for msg in accepted:
+            for msg in unsettled:
                 await msg.nak(delay=delay)
             await self._pause(delay)
             return
         self._failures = 0
-        for msg in accepted:
-            await msg.ack()
+
+    async def _write(self, part: list[tuple[Msg, T]], settled: set[int]) -> None:
+        """Hand ``part`` to the handler and ack it; if the data is refused, halve it.
+
+        The halves go in order, the first before the second, so a handler sees
+        a device's messages in the order of the stream; it is idempotent, so
+        writing again what a refused batch may have half-written is safe.
+        """
+        if not part:
+            return
+        try:
+            await self._handler([item for _, item in part])
+        except self._refused as exc:
+            if isinstance(exc, self._transient):
+                raise
+            if len(part) > 1:
+                middle = len(part) // 2
+                await self._write(part[:middle], settled)
+                await self._write(part[middle:], settled)
+            else:
+                reason = f"{type(exc).__name__}: {exc}"
+                await self._dead_letter(
+                    part[0][0], Refusal(RefusalKind.REFUSED_BY_STORE, reason), settled
+                )
+            return
+        for msg, _ in part:
+            await self._ack(msg, settled)
+
+    async def _dead_letter(self, msg: Msg, refusal: Refusal, settled: set[int]) -> None:
+        await self._dead_letters.put(msg, self._durable, refusal)
+        await msg.term()
+        settled.add(id(msg))
+
+    @staticmethod
+    async def _ack(msg: Msg, settled: set[int]) -> None:
+        await msg.ack()
+        settled.add(id(msg))
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+def _decoding_refusal(exc: ValueError | OverflowError) -> Refusal:
+    if isinstance(exc, Unstorable):
+        return Refusal(exc.kind, str(exc))
+    # Our own reasons read on their own; Python's need the exception's name.
+    reason = str(exc) if isinstance(exc, MalformedMessage) else f"{type(exc).__name__}: {exc}"
+    return Refusal(RefusalKind.MALFORMED, reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,12 +276,16 @@ class Feed(Generic[T]):
     filter_subject: str
     decode: Decoder[T]
     transient: tuple[type[Exception], ...]
+    # What the handler raises when its store refuses the data itself, and only
+    # that: those messages are dead-lettered, while anything else is a bug.
+    refused: tuple[type[Exception], ...]
 
     def consumer(
         self,
         js: JetStreamContext,
         handler: Handler[T],
         *,
+        dead_letters: DeadLetters | None = None,
         stream: str | None = None,
         durable: str | None = None,
         filter_subject: str | None = None,
@@ -232,7 +297,10 @@ class Feed(Generic[T]):
 
         ``stream``, ``durable`` and ``filter_subject`` replace the feed's own (a
         prefixed durable name, a test's subject). Up to four batches wait for
-        their acknowledgement, and never fewer than 1024 messages.
+        their acknowledgement, and never fewer than 1024 messages. Refused
+        messages go to ``dead_letters``, by default a publisher of the
+        consumer's own into the ``DEADLETTER`` stream; a process shares one, so
+        that ``/metrics`` counts them all.
         """
         return DurableConsumer(
             js,
@@ -242,6 +310,8 @@ class Feed(Generic[T]):
             handler,
             decode=self.decode,
             transient=self.transient,
+            refused=self.refused,
+            dead_letters=dead_letters,
             start=start,
             batch=batch,
             max_ack_pending=max(batch * 4, 1024),

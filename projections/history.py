@@ -4,6 +4,8 @@ Each fetched batch of messages is written in one transaction: its rows are
 COPYed into a temporary staging table, then inserted with ``ON CONFLICT DO
 NOTHING`` on the unique ``(device, tag, time)``, so a redelivered batch adds
 nothing twice. Status messages share the stream; this projection ignores them.
+A batch that cannot be stored is dead-lettered (:mod:`projections.consumer`):
+checked first (:mod:`projections.storable`), or refused by PostgreSQL.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import asyncpg
 from domain.messages import MalformedMessage, Quality, TagValue, TelemetryBatch
 from projections.consumer import Feed
 from projections.history_schema import DailyPartitions, check_table_name
+from projections.storable import check_telemetry
+from support.clock import utc_now
 
 Row = tuple[datetime, str, str, float | None, str]
 COLUMNS = ("time", "device", "tag", "value", "quality")
@@ -30,6 +34,21 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.TransactionRollbackError,
+)
+
+# What a write fails with when PostgreSQL, or the encoding on the way to it,
+# refuses the data itself; the same batch would fail the same way at every
+# redelivery, so the samples at fault are dead-lettered. Data exceptions (class
+# 22: bad encoding such as a NUL, a value out of range), integrity violations
+# (class 23) and program limits (class 54: a tag name too long for the index);
+# ValueError and OverflowError for what Python cannot encode (a lone surrogate,
+# an integer beyond a double).
+REFUSED_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.ProgramLimitExceededError,
+    ValueError,
+    OverflowError,
 )
 
 
@@ -57,7 +76,7 @@ def decode_history(subject: str, data: bytes) -> TelemetryBatch | None:
     batch = TelemetryBatch.decode(data)
     if subject.rsplit(".", 1)[1] != batch.device:
         raise MalformedMessage(f"device {batch.device!r} does not match the subject")
-    return batch
+    return check_telemetry(batch, utc_now())
 
 
 class HistoryWriter:
@@ -126,4 +145,5 @@ HISTORY_FEED: Feed[TelemetryBatch] = Feed(
     filter_subject="plant.telemetry.>",
     decode=decode_history,
     transient=TRANSIENT_ERRORS,
+    refused=REFUSED_ERRORS,
 )

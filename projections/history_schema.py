@@ -10,6 +10,10 @@ same queries work whichever way it is stored:
   next days at start-up and on demand when a batch brings a day within a window
   around today; a sample further away (a PLC with a wrong clock) goes to DEFAULT.
   A partition made for a day that DEFAULT already holds rows of takes them over.
+  A partition is made by ``plantcore_add_day_partition(table, day)``, a function
+  that runs with the table owner's rights: the role that writes samples (the
+  runtime's, which owns nothing) may call it, and do no other DDL
+  (ADR 0023).
 - With the ``timescaledb`` extension available, a hypertable with compression
   and retention policies. That path cannot be tested here (TimescaleDB is not
   installable on these machines), so it stays a few plain statements.
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 from asyncpg import Record
@@ -44,10 +48,51 @@ _UNIQUE_INDEX = (
     "CREATE UNIQUE INDEX IF NOT EXISTS {table}_device_tag_time ON {table} (device, tag, time)"
 )
 
+ADD_PARTITION_FUNCTION = "plantcore_add_day_partition(regclass, date)"
+
+# Made apart, filled with what DEFAULT holds of that day, then attached: attaching
+# refuses a range that DEFAULT still has rows in. It runs as its owner, so the
+# search path is pinned and every name is qualified: a caller's objects are never
+# found in their place.
+_ADD_PARTITION = r"""
+CREATE OR REPLACE FUNCTION plantcore_add_day_partition(parent regclass, day date)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    schema_name name;
+    table_name name;
+    part text;
+    day_start timestamptz := day::timestamp AT TIME ZONE 'UTC';
+    day_end timestamptz := (day + 1)::timestamp AT TIME ZONE 'UTC';
+BEGIN
+    SELECT n.nspname, c.relname INTO schema_name, table_name
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = parent AND c.relkind = 'p';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'plantcore: % is not a partitioned table', parent;
+    END IF;
+    part := table_name || '_p' || to_char(day, 'YYYYMMDD');
+    PERFORM pg_advisory_xact_lock({lock_key});
+    IF to_regclass(format('%I.%I', schema_name, part)) IS NOT NULL THEN
+        RETURN;
+    END IF;
+    EXECUTE format('CREATE TABLE %I.%I (LIKE %I.%I INCLUDING DEFAULTS)',
+                   schema_name, part, schema_name, table_name);
+    EXECUTE format('WITH moved AS (DELETE FROM %I.%I WHERE time >= $1 AND time < $2'
+                   ' RETURNING *) INSERT INTO %I.%I SELECT * FROM moved',
+                   schema_name, table_name || '_default', schema_name, part)
+        USING day_start, day_end;
+    EXECUTE format('ALTER TABLE %I.%I ATTACH PARTITION %I.%I FOR VALUES FROM (%L) TO (%L)',
+                   schema_name, table_name, schema_name, part, day_start, day_end);
+END
+$$
+"""
+
 _NATIVE = [
     _CREATE_TABLE + " PARTITION BY RANGE (time)",
     _UNIQUE_INDEX,
     "CREATE TABLE IF NOT EXISTS {table}_default PARTITION OF {table} DEFAULT",
+    _ADD_PARTITION,
+    f"REVOKE ALL ON FUNCTION {ADD_PARTITION_FUNCTION} FROM PUBLIC",
 ]
 
 # TimescaleDB >= 2.13 (ON CONFLICT into compressed chunks needs >= 2.11).
@@ -79,12 +124,6 @@ def day_of(ts: datetime) -> date:
 
 def partition_name(table: str, day: date) -> str:
     return f"{table}_p{day:%Y%m%d}"
-
-
-def partition_bounds(day: date) -> tuple[datetime, datetime]:
-    """The UTC day ``[start, end)`` that the partition of ``day`` holds."""
-    start = datetime.combine(day, time(), tzinfo=UTC)
-    return start, start + timedelta(days=1)
 
 
 class DailyPartitions:
@@ -121,26 +160,9 @@ class DailyPartitions:
             self._known.add(day)
 
     async def _create(self, day: date) -> None:
-        name = partition_name(self._table, day)
-        start, end = partition_bounds(day)
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK_KEY)
-            if await conn.fetchval("SELECT to_regclass($1)", name) is not None:
-                return
-            # Made apart, filled with what DEFAULT holds of that day, then attached:
-            # attaching refuses a range that DEFAULT still has rows in.
-            await conn.execute(f"CREATE TABLE {name} (LIKE {self._table} INCLUDING DEFAULTS)")
-            await conn.execute(
-                f"WITH moved AS (DELETE FROM {self._table}_default"  # noqa: S608 (checked names)
-                " WHERE time >= $1 AND time < $2 RETURNING *)"
-                f" INSERT INTO {name} SELECT * FROM moved",
-                start,
-                end,
-            )
-            await conn.execute(
-                f"ALTER TABLE {self._table} ATTACH PARTITION {name}"
-                f" FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
-            )
+        await self._pool.execute(
+            "SELECT plantcore_add_day_partition($1::text::regclass, $2)", self._table, day
+        )
 
 
 async def ensure_history_schema(
@@ -151,11 +173,10 @@ async def ensure_history_schema(
     compress_after_days: int = 7,
     retention_days: int = 365,
 ) -> DailyPartitions | None:
-    """Create the history table if needed; idempotent.
+    """Create the history table if needed (the table owner's work); idempotent.
 
-    Returns the partition keeper the writer needs, or None when the table is a
-    TimescaleDB hypertable (TimescaleDB makes its own chunks). The storage of an
-    existing table is kept: installing TimescaleDB later does not convert it.
+    Returns :func:`open_history`'s partition keeper. The storage of an existing
+    table is kept: installing TimescaleDB later does not convert it.
     """
     check_table_name(table)
     async with pool.acquire() as conn, conn.transaction():
@@ -167,9 +188,31 @@ async def ensure_history_schema(
                     table=table,
                     compress_after_days=compress_after_days,
                     retention_days=retention_days,
+                    lock_key=_DDL_LOCK_KEY,
                 )
             )
-    if timescale:
+    return await open_history(pool, table=table, days_ahead=days_ahead)
+
+
+class HistoryTableMissing(LookupError):
+    """The history table was never created (``plantcore db init`` creates it)."""
+
+
+async def open_history(
+    pool: asyncpg.Pool, *, table: str = "samples", days_ahead: int = 3
+) -> DailyPartitions | None:
+    """The partition keeper of an existing history table, the next days' partitions made.
+
+    Needs no right beyond calling ``plantcore_add_day_partition``. Returns None
+    when the table is a TimescaleDB hypertable (TimescaleDB makes its own chunks).
+    """
+    kind = await pool.fetchval(
+        "SELECT c.relkind::text FROM pg_class c WHERE c.oid = to_regclass($1)",
+        check_table_name(table),
+    )
+    if kind is None:
+        raise HistoryTableMissing(f"the history table {table!r} does not exist")
+    if kind != "p":
         return None
     partitions = DailyPartitions(pool, table=table)
     today = datetime.now(UTC).date()

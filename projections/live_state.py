@@ -10,6 +10,9 @@ Keys (the contract :mod:`projections.live_reader` and integrators read):
 
 Nothing here is the only copy of anything: the stream and the history table
 hold every sample, and this projection can be rebuilt by replaying the stream.
+A message that cannot be stored (:mod:`projections.storable`) is dead-lettered,
+not written: a sample stamped far in the future would otherwise win the
+compare-and-set below until that time comes.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import redis.exceptions
 
 from domain.messages import DeviceStatus, MalformedMessage, Sample, TelemetryBatch, format_ts
 from projections.consumer import Feed
+from projections.storable import check_status, check_telemetry
+from support.clock import utc_now
 
 LIVE_KEY = "plant:live:{device}"
 STATUS_KEY = "plant:status:{device}"
@@ -85,7 +90,9 @@ def decode_live(subject: str, data: bytes) -> LiveMessage | None:
         return None
     if subject.rsplit(".", 1)[1] != message.device:
         raise MalformedMessage(f"device {message.device!r} does not match the subject")
-    return message
+    if isinstance(message, DeviceStatus):
+        return check_status(message, utc_now())
+    return check_telemetry(message, utc_now())
 
 
 class LiveState:
@@ -125,4 +132,7 @@ LIVE_STATE_FEED: Feed[LiveMessage] = Feed(
     filter_subject="plant.>",
     decode=decode_live,
     transient=(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
+    # Redis stores any bytes: only what cannot be encoded on the way is refused
+    # (a value JSON or the client cannot encode).
+    refused=(ValueError, OverflowError, redis.exceptions.DataError),
 )

@@ -9,6 +9,12 @@ which records each alarm's events in one atomic save and ignores a transition
 id it has already recorded. A message is acked only after that save has
 committed (see :mod:`projections.consumer`), so a crash in between redelivers
 it, and the redelivery records nothing twice.
+
+Events are kept for good, and every read model that follows the log must be
+able to hold them: a transition that one could not hold (a NUL or a NaN, which
+``jsonb`` refuses) or that makes no sense (a time before 1970) is dead-lettered
+before it is recorded (:mod:`projections.storable`), not recorded and refused
+by the alarm views at every start afterwards.
 """
 
 from __future__ import annotations
@@ -16,10 +22,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+import eventsourcing.persistence
+
 from domain.application import PlantApplication
 from domain.messages import ALARM_SUBJECT, AlarmTransition, MalformedMessage
 from eventstore.executor import TRANSIENT_STORE_ERRORS, StoreExecutor
 from projections.consumer import Feed
+from projections.storable import check_transition
 from support.clock import utc_now
 
 ALARM_STREAM = "ALARMS"
@@ -49,7 +58,7 @@ def decode_transition(subject: str, data: bytes) -> AlarmTransition:
     if subject != ALARM_SUBJECT.format(device=transition.device):
         # Only a device's own supervisor publishes on its subject.
         raise MalformedMessage(f"device {transition.device!r} does not match the subject")
-    return transition
+    return check_transition(transition, utc_now())
 
 
 ALARM_FEED: Feed[AlarmTransition] = Feed(
@@ -58,4 +67,9 @@ ALARM_FEED: Feed[AlarmTransition] = Feed(
     filter_subject="plant.alarms.>",
     decode=decode_transition,
     transient=TRANSIENT_STORE_ERRORS,
+    # The domain's refusal of a transition and what cannot be encoded (ValueError:
+    # a lone surrogate in a string), a time it cannot compute with (OverflowError),
+    # and the event store's data errors. Not IntegrityError: that is a conflict
+    # with a concurrent save, not a fault of the data.
+    refused=(ValueError, OverflowError, eventsourcing.persistence.DataError),
 )

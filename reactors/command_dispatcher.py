@@ -14,13 +14,21 @@ command never race (one reading back while the other's write is in flight).
 For every releasing notification it loads the command and acts on its
 *current* status, so handling a notification twice is harmless:
 
-- ``confirmed`` (released): record ``WriteDispatched``, then send
-  ``WriteRequest(op="write")`` by NATS request to ``plant.write.<device>``.
-  A reply is recorded as ``WriteSucceeded(read_back)`` or ``WriteFailed``;
-  no responders as ``WriteFailed("device supervisor not reachable")``. A reply
+- ``confirmed`` (released): record ``WriteDispatched`` through
+  ``record_dispatch``, which decides on the command as stored at that moment:
+  a command cancelled, rejected or dispatched by another dispatcher since it
+  was loaded, one released longer than the dispatch window ago (recorded
+  ``Expired``), or one that the plant mode or its signers' permissions no
+  longer allow (recorded ``Rejected``) is refused there, and nothing is sent.
+  Only once ``WriteDispatched`` is stored does ``WriteRequest(op="write")`` go
+  by NATS request to ``plant.write.<device>``. A reply is recorded as
+  ``WriteSucceeded(read_back)`` or ``WriteFailed``; no responders as
+  ``WriteFailed("device supervisor not reachable")``. A reply
   ``outcome_unknown`` (the connection dropped mid-write) is settled by reading
-  back, as below. The request expires after the dispatcher's wait, so a write
-  it stopped waiting for is never executed later by a backed-up supervisor.
+  back, as below. The request carries a deadline: the moment this dispatcher
+  stops waiting, less the clock skew allowed between hosts. A supervisor
+  refuses it from then on, so a write held up on the way (a NATS outage, a
+  backed-up device queue) is never executed after the dispatcher gave up.
 - ``dispatched`` (the write went out, its outcome is unknown: a timeout, or a
   crash of this process): never re-send. Settle it by
   ``WriteRequest(op="read")``: the requested value read back is a success,
@@ -50,7 +58,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from eventsourcing.persistence import Notification
@@ -62,6 +70,7 @@ from domain.application import PlantApplication
 from domain.command import CommandStatus, ControlCommand, SignatureMeaning
 from domain.errors import DomainError
 from domain.messages import (
+    DEFAULT_WRITE_CLOCK_SKEW,
     WRITE_SUBJECT,
     MalformedMessage,
     WriteErrorKind,
@@ -92,16 +101,24 @@ class CommandDispatcher(TrackedFollower):
         *,
         write_timeout: float = 5.0,
         read_timeout: float = 5.0,
+        clock_skew: timedelta = DEFAULT_WRITE_CLOCK_SKEW,
         retry_delay: float = 1.0,
         max_in_flight: int = 32,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
+        if timedelta(seconds=write_timeout) <= clock_skew:
+            # The deadline is the wait less the skew: no write could ever pass.
+            raise ValueError(
+                f"write_timeout {write_timeout} s must exceed the allowed clock skew"
+                f" of {clock_skew.total_seconds()} s"
+            )
         super().__init__(position, "dispatcher")
         self._app = app
         self._store_executor = store_executor
         self._nats = nats
         self._position = position  # also read by a test of the tracked position
         self._write_timeout = write_timeout
+        self._clock_skew = clock_skew
         self._read_timeout = read_timeout
         self._retry_delay = retry_delay
         self._clock = clock
@@ -198,14 +215,15 @@ class CommandDispatcher(TrackedFollower):
             return
         if command.status is CommandStatus.CONFIRMED:
             try:
-                await self._store_executor.call(
+                dispatched = await self._store_executor.call(
                     self._app.record_dispatch, command_id, self._clock()
                 )
             except DomainError as exc:
-                # Cancelled or rejected (or dispatched by another instance) since it was loaded.
+                # Cancelled, rejected or dispatched by another instance since it was loaded,
+                # or too old to go out: the domain recorded why, and nothing is written.
                 log.info("command %s not dispatched: %s", command_id, exc)
                 return
-            await self._write(command)
+            await self._write(dispatched)
         elif command.status is CommandStatus.DISPATCHED:
             log.warning("command %s: outcome of its write unknown, reading back", command_id)
             await self._read_back(command, why="outcome of the write unknown")
@@ -218,6 +236,9 @@ class CommandDispatcher(TrackedFollower):
             op="write",
             value=value,
             expires_in_ms=math.ceil(self._write_timeout * 1000),
+            # This dispatcher stops waiting at now + write_timeout: less the skew its
+            # supervisor's clock may have, no supervisor starts the write after that.
+            deadline=self._clock() + timedelta(seconds=self._write_timeout) - self._clock_skew,
         )
         try:
             reply = await self._request(command.device, request, self._write_timeout)

@@ -4,8 +4,8 @@ A secret is given either directly (``NAME``) or as the path of a file that
 holds it (``NAME_FILE``: a Docker or systemd credential), never both; one line
 ending at the end of the file is not part of it. plantcore's own keys
 (through its settings), a new operator's password (``plantcore users
-create``) and a device's password (the variable its plant-file block names)
-are all read here, and nowhere else.
+create``) and a device's password (the variable its plant-file block names,
+through :func:`device_secret`) are all read here, and nowhere else.
 """
 
 from __future__ import annotations
@@ -13,9 +13,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Every variable plantcore's settings are read from (plantcore/settings.py's env_prefix),
+# in any case: pydantic-settings matches it case-insensitively. The plant-file models
+# refuse these names first (plantfile/protocols/passwords.py); this package imports
+# nothing of plantcore's, so it holds the rule on its own.
+PLANTCORE_SETTINGS_PREFIX = "PLANTCORE_"
+
 
 class SecretSourceError(ValueError):
-    """A secret given twice, or a secret file that cannot be read."""
+    """A secret given twice, a secret file that cannot be read, or a secret not a device's."""
 
 
 def read_secret(name: str, value: str | None, file: str | Path | None) -> str | None:
@@ -37,3 +43,15 @@ def environment_secret(name: str) -> str | None:
     An empty variable counts as not set.
     """
     return read_secret(name, os.environ.get(name) or None, os.environ.get(f"{name}_FILE") or None)
+
+
+def device_secret(name: str) -> str | None:
+    """A device's secret, from the variable its plant-file block names (or ``name_FILE``).
+
+    Never one of plantcore's own settings: a driver sends what this returns to
+    the device's server, so ``PLANTCORE_JWT_SECRET`` here would hand that server
+    the key that signs every access token.
+    """
+    if name.casefold().startswith(PLANTCORE_SETTINGS_PREFIX.casefold()):
+        raise SecretSourceError(f"{name} is one of plantcore's own settings: no device reads it")
+    return environment_secret(name)

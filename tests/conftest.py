@@ -10,17 +10,17 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import nats
-import psycopg
 import pytest
 import redis.asyncio as aioredis
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
-from plantcore.streams import ensure_telemetry_stream
-from tests.support import unique
+from eventstore.roles import PlantRoles
+from plantcore.db_init import InitialisedDatabase, initialise_database
+from plantcore.streams import ensure_deadletter_stream, ensure_telemetry_stream
+from tests.support import drop_roles, fresh_database, unique
 
 TEST_DATABASE_URL = os.environ.get(
     "PLANTCORE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -55,6 +55,7 @@ async def nc(nats_url: str) -> AsyncIterator[NatsClient]:
 async def js(nc: NatsClient) -> JetStreamContext:
     context = nc.jetstream()
     await ensure_telemetry_stream(context)
+    await ensure_deadletter_stream(context)  # where consumers put what they refuse
     return context
 
 
@@ -68,14 +69,17 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 def own_database(database_url: str) -> Iterator[str]:
     """A fresh database for this test: an event store and history of its own."""
-    name = unique("plantcore_test").replace("-", "_")
-    parts = urlsplit(database_url)
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield urlunsplit(parts._replace(path=f"/{name}"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    with fresh_database(database_url) as url:
+        yield url
+
+
+@pytest.fixture
+async def plant_roles(own_database: str) -> AsyncIterator[InitialisedDatabase]:
+    """``plantcore db init`` on this test's database, with roles of this test's own."""
+    roles = PlantRoles.named(unique("plantcore").replace("-", "_"))
+    initialised = await initialise_database(own_database, roles)
+    yield initialised
+    drop_roles(own_database, roles)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

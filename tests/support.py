@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import socket
+import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
+from psycopg import sql
+
+from eventstore.roles import PlantRoles
+from plantcore import embedded
+from projections.dead_letter import DEADLETTER_STREAM, DEADLETTER_SUBJECT_PREFIX
 
 T = TypeVar("T")
 
@@ -19,6 +29,41 @@ T = TypeVar("T")
 def unique(prefix: str) -> str:
     """A fresh id per test, so tests never see each other's devices, users or rows."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def nats_server_executable() -> str:
+    beside = Path(sys.executable).parent / "nats-server"
+    found = str(beside) if beside.exists() else shutil.which("nats-server")
+    assert found, "nats-server is not installed (make test installs it)"
+    return found
+
+
+@contextlib.contextmanager
+def nats_server(port: int, store_dir: Path) -> Iterator[None]:
+    """A NATS server with JetStream of a test's own; the same port and store when restarted.
+
+    Stopped by its PID when the block ends, so a test can take NATS away and bring
+    it back without touching the machine's own server.
+    """
+    args = [nats_server_executable(), "-a", "127.0.0.1", "-p", str(port), "-js"]
+    args += ["-sd", str(store_dir)]
+    with embedded.process(args, port, "test NATS", store_dir.parent / "nats.log"):
+        yield
+
+
+@contextlib.contextmanager
+def fresh_database(database_url: str) -> Iterator[str]:
+    """A new, empty database on ``database_url``'s server, dropped when the block ends."""
+    name = unique("plantcore_test").replace("-", "_")
+    parts = urlsplit(database_url)
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def free_port() -> int:
@@ -61,10 +106,42 @@ def runtime_event_stream(prefix: str) -> tuple[str, str]:
 
 
 async def delete_runtime_consumers(js: JetStreamContext, prefix: str) -> None:
-    """Delete the durable consumers and the events stream a test's runtime made."""
+    """Delete the durable consumers, their dead letters and the events stream of a runtime.
+
+    Its consumers read the shared streams, so they also dead-letter what other
+    tests publish there on purpose.
+    """
     for stream, durables in RUNTIME_DURABLES.items():
         for durable in durables:
             with contextlib.suppress(NotFoundError):  # the runtime may not have made it
                 await js.delete_consumer(stream, prefix + durable)
+            with contextlib.suppress(NotFoundError):
+                await js.purge_stream(
+                    DEADLETTER_STREAM, subject=f"{DEADLETTER_SUBJECT_PREFIX}.{prefix}{durable}"
+                )
     with contextlib.suppress(NotFoundError):
         await js.delete_stream(runtime_event_stream(prefix)[0])
+
+
+def drop_roles(database_url: str, roles: PlantRoles) -> None:
+    """Drop the roles of ``plantcore db init`` a test made, with all they own in its database.
+
+    Roles belong to the whole server, so a test never leaves one behind; their
+    sessions are ended first, as a process a test left running would hold them.
+    """
+    names = [roles.owner, *roles.logins]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = ANY(%s)",
+            (names,),
+        )
+        existing = [
+            role
+            for (role,) in conn.execute(
+                "SELECT rolname::text FROM pg_roles WHERE rolname = ANY(%s)", (names,)
+            )
+        ]
+        if existing:
+            present = sql.SQL(", ").join(sql.Identifier(role) for role in existing)
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(present))
+            conn.execute(sql.SQL("DROP ROLE {}").format(present))

@@ -22,6 +22,7 @@ from strawberry.scalars import JSON
 
 from api.context import PlantContext
 from api.graphql.error_codes import NOT_FOUND, api_error, call
+from api.graphql.limits import INVALID_NUMBER
 from api.graphql.session import for_session
 from api.services import Services
 from domain.alarm import Alarm
@@ -29,6 +30,8 @@ from domain.permissions import Action
 from projections.alarm_views import JournalEntry, alarm_summary
 
 STANDING_AFTER = timedelta(hours=24)
+# The longest window alarmKpis counts over: a year (more would pass any datetime by).
+MAX_KPI_HOURS = 24 * 366
 
 
 @strawberry.type
@@ -214,6 +217,8 @@ async def alarm_journal(
 
 async def alarm_kpis(info: strawberry.Info[PlantContext, None], hours: int = 24) -> AlarmKpis:
     await info.context.authorize(Action.VIEW)
+    if not 1 <= hours <= MAX_KPI_HOURS:
+        raise api_error(f"hours must be between 1 and {MAX_KPI_HOURS}", INVALID_NUMBER)
     services = info.context.services
     pool = _pool(services)
     now = services.clock()

@@ -38,6 +38,8 @@ code                        when
 ``role_required``           an admin does not disable themselves, one role kept)
 ``weak_password``           a password shorter than 12 characters
 ``reason_required``         a plant mode change without a reason
+``input_too_large``         a text over its bound (``extensions.field``, ``limit``;
+                            for ``requestCommand`` the rejection is recorded)
 ``totp_unavailable``        the caller's TOTP secret does not open with this plant's
                             secrets key (changed or lost key): re-enrol
 ``query_too_deep``,         the query was refused before running
@@ -70,6 +72,7 @@ from domain.errors import (
     ConfirmationTooLate,
     DomainError,
     Forbidden,
+    InputTooLarge,
     InvalidScope,
     InvalidTransition,
     InvalidWrite,
@@ -140,6 +143,8 @@ def from_domain(exc: DomainError) -> GraphQLError:  # noqa: PLR0911, PLR0912 - o
             return api_error(message, exc.code)
         case AlarmActionRefused():
             return api_error(message, exc.code, alarmId=str(exc.alarm_id), state=exc.state)
+        case InputTooLarge():
+            return api_error(message, "input_too_large", field=exc.field, limit=exc.limit)
         case CommandRefused():
             return api_error(message, exc.reason, commandId=str(exc.command_id))
         case ConfirmationRefused():

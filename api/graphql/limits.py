@@ -17,6 +17,12 @@ request runs no resolver and touches no service.
 ``query_too_costly``        an operation's static cost is over ``max_cost``
                             (:func:`query_cost_rule`; ``extensions.cost`` and
                             ``extensions.maxCost`` say by how much)
+``variables_too_large``     the variables, as compact JSON, take more than
+                            ``max_variables_bytes`` (:class:`InputLimiter`;
+                            ``extensions.maxBytes``)
+``invalid_number``          an ``Int`` or ``Float`` argument, literal or variable,
+                            that GraphQL cannot hold: beyond 32 bits, NaN,
+                            infinite, or no number at all (:class:`InputLimiter`)
 ==========================  ======================================================
 
 The cost of an operation (:func:`query_cost`) is computed from the document
@@ -43,6 +49,8 @@ strawberry runs on every operation.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, cast
 
@@ -67,6 +75,7 @@ from graphql import (
     VariableNode,
     get_named_type,
     get_nullable_type,
+    get_variable_values,
     is_composite_type,
     is_list_type,
 )
@@ -85,6 +94,8 @@ QUERY_TOO_LARGE = "query_too_large"
 QUERY_TOO_DEEP = "query_too_deep"
 TOO_MANY_ALIASES = "too_many_aliases"
 QUERY_TOO_COSTLY = "query_too_costly"
+VARIABLES_TOO_LARGE = "variables_too_large"
+INVALID_NUMBER = "invalid_number"
 
 DEFAULT_MAX_ALIASES = 30
 """Enough for a dashboard naming a few dozen devices; the cost bounds the rest."""
@@ -92,6 +103,8 @@ DEFAULT_MAX_TOKENS = 2000
 """About ten times the standard introspection query (some 180 tokens)."""
 DEFAULT_LIST_SIZE = 10
 """The size assumed of a list whose size no argument says."""
+DEFAULT_MAX_VARIABLES_BYTES = 16 * 1024
+"""Some ten times what the largest mutation needs (``createOperator``, a long reason)."""
 LIST_SIZE_ARGUMENTS = ("first", "last", "limit")
 
 COST_CEILING = 10**15
@@ -107,8 +120,10 @@ def query_limits(
     max_aliases: int = DEFAULT_MAX_ALIASES,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     default_list_size: int = DEFAULT_LIST_SIZE,
+    max_variables_bytes: int = DEFAULT_MAX_VARIABLES_BYTES,
 ) -> list[ExtensionFactory]:
-    """The schema extensions refusing too large, deep, aliased or costly queries.
+    """The schema extensions refusing too large, deep, aliased or costly queries,
+    too large variables and numbers GraphQL cannot hold.
 
     Pass the result as ``strawberry.Schema(..., extensions=...)``: each item is a
     factory, so every request gets extensions of its own (the cost check depends
@@ -120,6 +135,7 @@ def query_limits(
         ("max_aliases", max_aliases),
         ("max_tokens", max_tokens),
         ("default_list_size", default_list_size),
+        ("max_variables_bytes", max_variables_bytes),
     ):
         if value < 1:
             raise ValueError(f"{name} must be at least 1, not {value}")
@@ -145,7 +161,85 @@ def query_limits(
     def cost() -> SchemaExtension:
         return QueryCostLimiter(max_cost, default_list_size=default_list_size)
 
-    return [tokens, depth_and_aliases, cost]
+    def inputs() -> SchemaExtension:
+        return InputLimiter(max_variables_bytes)
+
+    return [tokens, depth_and_aliases, cost, inputs]
+
+
+class InputLimiter(AddValidationRules):
+    """Refuse variables over ``max_bytes``, and numbers GraphQL cannot hold, with their codes.
+
+    The size is that of the variables as compact JSON (UTF-8). Variables too
+    large skip validation altogether. graphql-core refuses an ``Int`` beyond
+    32 bits, NaN and the infinities by itself, but without a code, and a
+    variable's only once execution starts: the variables are coerced here,
+    during validation, so such a request is refused with ``invalid_number``
+    before it runs, as a literal is.
+
+    Construct one per request (pass a factory to the schema): its rule reads
+    the request's variables.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__([])
+        self.max_bytes = max_bytes
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context
+        self.validation_rules = [number_variables_rule(context.variables, context.operation_name)]
+        yield from super().on_operation()
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        size = len(
+            json.dumps(context.variables or {}, separators=(",", ":"), ensure_ascii=False).encode()
+        )
+        if size > self.max_bytes:
+            context.pre_execution_errors = [
+                GraphQLError(
+                    f"the variables take {size} bytes, more than {self.max_bytes}",
+                    extensions={"code": VARIABLES_TOO_LARGE, "maxBytes": self.max_bytes},
+                )
+            ]
+        yield
+        # Neither graphql-core's refusal of a literal (ValuesOfCorrectTypeRule) nor
+        # of a variable (reported by the rule below) has a code of its own.
+        for error in context.pre_execution_errors or ():
+            if _NUMBER_REFUSAL.search(error.message) and not (error.extensions or {}).get("code"):
+                error.extensions = {**(error.extensions or {}), "code": INVALID_NUMBER}
+
+
+# The start of graphql-core's message when its Int or Float scalar refuses a value.
+_NUMBER_REFUSAL = re.compile(r"\b(?:Int|Float) cannot represent")
+
+
+def number_variables_rule(
+    variables: Mapping[str, Any] | None, operation_name: str | None = None
+) -> type[ValidationRule]:
+    """A rule reporting each variable of the operation the Int or Float scalar refuses.
+
+    The variables are coerced as execution would coerce them; other invalid
+    variables are left to execution, which refuses them as before.
+    """
+    values: dict[str, Any] = dict(variables or {})
+
+    class NumberVariablesRule(ValidationRule):
+        def enter_operation_definition(
+            self, node: OperationDefinitionNode, *_args: Any
+        ) -> VisitorAction:
+            name = node.name.value if node.name else None
+            if operation_name is not None and name != operation_name:
+                return SKIP  # not the operation the variables are for
+            coerced = get_variable_values(
+                self.context.schema, node.variable_definitions or (), values
+            )
+            for error in coerced if isinstance(coerced, list) else ():
+                if _NUMBER_REFUSAL.search(error.message):
+                    self.report_error(error)
+            return SKIP
+
+    return NumberVariablesRule
 
 
 class QueryCostLimiter(AddValidationRules):

@@ -4,7 +4,7 @@ Every resolver checks the caller against the permission matrix
 (:mod:`domain.permissions`, printed in ``docs/security.md``); ``login`` and
 ``refreshToken`` are the only fields open to anyone. :func:`build_schema` adds
 the limits that refuse abusive queries (depth, cost, aliases, size) before
-any resolver runs.
+any resolver runs, and the size of the variables.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from api.graphql.alarms import AlarmEvent, AlarmJournalPage, AlarmKpis, AlarmVie
 from api.graphql.audit import AuditEventPage
 from api.graphql.commands import CommandStep, CommandTicket, CommandView
 from api.graphql.devices import Device, TagUpdate
-from api.graphql.limits import query_limits
+from api.graphql.limits import DEFAULT_MAX_VARIABLES_BYTES, query_limits
 from api.graphql.login import LoginResult, Me, Session
 from api.graphql.operators import OperatorView, PlantModeView, TotpEnrolment
 from api.services import DEFAULT_MAX_QUERY_COST, DEFAULT_MAX_QUERY_DEPTH
@@ -204,13 +204,18 @@ class PlantSchema(strawberry.Schema):
 
 
 def build_schema(
-    *, max_depth: int = DEFAULT_MAX_QUERY_DEPTH, max_cost: int = DEFAULT_MAX_QUERY_COST
+    *,
+    max_depth: int = DEFAULT_MAX_QUERY_DEPTH,
+    max_cost: int = DEFAULT_MAX_QUERY_COST,
+    max_variables_bytes: int = DEFAULT_MAX_VARIABLES_BYTES,
 ) -> PlantSchema:
     return PlantSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=query_limits(max_depth=max_depth, max_cost=max_cost),
+        extensions=query_limits(
+            max_depth=max_depth, max_cost=max_cost, max_variables_bytes=max_variables_bytes
+        ),
     )
 
 

@@ -3,8 +3,9 @@
 Reads are planned by :func:`plan_reads` (pure): tags of one area at contiguous
 or overlapping addresses share one request, up to the protocol's limits of 125
 registers or 2000 bits. A request that fails (exception response such as an
-illegal address, or a timeout while the socket stays open) makes only its own
-tags bad; a closed socket raises :class:`DeviceConnectionError`.
+illegal address, an answer with fewer values than asked for, or a timeout
+while the socket stays open) makes only its own tags bad; a closed socket
+raises :class:`DeviceConnectionError`.
 
 pymodbus's own reconnect is disabled (``reconnect_delay=0``) and its retries
 set to zero: the supervisor decides when and how often to reconnect.
@@ -169,7 +170,14 @@ class ModbusDriver:
         response = await self._execute(
             what, lambda: read(block.start, count=block.count, device_id=unit)
         )
-        return response.bits if block.area in BIT_AREAS else response.registers
+        values = response.bits if block.area in BIT_AREAS else response.registers
+        # pymodbus hands over what the frame held: a short answer must not become
+        # a tag's value, nor an IndexError that looks like a lost connection.
+        if len(values) < block.count:
+            raise DeviceRequestError(
+                self._device, f"{what}: answer holds {len(values)} of {block.count} values"
+            )
+        return values
 
     async def _execute(self, what: str, request: Callable[[], Awaitable[ModbusPDU]]) -> ModbusPDU:
         """Run one request, translating pymodbus's failures into the device errors."""

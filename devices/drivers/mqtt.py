@@ -68,7 +68,7 @@ from plantfile.protocols.mqtt import (
     same_value,
 )
 from plantfile.tags import RawValue, TagConfig
-from support.secret_source import SecretSourceError, environment_secret
+from support.secret_source import SecretSourceError, device_secret
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +305,7 @@ class MqttDriver:
         if name is None:
             return None
         try:
-            password = environment_secret(name)
+            password = device_secret(name)
         except SecretSourceError as exc:
             raise DeviceConnectionError(self._device, f"the broker password: {exc}") from exc
         if password is None:

@@ -63,7 +63,7 @@ from devices.driver import BAD_READING, Reading, TagIndex
 from domain.messages import Quality
 from plantfile.protocols.opcua import VARIANT_TYPES, OpcUaDevice, OpcUaTag
 from plantfile.tags import FLOAT32_MAX, INTEGER_RANGES, RawValue, TagConfig
-from support.secret_source import SecretSourceError, environment_secret
+from support.secret_source import SecretSourceError, device_secret
 
 log = logging.getLogger(__name__)
 
@@ -349,7 +349,7 @@ class OpcUaDriver:
 
     def _password(self, username: str, variable: str) -> str:
         try:
-            password = environment_secret(variable)
+            password = device_secret(variable)
         except SecretSourceError as exc:
             raise self._refused(f"the password of user {username}: {exc}") from exc
         if not password:

@@ -12,6 +12,10 @@ what varies between them.
 The optional ``status_topic`` is the device's online/offline topic, usually
 also its last will, so that the broker reports a device that vanished.
 
+The broker's password is named by ``password_env`` (see
+:mod:`plantfile.protocols.passwords`) and needs ``tls: true``, unless the block
+says ``allow_unencrypted_password: true``.
+
 The pure helpers at the bottom (:func:`parse_payload`, :func:`extract`,
 :func:`fit`, :func:`command_payload`) are shared by the driver and the MQTT
 simulator, so both read and write the same documents.
@@ -27,13 +31,17 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from plantfile.protocols.base import DeviceConfig
+from plantfile.protocols.passwords import (
+    PasswordVariable,
+    UnencryptedPasswordConsent,
+    check_password_transport,
+)
 from plantfile.tags import FLOAT32_MAX, INTEGER_RANGES, DataType, RawValue, TagConfig
 
 # A concrete topic: the driver routes messages by exact topic, so no wildcards.
 TOPIC_PATTERN = r"^[^#+\x00]+$"
 # Dot-separated, no empty segment; the empty string means the whole payload.
 PATH_PATTERN = r"^([^.]+(\.[^.]+)*)?$"
-ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class MqttConnection(BaseModel):
@@ -47,12 +55,13 @@ class MqttConnection(BaseModel):
         None, min_length=1, description="default: plantcore-<device id>; unique per broker"
     )
     username: str | None = Field(None, min_length=1)
-    password_env: str | None = Field(
+    password_env: PasswordVariable | None = Field(
         None,
-        pattern=ENV_NAME_PATTERN,
-        description="name of the environment variable holding the password, never the password",
+        description="name of the environment variable holding the password, never the password;"
+        " not one of plantcore's own (PLANTCORE_*)",
     )
     tls: bool = False
+    allow_unencrypted_password: UnencryptedPasswordConsent = False
     ca_file: str | None = Field(
         None, min_length=1, description="CA bundle for the broker; default: the system's"
     )
@@ -76,6 +85,12 @@ class MqttConnection(BaseModel):
     def _consistent(self) -> Self:
         if self.password_env is not None and self.username is None:
             raise ValueError("password_env needs a username")
+        check_password_transport(
+            self.password_env,
+            encrypted=self.tls,
+            consent=self.allow_unencrypted_password,
+            how_to_encrypt="set tls: true (port 8883, usually)",
+        )
         if self.ca_file is not None and not self.tls:
             raise ValueError("ca_file needs tls: true")
         # Without either, a device that died would keep its last values good for ever.
@@ -123,8 +138,15 @@ class MqttDevice(DeviceConfig):
 
 
 def parse_payload(payload: bytes) -> object:
-    """The JSON document of a payload; ValueError if it is not JSON (NaN and Infinity are not)."""
-    return json.loads(payload, parse_constant=_refuse_constant)
+    """The JSON document of a payload; ValueError if it is not JSON (NaN and Infinity are not).
+
+    A document nested deeper than the parser goes (a few thousand levels) is refused
+    the same way: no sensor sends one, and it must not leave the last values standing.
+    """
+    try:
+        return json.loads(payload, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def extract(document: object, path: str) -> object:

@@ -9,7 +9,10 @@ policies (Basic128Rsa15, Basic256) are deprecated by the OPC Foundation and
 cannot be selected.
 
 A password is never written in the plant file: ``password_env`` names the
-environment variable that holds it, read by the driver when it connects.
+environment variable that holds it, read by the driver when it connects
+(:mod:`plantfile.protocols.passwords`: never one of plantcore's own settings). It
+travels only over Basic256Sha256 SignAndEncrypt, unless the block says
+``allow_unencrypted_password: true``.
 
 Nothing here imports the OPC UA stack: loading a plant file stays cheap for
 plants without OPC UA devices (the driver parses node ids with the stack itself).
@@ -26,6 +29,11 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from plantfile.protocols.base import DeviceConfig
+from plantfile.protocols.passwords import (
+    PasswordVariable,
+    UnencryptedPasswordConsent,
+    check_password_transport,
+)
 from plantfile.tags import DataType, TagConfig
 
 SecurityPolicy = Literal["Basic256Sha256", "None"]
@@ -50,7 +58,6 @@ VARIANT_TYPES: dict[DataType, str] = {
 _NODE_ID = re.compile(r"^(?:ns=(?P<ns>\d+);)?(?P<kind>[isgb])=(?P<identifier>.+)$", re.DOTALL)
 _GUID = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 _BASE64 = re.compile(r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
-_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 def check_node_id(text: str) -> str:
@@ -98,9 +105,12 @@ class OpcUaConnection(BaseModel):
     publishing_interval_ms: float = Field(1000.0, gt=0)
     timeout_seconds: float = Field(4.0, gt=0)
     username: str | None = Field(None, min_length=1)
-    password_env: str | None = Field(
-        None, pattern=_ENV_NAME, description="environment variable holding the password"
+    password_env: PasswordVariable | None = Field(
+        None,
+        description="environment variable holding the password; not one of plantcore's own"
+        " (PLANTCORE_*)",
     )
+    allow_unencrypted_password: UnencryptedPasswordConsent = False
 
     @property
     def secure(self) -> bool:
@@ -150,15 +160,20 @@ class OpcUaConnection(BaseModel):
                     f"security_policy {self.security_policy} needs trusted_server_certificates:"
                     " a server is trusted only when it presents one of them"
                 )
-        else:
-            if "security_mode" in self.model_fields_set:
-                raise ValueError(
-                    'security_policy "None" neither signs nor encrypts: drop security_mode'
-                )
-            if self.username is not None:
-                raise ValueError('a password must not travel over security_policy "None"')
+        elif "security_mode" in self.model_fields_set:
+            raise ValueError(
+                'security_policy "None" neither signs nor encrypts: drop security_mode'
+            )
         if (self.username is None) != (self.password_env is None):
             raise ValueError("username and password_env go together")
+        # Sign leaves the messages readable; whether the password is then encrypted on its
+        # own depends on the server's user token policy, which the plant file cannot promise.
+        check_password_transport(
+            self.password_env,
+            encrypted=self.secure and self.security_mode == "SignAndEncrypt",
+            consent=self.allow_unencrypted_password,
+            how_to_encrypt="use security_policy Basic256Sha256 with security_mode SignAndEncrypt",
+        )
         return self
 
 

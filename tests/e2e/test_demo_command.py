@@ -16,9 +16,11 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 
+from eventstore.roles import PlantRoles
 from plantfile.loader import load_plant_file
 from tests.support import (
     delete_runtime_consumers,
+    drop_roles,
     eventually,
     free_port,
     runtime_event_stream,
@@ -82,9 +84,13 @@ async def demo(
     own_database: str, nats_url: str, redis_url: str, tmp_path: Path, js: JetStreamContext
 ) -> AsyncIterator[Demo]:
     prefix = unique("demo") + "-"
+    # The demo runs `plantcore db init`: with roles of this test's own, dropped after it.
+    role_prefix = unique("demo").replace("-", "_")
+    roles = PlantRoles.named(role_prefix)
     env = {
         **os.environ,
         "PLANTCORE_DATABASE_URL": own_database,
+        "PLANTCORE_DB_ROLE_PREFIX": role_prefix,
         "PLANTCORE_NATS_URL": nats_url,
         "PLANTCORE_REDIS_URL": redis_url,
         "PLANTCORE_HTTP_PORT": str(free_port()),
@@ -111,6 +117,7 @@ async def demo(
             process.kill()
             await process.wait()
         await delete_runtime_consumers(js, prefix)
+        drop_roles(own_database, roles)
 
 
 async def test_demo_serves_the_simulators_live_speed_and_stops_on_ctrl_c(demo: Demo) -> None:

@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.credentials import TokenSettings
 from api.secrets import SecretBox, generate_key
+from plantcore.db_init import InitialisedDatabase
 from plantcore.operators import Credentials, create_operator
 from plantcore.runtime import PlantRuntime, RuntimeConfig
 from plantfile.loader import load_plant_file
@@ -104,7 +105,7 @@ class Stack:
 
 @pytest.fixture
 async def stack(
-    own_database: str, nats_url: str, redis_url: str, js: JetStreamContext
+    plant_roles: InitialisedDatabase, nats_url: str, redis_url: str, js: JetStreamContext
 ) -> AsyncIterator[Stack]:
     device = unique("press")
     prefix = unique("e2e") + "-"
@@ -112,7 +113,7 @@ async def stack(
     async with ModbusSimulator(port=free_port(), tick_seconds=0.05) as simulator:
         runtime = PlantRuntime(
             RuntimeConfig(
-                database_url=own_database,
+                database_url=plant_roles.runtime_url,  # as in production
                 nats_url=nats_url,
                 redis_url=redis_url,
                 plant=press_plant(device, simulator.port),

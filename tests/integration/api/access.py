@@ -8,7 +8,7 @@ domain instead (:func:`open_session`), exactly as ``login`` records them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
@@ -16,7 +16,9 @@ import pyotp
 from eventsourcing.domain import DomainEvent
 
 from api.credentials import issue_token, new_refresh_token, new_session_id
+from domain.alarm import alarm_id
 from domain.application import PlantApplication
+from domain.messages import AlarmKind, AlarmPriority, AlarmTransition
 from domain.operator import operator_id
 from domain.operator_directory import directory_id
 from tests.graphql_client import GraphQLSocket
@@ -62,6 +64,19 @@ async def open_session(plant: Plant, username: str, *, source: str = "test") -> 
         TOKENS, username=username, session_id=session_id, roles=operator.roles, now=now
     )
     return OpenSession(username, session_id, issued.token, refresh)
+
+
+async def raise_alarm(plant: Plant) -> UUID:
+    """An alarm of the plant's device, raised at its source."""
+    now = datetime.now(UTC)
+    transition = AlarmTransition(
+        transition_id=f"{plant.device}-1", device=plant.device, condition="speed_hi",
+        kind=AlarmKind.HI, priority=AlarmPriority.HIGH, area="stamping", tag="speed",
+        active=True, suppressed=False, latch=False, value=1900.0, limit=1800.0,
+        message="speed high", ts=now,
+    )  # fmt: skip
+    await plant.store_executor.call(plant.app.record_alarm_transitions, [transition], now)
+    return alarm_id(plant.device, "speed_hi")
 
 
 def _stored(app: PlantApplication, originator: UUID) -> list[DomainEvent]:

@@ -4,7 +4,9 @@ Each test gets its own device names and plant id (the event table is shared),
 an operator with the ``operator`` role and a scope on its device, more
 operators on demand (:meth:`Plant.add_operator`), an in-process ASGI client for
 queries and mutations, and a real uvicorn server on a free port for
-graphql-transport-ws subscriptions.
+graphql-transport-ws subscriptions. With ``read_models=True`` the alarm read
+models (PostgreSQL ``alarm_current`` and ``alarm_journal``, the live feed)
+follow the log too, as in the runtime.
 
 The plant's device has a free setpoint, a ``pressure_setpoint`` marked
 critical (two persons) and a ``running`` coil whose ``false`` is an emergency
@@ -20,6 +22,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+import asyncpg
 import httpx
 import pyotp
 import pytest
@@ -43,6 +46,7 @@ from eventstore.executor import StoreExecutor
 from eventstore.log_tail import LogTail
 from eventstore.postgres import event_store_env
 from eventstore.tracking import TrackedPosition
+from projections.alarm_views import AlarmViews, ensure_alarm_schema
 from reactors.command_dispatcher import CommandDispatcher
 from reactors.command_expiry import ExpirySweeper
 from tests.support import eventually, free_port, unique
@@ -165,10 +169,16 @@ class Plant:
             TrackedPosition(
                 self.tracking, self.store_executor, unique("dispatcher"), initial=initial
             ),
-            **{"write_timeout": 0.5, "read_timeout": 0.5, "retry_delay": 0.1, **options},
+            **{
+                "write_timeout": 0.5,
+                "read_timeout": 0.5,
+                "retry_delay": 0.1,
+                "clock_skew": timedelta(milliseconds=100),
+                **options,
+            },
         )
 
-    def follow(self, *followers: CommandDispatcher | ExpirySweeper) -> LogTail:
+    def follow(self, *followers: CommandDispatcher | ExpirySweeper | AlarmViews) -> LogTail:
         """Run these followers on a log tail of their own."""
         tail = LogTail(self.app, self.store_executor, followers=followers, poll_interval=0.05)
         self.background += [asyncio.create_task(f.run()) for f in followers]
@@ -215,6 +225,7 @@ async def make_plant(
     database_url: str, nc: NatsClient, redis_client: aioredis.Redis
 ) -> AsyncIterator[PlantFactory]:
     plants: list[tuple[Plant, uvicorn.Server, asyncio.Task[None]]] = []
+    pools: list[asyncpg.Pool] = []
     store_executor = StoreExecutor(max_workers=4)
 
     async def build(
@@ -225,6 +236,7 @@ async def make_plant(
         rate_limit: int = 50,
         login_policy: LoginPolicy | None = None,
         clock: Callable[[], datetime] = utc_now,
+        read_models: bool = False,
     ) -> Plant:
         device = unique("press")
         app = await store_executor.call(
@@ -264,9 +276,24 @@ async def make_plant(
         )
         ana = await plant.add_operator(["operator"], [f"device:{device}"], full_name="Ana Operator")
         plant.username, plant.totp = ana.username, ana.totp
-        followers: list[CommandDispatcher | ExpirySweeper] = [sweeper]
+        followers: list[CommandDispatcher | ExpirySweeper | AlarmViews] = [sweeper]
         if dispatcher:
             followers.append(plant.dispatcher(initial=start))
+        pool: asyncpg.Pool | None = None
+        views: AlarmViews | None = None
+        if read_models:
+            pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+            pools.append(pool)
+            await ensure_alarm_schema(pool)
+            views = AlarmViews(
+                app,
+                store_executor,
+                pool,
+                redis_client,
+                TrackedPosition(recorder, store_executor, unique("alarm-views"), initial=start),
+                active_key=unique("plant:alarms:active"),
+            )
+            followers.append(views)
         tail = plant.follow(*followers)
         plant.services = Services(
             app=app,
@@ -280,6 +307,8 @@ async def make_plant(
             session_recheck_seconds=0.2,
             command_rate=CommandRateCounter(redis_client, prefix=unique("rate") + ":"),
             clock=clock,
+            pool=pool,
+            alarms=views,
         )
         fastapi_app = create_app(plant.services)
         plant.client = httpx.AsyncClient(
@@ -312,4 +341,6 @@ async def make_plant(
         await asyncio.gather(*plant.background, return_exceptions=True)
         await plant.client.aclose()
         await store_executor.call(plant.app.close)
+    for pool in pools:
+        await pool.close()
     store_executor.shutdown()

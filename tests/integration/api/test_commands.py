@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -85,15 +86,18 @@ async def test_a_confirmed_command_is_written_and_streamed_step_by_step(
     assert [s["version"] for s in steps] == [1, 2, 3, 4, 5]
     assert [s["actor"] for s in steps] == [plant.username] * 3 + ["dispatcher"] * 2
     assert "read back 1500" in steps[-1]["detail"]
-    assert responder.requests == [
-        WriteRequest(
-            tag="speed_setpoint",
-            command_id=command_id,
-            op="write",
-            value=1500,
-            expires_in_ms=500,  # the plant's dispatcher waits 0.5 s for a reply
-        )
-    ]
+    [sent] = responder.requests
+    assert replace(sent, deadline=None) == WriteRequest(
+        tag="speed_setpoint",
+        command_id=command_id,
+        op="write",
+        value=1500,
+        expires_in_ms=500,  # the plant's dispatcher waits 0.5 s for a reply
+    )
+    # Refused from the end of that wait less the 0.1 s of clock skew the plant allows.
+    dispatched = datetime.fromisoformat(steps[3]["at"])
+    assert sent.deadline is not None
+    assert timedelta(seconds=0.4) <= sent.deadline - dispatched < timedelta(seconds=0.5)
 
 
 async def test_refused_requests_are_recorded_and_never_written(make_plant: PlantFactory) -> None:

@@ -46,7 +46,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
 STEADY_RPM = 1200
 USER, PASSWORD = "operator", "correct horse battery staple"
-PASSWORD_ENV = "PLANTCORE_TEST_OPCUA_PASSWORD"
+PASSWORD_ENV = "TEST_OPCUA_PRESS_PASSWORD"  # a device's own variable: never PLANTCORE_*
 SECURE = "Basic256Sha256 SignAndEncrypt"
 
 GHOST = OpcUaTag(name="ghost", node_id="ns=2;s=Press.ghost", type="uint16")

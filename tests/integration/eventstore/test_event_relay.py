@@ -12,11 +12,9 @@ import asyncio
 import contextlib
 import logging
 import random
-import shutil
-import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -45,9 +43,8 @@ from eventstore.event_relay import (
 from eventstore.executor import StoreExecutor
 from eventstore.postgres import event_store_env
 from eventstore.tracking import PositionStore, TrackedPosition
-from plantcore import embedded
 from plantcore.streams import ensure_event_stream
-from tests.support import eventually, free_port, unique
+from tests.support import eventually, free_port, nats_server, unique
 
 AREA = "press-line"
 RELAY_LOG = "eventstore.event_relay"
@@ -492,22 +489,6 @@ async def test_the_relay_killed_and_restarted_under_load_loses_nothing_and_repea
 
 
 # -- NATS unavailable ----------------------------------------------------------------------------
-
-
-def nats_server_executable() -> str:
-    beside = Path(sys.executable).parent / "nats-server"
-    found = str(beside) if beside.exists() else shutil.which("nats-server")
-    assert found, "nats-server is not installed (make test installs it)"
-    return found
-
-
-@contextlib.contextmanager
-def nats_server(port: int, store_dir: Path) -> Iterator[None]:
-    """A NATS server with JetStream of this test's own; the same port and store when restarted."""
-    args = [nats_server_executable(), "-a", "127.0.0.1", "-p", str(port), "-js"]
-    args += ["-sd", str(store_dir)]
-    with embedded.process(args, port, "test NATS", store_dir.parent / "nats.log"):
-        yield
 
 
 def outage_lines(caplog: pytest.LogCaptureFixture) -> tuple[int, int]:

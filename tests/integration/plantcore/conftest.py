@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from api.credentials import TokenSettings
 from api.secrets import SecretBox, generate_key
 from domain.messages import STATUS_SUBJECT, ConnectionState, DeviceStatus
+from plantcore.db_init import InitialisedDatabase
 from plantcore.runtime import PlantRuntime, RuntimeConfig
 from plantfile.loader import load_plant_file
 from tests.support import delete_runtime_consumers, runtime_event_stream, unique
@@ -48,16 +49,19 @@ async def statuses(nc: NatsClient) -> AsyncIterator[StatusWatch]:
 
 @pytest.fixture
 async def run_plant(
-    own_database: str, nats_url: str, redis_url: str, js: JetStreamContext
+    plant_roles: InitialisedDatabase, nats_url: str, redis_url: str, js: JetStreamContext
 ) -> AsyncIterator[RunPlant]:
-    """Starts a plant core that follows a plant file, on this test's database; stops it after."""
+    """Starts a plant core that follows a plant file, on this test's database; stops it after.
+
+    It connects as the runtime role of ``plantcore db init``, as in production.
+    """
     prefix = unique("plant") + "-"
     running: list[asyncio.Task[None]] = []
 
     async def start(plant_file: Path, **options: Any) -> PlantRuntime:
         runtime = PlantRuntime(
             RuntimeConfig(
-                database_url=own_database,
+                database_url=plant_roles.runtime_url,
                 nats_url=nats_url,
                 redis_url=redis_url,
                 plant=load_plant_file(plant_file),

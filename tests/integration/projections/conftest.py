@@ -14,6 +14,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from projections.consumer import DurableConsumer
+from projections.dead_letter import DEADLETTER_STREAM, DEADLETTER_SUBJECT_PREFIX, DeadLetters
 from projections.history_schema import DailyPartitions, ensure_history_schema
 from tests.support import eventually, unique
 
@@ -51,6 +52,15 @@ async def consumers(js: JetStreamContext) -> AsyncIterator[Consumers]:
     running = Consumers(js)
     yield running
     await running.close()
+
+
+@pytest.fixture
+async def dead_letters(js: JetStreamContext) -> AsyncIterator[DeadLetters]:
+    """The test's dead letters, counted; afterwards purged from the DEADLETTER stream."""
+    letters = DeadLetters(js)
+    yield letters
+    for consumer in {consumer for consumer, _ in letters.counts()}:
+        await js.purge_stream(DEADLETTER_STREAM, subject=f"{DEADLETTER_SUBJECT_PREFIX}.{consumer}")
 
 
 async def wait_consumed(js: JetStreamContext, durable: str, stream_seq: int) -> None:

@@ -29,6 +29,7 @@ from eventstore.tracking import TrackedPosition
 from plantcore.open_application import open_application
 from plantcore.streams import ensure_alarm_stream
 from projections.alarm_views import ACTIVE_KEY, AlarmViews, ensure_alarm_schema
+from projections.dead_letter import DEADLETTER_STREAM, DEADLETTER_SUBJECT_PREFIX
 from reactors.alarm_clock import AlarmClock
 from reactors.alarm_recorder import ALARM_FEED, AlarmRecorder
 from tests.support import eventually, unique
@@ -79,6 +80,9 @@ async def plant(
             _, pending = await asyncio.wait(tasks, timeout=10)
             assert not pending, f"still running after cancel: {pending}"
             await js.delete_consumer("ALARMS", durable)
+            await js.purge_stream(
+                DEADLETTER_STREAM, subject=f"{DEADLETTER_SUBJECT_PREFIX}.{durable}"
+            )
             await redis_client.hdel(ACTIVE_KEY, str(alarm_id(device, "motor_temperature_hi")))
         finally:
             await pool.close()

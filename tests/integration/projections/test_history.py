@@ -17,6 +17,7 @@ from domain.messages import (
     TelemetryBatch,
 )
 from projections.consumer import DurableConsumer
+from projections.dead_letter import DeadLetters
 from projections.history import (
     HISTORY_FEED,
     TRANSIENT_ERRORS,
@@ -97,15 +98,21 @@ async def test_telemetry_is_written_and_status_ignored(
     assert rows == 6
 
 
-async def test_malformed_messages_are_skipped_and_do_not_block(
-    js: JetStreamContext, pool: asyncpg.Pool, history: History, consumers: Consumers
+async def test_malformed_messages_are_dead_lettered_and_do_not_block(
+    js: JetStreamContext,
+    pool: asyncpg.Pool,
+    history: History,
+    consumers: Consumers,
+    dead_letters: DeadLetters,
 ) -> None:
     device = unique("press")
     subject = f"plant.telemetry.{device}"
     writer = HistoryWriter(pool, history.partitions, table=history.table)
     durable = unique("history")
     await consumers.start(
-        HISTORY_FEED.consumer(js, writer.write, durable=durable, filter_subject=subject)
+        HISTORY_FEED.consumer(
+            js, writer.write, dead_letters=dead_letters, durable=durable, filter_subject=subject
+        )
     )
 
     wrong_schema = batch(device, T0, ghost=1).encode().replace(b'"schema":1', b'"schema":99')
@@ -121,6 +128,7 @@ async def test_malformed_messages_are_skipped_and_do_not_block(
     await eventually(both_written)
     await wait_consumed(js, durable, last)
     assert await points(pool, history, device, "ghost") == []
+    assert dead_letters.counts() == {(durable, "malformed"): 4}
     info = await js.consumer_info("TELEMETRY", durable)
     assert info.num_ack_pending == 0
     assert info.num_redelivered == 0

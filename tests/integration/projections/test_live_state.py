@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from nats.js import JetStreamContext
 
 from domain.messages import ConnectionState, DeviceStatus, Quality, Sample, TagValue, TelemetryBatch
+from projections.dead_letter import DeadLetters
 from projections.live_reader import known_devices, read_device, read_status
 from projections.live_state import LIVE_STATE_FEED, LiveState
 from tests.integration.projections.conftest import Consumers, wait_consumed
@@ -108,14 +109,22 @@ async def test_equal_timestamps_replace_and_status_is_order_safe(
     assert await read_status(redis_client, device) == connected
 
 
-async def test_malformed_messages_are_skipped_and_do_not_block(
-    js: JetStreamContext, redis_client: aioredis.Redis, device: str, consumers: Consumers
+async def test_malformed_messages_are_dead_lettered_and_do_not_block(
+    js: JetStreamContext,
+    redis_client: aioredis.Redis,
+    device: str,
+    consumers: Consumers,
+    dead_letters: DeadLetters,
 ) -> None:
     subject = f"plant.telemetry.{device}"
     durable = unique("live")
     await consumers.start(
         LIVE_STATE_FEED.consumer(
-            js, LiveState(redis_client).apply, durable=durable, filter_subject=subject
+            js,
+            LiveState(redis_client).apply,
+            dead_letters=dead_letters,
+            durable=durable,
+            filter_subject=subject,
         )
     )
 
@@ -127,6 +136,7 @@ async def test_malformed_messages_are_skipped_and_do_not_block(
 
     await wait_consumed(js, durable, ack.seq)
     assert await read_device(redis_client, device) == [Sample("speed", 3, Quality.GOOD, "rpm", T0)]
+    assert dead_letters.counts() == {(durable, "malformed"): 2}
 
 
 async def test_unknown_device_reads_empty(redis_client: aioredis.Redis) -> None:

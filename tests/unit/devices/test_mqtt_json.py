@@ -109,6 +109,11 @@ def test_parse_payload_refuses_what_is_not_json(payload: bytes) -> None:
         parse_payload(payload)
 
 
+def test_parse_payload_refuses_a_document_nested_deeper_than_the_parser_goes() -> None:
+    with pytest.raises(ValueError, match="nested too deeply"):
+        parse_payload(b"[" * 100_000 + b"]" * 100_000)
+
+
 def test_parse_payload_reads_json() -> None:
     assert parse_payload(b'{"motor": {"speed": 1.5}}') == {"motor": {"speed": 1.5}}
     assert parse_payload(b"42") == 42

@@ -8,6 +8,7 @@ import math
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -39,6 +40,7 @@ TAGS: list[dict[str, Any]] = [
 ]  # fmt: skip
 RAW = {"speed": 1500, "pressure": 1234, "running": True, "temperature": 61.5, "trim": 0}
 SEED = 42
+WALL_T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 POLICY = SupervisionPolicy(poll_seconds=1.0, heartbeat_seconds=1e9, max_consecutive_fails=3)
 
 
@@ -48,6 +50,8 @@ class Rig:
     clock: FakeClock = field(default_factory=FakeClock)
     sink: RecordingSink = field(default_factory=RecordingSink)
     device: str = field(default_factory=lambda: unique("press"))
+    # The wall clock deadlines are read on; moved by the tests that need it.
+    wall: datetime = WALL_T0
     task: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
@@ -60,7 +64,7 @@ class Rig:
         )
         return DeviceSupervisor(
             config, self.driver, self.sink, policy=policy, clock=self.clock,
-            sleep=self.clock.sleep, rng=random.Random(SEED),
+            sleep=self.clock.sleep, rng=random.Random(SEED), wall_clock=lambda: self.wall,
         )  # fmt: skip
 
     def start(self, policy: SupervisionPolicy | None = None) -> None:
@@ -439,3 +443,45 @@ async def test_a_cancel_the_client_library_swallowed_still_stops_the_supervisor(
     assert rig.task.cancelled()
     assert rig.published_state() is ConnectionState.STOPPED
     assert not rig.driver.connected
+
+
+def deadlined(deadline: datetime) -> WriteRequest:
+    return WriteRequest(
+        tag="running", command_id=unique("cmd"), op="write", value=False, deadline=deadline
+    )
+
+
+async def test_a_write_that_arrives_past_its_deadline_is_never_written(rig: Rig) -> None:
+    await connected(rig)
+    # Held up on the way (a NATS outage): the dispatcher gave up on it a moment ago.
+    reply = await rig.supervisor.submit_write(deadlined(WALL_T0 - timedelta(milliseconds=1)))
+
+    assert (reply.ok, reply.kind) == (False, WriteErrorKind.EXPIRED)
+    assert "deadline 2025-03-01T07:59:59.999Z has passed" in reply.error
+    assert rig.driver.writes == []
+    assert rig.supervisor.counters.writes_refused_late == 1
+
+
+async def test_a_write_just_before_its_deadline_is_written(rig: Rig) -> None:
+    await connected(rig)
+    reply = await rig.supervisor.submit_write(deadlined(WALL_T0 + timedelta(milliseconds=1)))
+
+    assert reply.ok, reply
+    assert rig.driver.writes == [("running", False)]
+
+
+async def test_a_write_whose_deadline_passes_in_the_queue_is_never_written(rig: Rig) -> None:
+    rig.driver.connect_gate = asyncio.Event()  # the device is slow to answer
+    rig.start()
+    await until(lambda: rig.supervisor.state is CONNECTING)
+    pending = asyncio.create_task(
+        rig.supervisor.submit_write(deadlined(WALL_T0 + timedelta(seconds=2)))
+    )
+    await until(lambda: rig.supervisor.queued_writes == 1)
+
+    rig.wall = WALL_T0 + timedelta(seconds=2)
+    rig.driver.connect_gate.set()
+
+    reply = await pending
+    assert reply.kind is WriteErrorKind.EXPIRED
+    assert rig.driver.writes == []

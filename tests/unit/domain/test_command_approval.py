@@ -193,7 +193,10 @@ def test_the_approval_window_expires(app: PlantApplication, command_id: UUID) ->
     assert app.expire_command(command_id, WINDOW_END) is False
     late = WINDOW_END + timedelta(microseconds=1)
     assert app.expire_command(command_id, late) is True
-    assert last_event(app, command_id) == ("Expired", {"actor": "system", "at": late})
+    assert last_event(app, command_id) == (
+        "Expired",
+        {"reason": "unanswered", "actor": "system", "at": late},
+    )
     command = app.get_command(command_id)
     assert (command.status, command.is_terminal) == (CommandStatus.EXPIRED, True)
     with pytest.raises(CommandClosed):
@@ -204,7 +207,10 @@ def test_a_late_approval_records_the_expiry(app: PlantApplication, command_id: U
     late = WINDOW_END + timedelta(seconds=1)
     with pytest.raises(ConfirmationTooLate):
         app.approve_command(actor="bob", command_id=command_id, totp_step=200, at=late)
-    assert last_event(app, command_id) == ("Expired", {"actor": "bob", "at": late})
+    assert last_event(app, command_id) == (
+        "Expired",
+        {"reason": "unanswered", "actor": "bob", "at": late},
+    )
     assert app.get_operator("bob").last_totp_step is None
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from hypothesis import HealthCheck, settings
@@ -25,6 +25,7 @@ from domain.errors import (
     CommandRefused,
     ConfirmationRefused,
     ConfirmationTooLate,
+    DispatchTooLate,
     DomainError,
 )
 from tests.unit.domain.plant import T0, make_app, replayed
@@ -42,6 +43,7 @@ STATUS_AFTER = {
 }
 CLOSING = {"Expired", "Cancelled", "Rejected"}
 CONFIRM_WINDOW = timedelta(seconds=30)
+DISPATCH_WINDOW = timedelta(seconds=10)
 
 # Mostly writable values (integers listed twice to weigh them): a rejected command
 # ends at once and teaches little more.
@@ -66,6 +68,7 @@ class CommandLifecycle(RuleBasedStateMachine):
         self.app: PlantApplication = make_app()
         self.now = T0
         self.deadline = T0 + CONFIRM_WINDOW
+        self.released_at: datetime | None = None
         self.command_id: UUID
         # Ana spent a step before this command, so "reused" has something to reuse.
         operator = self.app.find_operator("ana")
@@ -145,6 +148,7 @@ class CommandLifecycle(RuleBasedStateMachine):
             assert (refusal is None) == in_time, refusal
             if refusal is None and step is not None:
                 self.spent_step = step
+                self.released_at = self.now
         else:
             assert isinstance(refusal, ConfirmationRefused) == in_time, refusal
             if isinstance(refusal, ConfirmationRefused):
@@ -171,9 +175,17 @@ class CommandLifecycle(RuleBasedStateMachine):
 
     @rule()
     def dispatch(self) -> None:
-        may_dispatch = self._status() is CommandStatus.CONFIRMED
+        released = self._status() is CommandStatus.CONFIRMED
+        assert not released or self.released_at is not None
+        stale = released and self.now > self.released_at + DISPATCH_WINDOW  # type: ignore[operator]
         refusal = self._attempt(lambda: self.app.record_dispatch(self.command_id, self.now))
-        assert (refusal is None) == may_dispatch, refusal
+        if stale:
+            # Too long after its release: expired on record, never written.
+            assert isinstance(refusal, DispatchTooLate), refusal
+            last = self.app.command_events(self.command_id)[-1]
+            assert (type(last).__name__, last.reason) == ("Expired", "not_dispatched")  # type: ignore[attr-defined]
+        else:
+            assert (refusal is None) == released, refusal
 
     @rule(ok=st.booleans(), read_back=st.one_of(st.none(), st.integers(0, 3000)))
     def write_outcome(self, ok: bool, read_back: int | None) -> None:

@@ -15,7 +15,7 @@ from domain.messages import (
     TelemetryBatch,
 )
 from projections.history import decode_history, sample_rows, stored_value
-from projections.history_schema import check_table_name, day_of, partition_bounds, partition_name
+from projections.history_schema import check_table_name, day_of, partition_name
 
 T0 = datetime(2026, 11, 23, 9, 15, 2, 120_000, tzinfo=UTC)
 
@@ -50,10 +50,6 @@ def test_partitions_are_utc_days() -> None:
     )
     assert day_of(late_evening_in_buenos_aires) == date(2026, 11, 24)
     assert partition_name("samples", date(2026, 1, 5)) == "samples_p20260105"
-    assert partition_bounds(date(2026, 12, 31)) == (
-        datetime(2026, 12, 31, tzinfo=UTC),
-        datetime(2027, 1, 1, tzinfo=UTC),
-    )
 
 
 @pytest.mark.parametrize("name", ["Samples", "samples; DROP TABLE x", "1samples", "", "a" * 60])

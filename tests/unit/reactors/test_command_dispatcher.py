@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
 from typing import cast
 from uuid import UUID
 
@@ -20,8 +21,15 @@ from nats.aio.msg import Msg
 
 from domain.command import CommandStatus
 from domain.messages import WriteReply, WriteRequest
+from domain.plant_mode import Mode
 from reactors.command_dispatcher import CommandDispatcher
-from tests.unit.reactors.command_plant import CommandPlant, InlineStore, MemoryPosition, at
+from tests.unit.reactors.command_plant import (
+    REQUESTER,
+    CommandPlant,
+    InlineStore,
+    MemoryPosition,
+    at,
+)
 
 # No test should come near it: a bound on a wait, not a pause.
 SETTLED_WITHIN = 5.0
@@ -50,7 +58,7 @@ class Supervisor:
 
 
 class Rig:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], datetime] = lambda: at(10)) -> None:
         self.plant = CommandPlant()
         self.store_executor = InlineStore()
         self.position = MemoryPosition(initial=self.plant.last_id())
@@ -61,7 +69,7 @@ class Rig:
             self.store_executor,
             cast(NatsClient, self.supervisor),
             self.position,
-            clock=lambda: at(10),
+            clock=clock,
         )
 
     async def deliver(self) -> None:
@@ -141,3 +149,132 @@ async def test_a_confirmation_that_releases_the_write_is_dispatched(
     assert rig.ops() == ["write"]
     assert rig.status(command_id) is CommandStatus.SUCCEEDED
     assert rig.supervisor.value == value
+
+
+async def test_a_write_carries_the_deadline_from_which_a_supervisor_refuses_it(rig: Rig) -> None:
+    released(rig)
+    await rig.deliver()
+    await rig.settled()
+
+    [write] = rig.supervisor.requests
+    # The dispatcher's clock reads at(10); it waits 5 s and allows 1 s of clock skew.
+    assert write.deadline == at(10 + 5 - 1)
+    assert write.past_deadline(at(13.999)) is False
+    assert write.past_deadline(at(14)) is True
+
+
+def test_a_wait_no_longer_than_the_clock_skew_is_refused() -> None:
+    plant = CommandPlant()
+    with pytest.raises(ValueError, match="must exceed the allowed clock skew"):
+        CommandDispatcher(
+            plant.app,
+            InlineStore(),
+            cast(NatsClient, Supervisor()),
+            MemoryPosition(),
+            write_timeout=1.0,
+            clock_skew=timedelta(seconds=1),
+        )
+
+
+# -- what happens between loading a released command and recording its dispatch ----------------
+
+
+def released(rig: Rig) -> UUID:
+    """A command for ``speed`` confirmed at 1 s, whose write the device will take."""
+    rig.supervisor.opened.set()
+    command_id = rig.plant.request("speed", 1200)
+    rig.plant.confirm(command_id, 1)
+    return command_id
+
+
+def between_load_and_dispatch(rig: Rig, change: Callable[[], object]) -> None:
+    """Make ``change`` happen after the dispatcher loaded the command, before it records."""
+
+    async def before(fn: Callable[..., object]) -> None:
+        if fn == rig.plant.app.record_dispatch:
+            rig.store_executor.before = None
+            change()
+
+    rig.store_executor.before = before
+
+
+async def test_a_command_cancelled_after_it_was_loaded_is_never_written(rig: Rig) -> None:
+    command_id = released(rig)
+    between_load_and_dispatch(
+        rig, lambda: rig.plant.app.cancel_command(actor=REQUESTER, command_id=command_id, at=at(2))
+    )
+
+    await rig.deliver()
+    await rig.settled()
+
+    assert rig.ops() == []
+    assert rig.status(command_id) is CommandStatus.CANCELLED
+
+
+async def test_a_command_the_read_only_plant_refuses_after_it_was_loaded_is_never_written(
+    rig: Rig,
+) -> None:
+    command_id = released(rig)
+    between_load_and_dispatch(
+        rig,
+        lambda: rig.plant.app.set_plant_mode(
+            mode=Mode.READ_ONLY, reason="maintenance", actor="admin", at=at(2)
+        ),
+    )
+
+    await rig.deliver()
+    await rig.settled()
+
+    assert rig.ops() == []
+    command = rig.plant.app.get_command(command_id)
+    assert (command.status, command.reason) == (CommandStatus.REJECTED, "read_only")
+
+
+async def test_a_command_another_dispatcher_dispatched_after_it_was_loaded_is_written_once(
+    rig: Rig,
+) -> None:
+    command_id = released(rig)
+    between_load_and_dispatch(
+        rig, lambda: rig.plant.app.record_dispatch(command_id, at(2), actor="dispatcher-2")
+    )
+
+    await rig.deliver()
+    await rig.settled()
+
+    # The other dispatcher sends its write; this one sends none of its own.
+    assert rig.ops() == []
+    events = rig.plant.app.command_events(command_id)
+    assert [e.actor for e in events if type(e).__name__ == "WriteDispatched"] == ["dispatcher-2"]
+
+
+async def test_a_permission_revoked_before_dispatch_stops_the_write(rig: Rig) -> None:
+    command_id = released(rig)
+    rig.plant.app.revoke_permission(username=REQUESTER, scope="plant", actor="admin", at=at(2))
+
+    await rig.deliver()
+    await rig.settled()
+
+    assert rig.ops() == []
+    command = rig.plant.app.get_command(command_id)
+    assert (command.status, command.reason) == (CommandStatus.REJECTED, "forbidden")
+
+
+async def test_a_release_older_than_the_dispatch_window_expires_unwritten() -> None:
+    # The dispatcher comes back (a crash, a database outage) 11 s after the confirmation.
+    rig = Rig(clock=lambda: at(1 + 11))
+    await rig.dispatcher.load_position()
+    task = asyncio.create_task(rig.dispatcher.run())
+    try:
+        rig.supervisor.opened.set()
+        command_id = rig.plant.request("speed", 1200)
+        rig.plant.confirm(command_id, 1)
+        await rig.deliver()
+        await rig.settled()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        rig.store_executor.shutdown()
+
+    assert rig.ops() == []
+    command = rig.plant.app.get_command(command_id)
+    assert (command.status, command.reason) == (CommandStatus.EXPIRED, "not_dispatched")

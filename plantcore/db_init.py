@@ -1,0 +1,201 @@
+"""``plantcore db init``: the plant's database, made ready for roles of least privilege.
+
+Run once per database by an administrator, with a superuser's URL (it creates
+roles and hands objects to the owner), and again after each upgrade: every
+step is idempotent, and on a database from before the roles it takes the
+objects over from whoever made them. In order:
+
+1. the owner, runtime and auditor roles (:mod:`eventstore.roles`);
+2. every object plantcore uses, created if missing: the event store (events,
+   snapshots and tracking tables, the append-only guard, the hash chain, the
+   write lock), the history table with its partition function and the next
+   days' partitions, the alarm views;
+3. all of them handed to the owner, partitions included, and each login role's
+   privileges set to exactly :data:`RUNTIME_TABLES` and :data:`AUDITOR_TABLES`
+   say (ADR 0023).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import asyncpg
+import psycopg
+from psycopg import sql
+from psycopg.rows import TupleRow
+
+from domain.catalog import TagCatalog
+from eventstore.roles import (
+    Grant,
+    Kind,
+    PlantRoles,
+    ensure_roles,
+    give_to_owner,
+    grant_exactly,
+    role_url,
+)
+from eventstore.table_lock import lock_function_name
+from plantcore.open_application import (
+    EVENTS_TABLE,
+    SNAPSHOTS_TABLE,
+    TRACKING_TABLE,
+    open_application,
+)
+from projections.alarm_views import ensure_alarm_schema
+from projections.history_schema import ADD_PARTITION_FUNCTION, ensure_history_schema
+
+HISTORY_TABLE = "samples"
+
+# Every table plantcore makes, with what the runtime may do to it: nothing else.
+RUNTIME_TABLES: Mapping[str, tuple[str, ...]] = {
+    EVENTS_TABLE: ("SELECT", "INSERT"),
+    SNAPSHOTS_TABLE: ("SELECT", "INSERT"),
+    # A follower's position moves by INSERT ... ON CONFLICT DO UPDATE.
+    TRACKING_TABLE: ("SELECT", "INSERT", "UPDATE"),
+    # Rows reach a day's partition through the parent: the partitions need no grant.
+    HISTORY_TABLE: ("SELECT", "INSERT"),
+    "alarm_current": ("SELECT", "INSERT", "UPDATE"),
+    "alarm_journal": ("SELECT", "INSERT"),
+}
+AUDITOR_TABLES: Mapping[str, tuple[str, ...]] = dict.fromkeys(RUNTIME_TABLES, ("SELECT",))
+
+# The library's composite type of a stored event (its originator ids are uuids), and
+# the insert function it always creates on that type (unused: db functions are off).
+_STORED_EVENT_TYPE = "stored_event_uuid"
+_LIBRARY_FUNCTION = "es_insert_events_uuid"
+
+
+class AdminRequired(PermissionError):
+    """``db init`` was given a URL of a role that is not a superuser."""
+
+
+@dataclass(frozen=True)
+class InitialisedDatabase:
+    roles: PlantRoles
+    runtime_url: str
+    auditor_url: str
+
+
+async def initialise_database(
+    admin_url: str, roles: PlantRoles, passwords: Mapping[str, str] | None = None
+) -> InitialisedDatabase:
+    """Create or repair the roles, the objects and the privileges of ``admin_url``'s database.
+
+    ``passwords`` maps a login role to its password (set each time it is given;
+    left alone otherwise). Returns the URLs the runtime and the auditor connect
+    with: ``admin_url``'s server and database, as those roles.
+    """
+    passwords = dict(passwords or {})
+    await asyncio.to_thread(_prepare_roles, admin_url, roles, passwords)
+    await asyncio.to_thread(_create_event_store, admin_url)
+    pool = await asyncpg.create_pool(admin_url, min_size=1, max_size=1)
+    try:
+        await ensure_history_schema(pool, table=HISTORY_TABLE)
+        await ensure_alarm_schema(pool)
+    finally:
+        await pool.close()
+    await asyncio.to_thread(_hand_over, admin_url, roles)
+    return InitialisedDatabase(
+        roles,
+        runtime_url=role_url(admin_url, roles.runtime, passwords.get(roles.runtime)),
+        auditor_url=role_url(admin_url, roles.auditor, passwords.get(roles.auditor)),
+    )
+
+
+def _prepare_roles(admin_url: str, roles: PlantRoles, passwords: dict[str, str]) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        if row is None or not row[0]:
+            raise AdminRequired(
+                f"{conn.info.user} is not a superuser: `plantcore db init` creates roles and"
+                " hands every table to the owner role, so it needs a superuser's URL (--admin-url)"
+            )
+        with conn.transaction():
+            ensure_roles(conn, roles, passwords)
+
+
+def _create_event_store(admin_url: str) -> None:
+    app = open_application(admin_url, TagCatalog([]))
+    try:
+        app.factory.tracking_recorder()  # creates the followers' positions table
+    finally:
+        app.close()
+
+
+def _hand_over(admin_url: str, roles: PlantRoles) -> None:
+    with psycopg.connect(admin_url) as conn:  # one transaction: all of it or none
+        partitions = [
+            name
+            for (name,) in conn.execute(
+                "SELECT inhrelid::regclass::text FROM pg_inherits"
+                " WHERE inhparent = to_regclass(%s) ORDER BY 1",
+                (HISTORY_TABLE,),
+            )
+        ]
+        functions = [
+            name
+            for (name,) in conn.execute(
+                "SELECT oid::regprocedure::text FROM pg_proc"
+                " WHERE pronamespace = current_schema()::regnamespace"
+                " AND (proname LIKE 'plantcore\\_%%' OR proname = %s) ORDER BY 1",
+                (_LIBRARY_FUNCTION,),
+            )
+        ]
+        sequence = conn.execute(
+            "SELECT pg_get_serial_sequence(%s, 'notification_id')", (EVENTS_TABLE,)
+        ).fetchone()
+        assert sequence is not None
+        assert sequence[0] is not None
+        # Public's right to create in the schema (granted before PostgreSQL 15) is taken
+        # back: the login roles create nothing but temporary tables. The owner creates
+        # each new day's history partition.
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        conn.execute(
+            sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(
+                sql.Identifier(roles.owner)
+            )
+        )
+        give_to_owner(
+            conn,
+            roles.owner,
+            [
+                *((Kind.TABLE, _quoted(conn, table)) for table in RUNTIME_TABLES),
+                *((Kind.TABLE, partition) for partition in partitions),
+                *((Kind.FUNCTION, function) for function in functions),
+                (Kind.TYPE, _quoted(conn, _STORED_EVENT_TYPE)),
+            ],
+        )
+        grant_exactly(conn, _grants(conn, roles, partitions, sequence[0]), roles.logins)
+
+
+def _grants(
+    conn: psycopg.Connection[TupleRow], roles: PlantRoles, partitions: list[str], sequence: str
+) -> list[Grant]:
+    database = _quoted(conn, conn.info.dbname)
+    grants = [
+        Grant(Kind.DATABASE, database, roles.runtime, ("CONNECT", "TEMPORARY")),
+        Grant(Kind.DATABASE, database, roles.auditor, ("CONNECT",)),
+        Grant(Kind.SCHEMA, "public", roles.runtime, ("USAGE",)),
+        Grant(Kind.SCHEMA, "public", roles.auditor, ("USAGE",)),
+        # The positions handed out when an event is inserted (and by the chain's trigger).
+        Grant(Kind.SEQUENCE, sequence, roles.runtime, ("USAGE",)),
+        Grant(Kind.SEQUENCE, sequence, roles.auditor, ()),
+        # Runs as the owner, to take the lock the library takes before it inserts.
+        Grant(Kind.FUNCTION, f"{lock_function_name(EVENTS_TABLE)}()", roles.runtime, ("EXECUTE",)),
+    ]
+    if partitions:  # natively partitioned: a new day's partition comes from this function
+        grants.append(Grant(Kind.FUNCTION, ADD_PARTITION_FUNCTION, roles.runtime, ("EXECUTE",)))
+    for role, tables in ((roles.runtime, RUNTIME_TABLES), (roles.auditor, AUDITOR_TABLES)):
+        grants += [
+            Grant(Kind.TABLE, _quoted(conn, table), role, rights)
+            for table, rights in tables.items()
+        ]
+        # Whatever a role was granted on a partition directly is taken back.
+        grants += [Grant(Kind.TABLE, partition, role, ()) for partition in partitions]
+    return grants
+
+
+def _quoted(conn: psycopg.Connection[TupleRow], name: str) -> str:
+    return sql.Identifier(name).as_string(conn)
