@@ -1,6 +1,7 @@
 """The FastAPI application: ``/graphql`` (HTTP and graphql-transport-ws), ``/health``
-and ``/metrics`` (Prometheus), behind the bounds on what a client may send
-(:mod:`api.size_limits`).
+(:mod:`api.health`) and ``/metrics`` (Prometheus), behind the bounds on what a client
+may send (:mod:`api.size_limits`). GraphiQL and introspection are served only when
+the services say so.
 
 :func:`create_app` only wires routes to the :class:`~api.services.Services` it
 is given; it starts and stops nothing. The composition root owns the
@@ -9,13 +10,10 @@ connections and the background tasks (log tail, dispatcher, sweeper).
 
 from __future__ import annotations
 
-import asyncio
 import json
-import math
-from collections.abc import Awaitable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from strawberry.fastapi import GraphQLRouter
@@ -23,8 +21,10 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from api.context import make_context_getter
 from api.graphql.schema import build_schema
+from api.health import health
 from api.services import Services
 from api.size_limits import SizeLimits
+from api.socket_handler import KeyedSocketHandler
 
 
 def create_app(services: Services) -> FastAPI:
@@ -38,21 +38,23 @@ def create_app(services: Services) -> FastAPI:
         max_depth=services.max_query_depth,
         max_cost=services.max_query_cost,
         max_variables_bytes=services.max_variables_bytes,
+        introspection=services.introspection,
     )
     graphql: GraphQLRouter[Any, None] = _Router(
         schema,
         context_getter=make_context_getter(services),
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        # Without it, a browser's GET /graphql is answered 404.
+        graphql_ide="graphiql" if services.graphiql else None,
     )
     app.include_router(graphql, prefix="/graphql")
 
     @app.get("/health")
-    async def health() -> JSONResponse:
-        """Each service ``ok`` or ``error`` with the reason; HTTP 503 when any is down."""
-        report = await check_health(services)
-        healthy = all(entry["status"] == "ok" for entry in report.values())
-        body = {"status": "ok" if healthy else "error", "services": report}
-        return JSONResponse(body, status_code=200 if healthy else 503)
+    async def health_check(request: Request) -> JSONResponse:
+        """Up or down (HTTP 503); each service's state for a token allowed ``health.read``."""
+        source = request.client.host if request.client is not None else "unknown"
+        body, status = await health(services, request.headers.get("authorization"), source)
+        return JSONResponse(body, status_code=status)
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -64,6 +66,9 @@ def create_app(services: Services) -> FastAPI:
 
 
 class _Router(GraphQLRouter[Any, None]):
+    # Each operation over a socket authorised like a request; the socket closed at its expiry.
+    graphql_transport_ws_handler_class = KeyedSocketHandler
+
     def decode_json(self, data: str | bytes) -> object:
         try:
             return super().decode_json(data)
@@ -73,33 +78,3 @@ class _Router(GraphQLRouter[Any, None]):
             # Python reads no integer of more than 4300 digits, nor arrays nested past its
             # recursion limit: to the API that is malformed JSON (HTTP 400, WebSocket 4400).
             raise json.JSONDecodeError(str(exc), "", 0) from exc
-
-
-async def check_health(services: Services) -> dict[str, dict[str, str]]:
-    async def postgres() -> None:
-        await services.store_executor.call(services.app.recorder.max_notification_id)
-
-    async def nats() -> None:
-        if not services.nats.is_connected:
-            raise ConnectionError("not connected")
-        await services.nats.flush(timeout=math.ceil(services.health_timeout))
-
-    async def redis() -> None:
-        await services.redis.ping()
-
-    names = ("postgresql", "nats", "redis")
-    results = await asyncio.gather(
-        *(_probe(check(), services.health_timeout) for check in (postgres, nats, redis))
-    )
-    return dict(zip(names, results, strict=True))
-
-
-async def _probe(check: Awaitable[None], seconds: float) -> dict[str, str]:
-    try:
-        async with asyncio.timeout(seconds):
-            await check
-    except TimeoutError:
-        return {"status": "error", "detail": f"no answer within {seconds:g} s"}
-    except Exception as exc:  # any failure of a probe is that service's report, not ours
-        return {"status": "error", "detail": f"{type(exc).__name__}: {exc}"}
-    return {"status": "ok", "detail": ""}

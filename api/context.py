@@ -1,11 +1,16 @@
 """The request context of every GraphQL operation: who is asking, what they may do, the services.
 
-One :func:`make_context_getter` builds it for HTTP and WebSocket alike. The
-caller is read lazily, when a resolver asks for it, because a WebSocket's
-credentials only arrive after the context exists: graphql-transport-ws sends
-them in the ``connection_init`` payload (``{"authorization": "Bearer …"}``),
-which strawberry stores as ``connection_params``. HTTP requests carry the usual
-``Authorization: Bearer …`` header.
+One :func:`make_context_getter` builds it for HTTP and WebSocket alike. HTTP
+requests carry the usual ``Authorization: Bearer …`` header and get a context
+each. A WebSocket's context serves the whole connection: its credentials
+arrive after the context exists, in the ``connection_init`` payload
+(``{"authorization": "Bearer …"}``), and may change when the client refreshes
+over the socket; they are held by its :class:`~api.socket_key.SocketKey`
+(``socket``, set by :mod:`api.socket_handler`).
+
+The caller is checked once per operation, token expiry included: per HTTP
+request, and per operation sent over a socket (:func:`operation_scope`), never
+reused from one operation to the next.
 
 A valid token is not enough to be a caller: its session must still be open
 (not logged out, revoked, or ended by a reused refresh token) and its operator
@@ -18,25 +23,24 @@ refusal is recorded as the operator's ``AccessDenied`` before it is answered.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property
-from time import monotonic
 
 from graphql import GraphQLError
 from starlette.requests import HTTPConnection
 from strawberry.fastapi import BaseContext
 
-from api.credentials import InvalidToken, Principal, bearer_token, verify_token
+from api.credentials import InvalidToken, bearer_token, verify_token
 from api.services import Services
+from api.socket_key import SocketKey
 from domain.errors import SessionInvalid
 from domain.permissions import Action, actions_of, is_allowed
 
 UNAUTHENTICATED = "unauthenticated"
 FORBIDDEN = "forbidden"
-# How long a checked caller is trusted without asking the event store again.
-CALLER_REUSE_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,43 +58,63 @@ class Caller:
         return is_allowed(self.roles, self.scopes, action, device=device, area=area)
 
 
+@dataclass
+class _Checked:
+    """The caller one operation was checked as, once it was."""
+
+    caller: Caller | None = None
+
+
+# An operation over a socket runs in a task of its own (and the tasks it starts); its check
+# travels with it here, because the context it shares with the other operations cannot hold it.
+_operation_check: ContextVar[_Checked | None] = ContextVar("operation_check", default=None)
+
+
+@contextmanager
+def operation_scope() -> Iterator[None]:
+    """Start an operation's task inside: the task gets a caller check of its own."""
+    reset = _operation_check.set(_Checked())
+    try:
+        yield
+    finally:
+        _operation_check.reset(reset)
+
+
 class PlantContext(BaseContext):
     def __init__(self, services: Services, authorization: str | None, source: str) -> None:
         super().__init__()
         self.services = services
         self.source = source
+        self.socket: SocketKey | None = None
         self._header = authorization
-        self._known: tuple[float, Caller] | None = None
-
-    @cached_property
-    def _token(self) -> Principal | InvalidToken:
-        token = bearer_token(self._authorization())
-        if token is None:
-            return InvalidToken("missing bearer token")
-        try:
-            return verify_token(self.services.tokens, token)
-        except InvalidToken as exc:
-            return exc
+        self._request_check = _Checked()
 
     async def caller(self, *, fresh: bool = False) -> Caller:
         """The authenticated caller, or a GraphQL error with ``extensions.code`` unauthenticated.
 
-        Loaded once per request (a query with several root fields checks the
-        session once); a WebSocket's context lives as long as its connection, so
-        the answer is reused for at most :data:`CALLER_REUSE_SECONDS`, and a
-        subscription's recheck asks for a ``fresh`` one.
+        The token and the session are checked when an operation first asks, and
+        that check is kept for the rest of the operation; a subscription's
+        recheck asks for a ``fresh`` one.
         """
-        known = self._known
-        if known is not None and not fresh and monotonic() - known[0] < CALLER_REUSE_SECONDS:
-            return known[1]
-        caller = await self._load_caller()
-        self._known = (monotonic(), caller)
-        return caller
+        checked = self._check()
+        if checked.caller is None or fresh:
+            checked.caller = await self._load_caller()
+        return checked.caller
+
+    def _check(self) -> _Checked:
+        if self.socket is None:
+            return self._request_check
+        # Outside an operation scope nothing is kept: every call checks anew.
+        return _operation_check.get() or _Checked()
 
     async def _load_caller(self) -> Caller:
-        token = self._token
-        if isinstance(token, InvalidToken):
-            raise GraphQLError(str(token), extensions={"code": UNAUTHENTICATED})
+        bearer = self.socket.token if self.socket is not None else bearer_token(self._header)
+        if bearer is None:
+            raise GraphQLError("missing bearer token", extensions={"code": UNAUTHENTICATED})
+        try:
+            token = verify_token(self.services.tokens, bearer)
+        except InvalidToken as exc:
+            raise GraphQLError(str(exc), extensions={"code": UNAUTHENTICATED}) from exc
         services = self.services
         try:
             operator = await services.store_executor.call(
@@ -143,12 +167,18 @@ class PlantContext(BaseContext):
             f"{caller.username!r} may not {action}{where}", extensions={"code": FORBIDDEN}
         )
 
-    def _authorization(self) -> str | None:
-        params = self.connection_params
-        if isinstance(params, Mapping):
-            value = params.get("authorization") or params.get("Authorization")
-            return value if isinstance(value, str) else None
-        return self._header
+    def check_refresh(self, username: str, session_id: str) -> None:
+        """Refuse, before it is used, a refresh token of a session the socket may not take."""
+        if self.socket is not None and not self.socket.takes(username, session_id):
+            raise GraphQLError(
+                "refresh token of another session than this socket's: refresh it over HTTP",
+                extensions={"code": UNAUTHENTICATED, "reason": "other_session"},
+            )
+
+    def rekey(self, access_token: str) -> None:
+        """Key the socket with an access token refreshed over it (HTTP: nothing to key)."""
+        if self.socket is not None:
+            self.socket.key(access_token)
 
 
 def make_context_getter(services: Services) -> Callable[[HTTPConnection], Awaitable[PlantContext]]:

@@ -3,8 +3,10 @@
 Pure functions and small value objects, tested without a server:
 
 - :func:`hash_password` / :func:`verify_password`: argon2-cffi's
-  ``PasswordHasher`` (Argon2id). An unknown user is checked against a dummy
-  hash so that "no such user" and "wrong password" take the same time.
+  ``PasswordHasher`` (Argon2id). An unknown user, or a stored hash that cannot
+  be read, is checked against a dummy hash, so that every refusal costs the
+  same Argon2 run as a wrong password. The API runs both in its login lane
+  (:mod:`api.login_lane`), never on the event loop.
 - :func:`issue_token` / :func:`verify_token`: HS256 access tokens with the
   claims ``sub``, ``sid`` (the session), ``roles``, ``aud``, ``iat``, ``exp``
   and ``jti``. Every claim is required on the way in; anything wrong raises
@@ -18,6 +20,9 @@ Pure functions and small value objects, tested without a server:
 - :func:`totp_step`: the RFC 6238 time step a code belongs to, within one step
   either side of ``at`` (clock drift, a code typed as it rolls over), compared
   in constant time. The domain decides whether that step may still be used.
+- :func:`new_enrolment_token_part` / :func:`enrolment_token_hashes`: one-time
+  enrolment tokens, one random part (a new account) or two joined by ``-`` (a
+  recovery, one part per admin); only a SHA-256 of each part is recorded.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ TOTP_TOLERANCE_STEPS = 1
 MIN_PASSWORD_LENGTH = 12
 _REQUIRED_CLAIMS = ["sub", "sid", "roles", "aud", "iat", "exp", "jti"]
 _REFRESH_SECRET_BYTES = 32
+# 160 random bits per part of an enrolment token: 32 base32 characters, easy to read out.
+_ENROLMENT_PART_BYTES = 20
+ENROLMENT_PART_SEPARATOR = "-"
 
 _hasher = PasswordHasher()
 # Verified against when the username is unknown, so both failures cost one Argon2 run.
@@ -88,8 +96,11 @@ def verify_password(password_hash: str | None, password: str) -> bool:
     """True if ``password`` matches; ``None`` (unknown user) is checked against a dummy hash."""
     try:
         return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
-    except (VerificationError, InvalidHashError):
+    except VerificationError:
         return False
+    except InvalidHashError:
+        # Refused before any work: do the work anyway, so that the refusal takes as long.
+        return verify_password(None, password)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +168,22 @@ def verify_token(settings: TokenSettings, token: str) -> Principal:
 
 def new_session_id() -> str:
     return uuid.uuid4().hex
+
+
+def new_enrolment_token_part() -> tuple[str, str]:
+    """A part of an enrolment token (base32: letters and digits) and the hash to record."""
+    part = base64.b32encode(secrets.token_bytes(_ENROLMENT_PART_BYTES)).decode()
+    return part, _hash_enrolment_part(part)
+
+
+def enrolment_token_hashes(token: str) -> list[str]:
+    """The hashes of the parts of a presented token, read leniently (case, spaces, order)."""
+    typed = "".join(token.split()).upper()
+    return [_hash_enrolment_part(part) for part in typed.split(ENROLMENT_PART_SEPARATOR) if part]
+
+
+def _hash_enrolment_part(part: str) -> str:
+    return hashlib.sha256(part.encode()).hexdigest()
 
 
 def hash_refresh_secret(secret: str) -> str:

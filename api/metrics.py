@@ -59,15 +59,20 @@ class PlantCollector(Collector):
         devices: Callable[[], Iterable[DeviceFigures]],
         commands: CommandFigures,
         dead_letters: DeadLetterFigures,
+        *,
+        refused_logins: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         self._devices = devices
         self._commands = commands
         self._dead_letters = dead_letters
+        # Logins refused before any password was checked, by reason (rate_limited, busy).
+        self._refused_logins = refused_logins
 
     def collect(self) -> Iterator[Metric]:
         yield from self._command_metrics()
         yield from self._device_metrics(list(self._devices()))
         yield self._dead_letter_metric()
+        yield self._refused_login_metric()
 
     def _dead_letter_metric(self) -> Metric:
         dead_lettered = CounterMetricFamily(
@@ -78,6 +83,16 @@ class PlantCollector(Collector):
         for (consumer, kind), count in sorted(self._dead_letters.counts().items()):
             dead_lettered.add_metric([consumer, kind], count)
         return dead_lettered
+
+    def _refused_login_metric(self) -> Metric:
+        refused = CounterMetricFamily(
+            "plantcore_logins_refused",
+            "Logins refused before any password was checked: too many from one address, or busy",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self._refused_logins().items()):
+            refused.add_metric([reason], count)
+        return refused
 
     def _command_metrics(self) -> Iterator[Metric]:
         commands = self._commands

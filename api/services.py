@@ -17,7 +17,8 @@ from prometheus_client import CollectorRegistry
 
 from api.credentials import TokenSettings
 from api.graphql.limits import DEFAULT_MAX_VARIABLES_BYTES
-from api.rate_limit import CommandRateCounter
+from api.login_lane import LoginLane
+from api.rate_limit import CommandRateCounter, LoginThrottle
 from api.secrets import SecretBox
 from api.size_limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_WS_MESSAGE_BYTES
 from domain.application import PlantApplication
@@ -39,7 +40,10 @@ class Services:
     ``command_log_tail`` is the running :class:`~eventstore.log_tail.LogTail` that
     feeds ``commandStatus`` and that ``confirmCommand`` nudges; ``redis`` must
     decode responses to ``str``. ``secrets`` seals and opens TOTP secrets;
-    ``command_rate`` counts each user's command requests across API processes.
+    ``command_rate`` counts each user's command requests across API processes;
+    ``login_throttle`` bounds the logins of each source address, and
+    ``login_lane`` runs every Argon2 check and a login's store calls apart from
+    the commands' executor.
     """
 
     app: PlantApplication
@@ -50,6 +54,8 @@ class Services:
     command_log_tail: LogTail
     secrets: SecretBox
     command_rate: CommandRateCounter
+    login_throttle: LoginThrottle
+    login_lane: LoginLane
     clock: Callable[[], datetime] = field(default=utc_now)
     # How long /health waits for each service before calling it down.
     health_timeout: float = 2.0
@@ -65,6 +71,9 @@ class Services:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_variables_bytes: int = DEFAULT_MAX_VARIABLES_BYTES
     max_ws_message_bytes: int = DEFAULT_MAX_WS_MESSAGE_BYTES
+    # GraphiQL at GET /graphql, and introspection (__schema, __type): off unless asked for.
+    graphiql: bool = False
+    introspection: bool = False
     # How often a subscription checks that its session is still open.
     session_recheck_seconds: float = 15.0
 

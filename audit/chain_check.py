@@ -19,6 +19,9 @@ How a break is classified (the first row that does not fit is ``p``):
 - ``unchained``: rows without a hash (written while the chain trigger was off).
 - ``checkpoint_mismatch``: the chain holds another hash at a position than a
   signed checkpoint says: the chain from before that position was rewritten.
+- ``snapshot_mismatch`` (:func:`verify_database` given the snapshots): a stored
+  snapshot is not the state its aggregate's events make at its version
+  (:mod:`audit.snapshot_check`).
 
 After a break the verifier continues from the stored hashes, so later,
 independent tampering is reported too; a gap in the positions (a rolled-back
@@ -37,6 +40,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
+from audit.snapshot_check import SnapshotSource, check_snapshots
 from eventstore.chain import (
     ZERO_HASH,
     ChainRow,
@@ -57,6 +61,7 @@ class Kind(enum.StrEnum):
     UNCHAINED = "unchained"
     CHECKPOINT_MISMATCH = "checkpoint_mismatch"
     BAD_CHECKPOINT = "bad_checkpoint"  # a checkpoint whose signature does not hold
+    SNAPSHOT_MISMATCH = "snapshot_mismatch"  # a snapshot its events do not make
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,12 @@ class Report:
     findings: tuple[Finding, ...]
     checkpoints_matched: int = 0
     checkpoints_checked: int = 0  # those within the rows verified (or at their anchor)
+    snapshots_checked: int = 0
+
+    @property
+    def snapshots_matched(self) -> int:
+        mismatched = sum(1 for finding in self.findings if finding.kind is Kind.SNAPSHOT_MISMATCH)
+        return self.snapshots_checked - mismatched
 
     @property
     def intact(self) -> bool:
@@ -557,12 +568,15 @@ def verify_database(
     expected: Iterable[ExpectedHead] = (),
     window: int = DEFAULT_WINDOW,
     on_rows: Callable[[int, int], None] | None = None,
+    snapshots: SnapshotSource | None = None,
 ) -> Report:
     """Verify the whole chain of ``table`` in one consistent snapshot, read-only.
 
     ``expected`` must be read before this is called: then every checkpoint
     names a row committed before the snapshot. ``on_rows(done, total)`` is
-    called every few thousand rows (for progress).
+    called every few thousand rows (for progress). With ``snapshots``, every
+    stored snapshot is then checked against its events, in the same
+    transaction: the events and snapshots as they stood when the chain was read.
     """
     verifier = ChainVerifier(expected=expected, window=window)
     with psycopg.connect(conninfo) as conn:
@@ -580,7 +594,14 @@ def verify_database(
         verifier.finish()
         if on_rows is not None:
             on_rows(done, total)
-    return verifier.report()
+        report = verifier.report()
+        if snapshots is not None:
+            checked = check_snapshots(conn, table, snapshots, log_end=report.last_position)
+            report = replace(report, snapshots_checked=checked.checked).with_findings(
+                Finding(Kind.SNAPSHOT_MISMATCH, mismatch.position, mismatch.explanation)
+                for mismatch in checked.mismatches
+            )
+    return report
 
 
 def _count(conn: psycopg.Connection[TupleRow], table: str) -> int:

@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +44,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 
 from audit.chain_check import ExpectedHead, Finding, Kind
 from eventstore.chain import HASH_SIZE, chain_head
+from support.private_file import append_private
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ def audit_stream_config(
 
 
 class CheckpointWriter:
-    """Appends each checkpoint to a file (fsynced) and publishes it on NATS.
+    """Appends each checkpoint to a file (fsynced; made with mode 0600) and publishes it on NATS.
 
     Either may be None. A NATS failure is logged and does not stop the file;
     the message id (key and position) makes a re-publish land once.
@@ -328,7 +328,7 @@ class CheckpointWriter:
     async def write(self, checkpoint: Checkpoint) -> None:
         line = checkpoint.to_json()
         if self.path is not None:
-            await asyncio.to_thread(_append_line, self.path, line)
+            await asyncio.to_thread(append_private, self.path, (line + "\n").encode("utf-8"))
         if self.js is not None:
             try:
                 await self.js.publish(
@@ -340,13 +340,6 @@ class CheckpointWriter:
                 )
             except (NatsError, TimeoutError) as exc:
                 log.warning("checkpoint at %d not published on NATS: %s", checkpoint.position, exc)
-
-
-def _append_line(path: Path, line: str) -> None:
-    with path.open("a", encoding="utf-8") as out:
-        out.write(line + "\n")
-        out.flush()
-        os.fsync(out.fileno())
 
 
 async def read_head(conninfo: str, table: str) -> tuple[int, bytes] | None:

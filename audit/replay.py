@@ -6,8 +6,9 @@ last one whose ``at`` (the time the domain stamped on it; the library's
 through a given version. The events come through the application's mapper,
 so old versions are upcast exactly as the running plant upcasts them
 (``Operator.Registered`` v1, ``ControlCommand.Confirmed`` v1), and the
-aggregate is the library's own reconstruction at that version
-(``repository.get(id, version=…)``, from a snapshot where one is older).
+aggregate is projected from those events alone, never from a snapshot: a
+snapshot is not part of the hash chain, and the record is what the events say
+(``plantcore audit verify`` checks the snapshots against them).
 
 The answer is plain JSON: the aggregate's public state (its properties and
 public attributes, never the underscored internals), its version and type,
@@ -30,7 +31,7 @@ from enum import Enum
 from typing import Any, TypedDict, cast
 from uuid import UUID
 
-from eventsourcing.application import Application
+from eventsourcing.application import Application, project_aggregate
 from eventsourcing.domain import Aggregate, DomainEvent
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
@@ -47,6 +48,9 @@ SECRET_FIELDS = frozenset(
         "totp_secret",  # Operator.Registered v1 held the secret in clear
         "refresh_hash",
         "used_hashes",
+        # Enrolment tokens: the hash of each part (events), the hashes outstanding (state).
+        "token_hash",
+        "token_hashes",
         "presented_hash",
         "new_hash",
     }
@@ -215,7 +219,9 @@ def aggregate_at(
     # Times need not grow with versions (a source's time, a shelve ending at its ``until``):
     # the state is the one after the last event at or before the time, with all before it.
     last = max(applied, key=lambda event: event.originator_version)
-    aggregate: Aggregate = app.repository.get(aggregate_id, version=last.originator_version)
+    through = [event for event in events if event.originator_version <= last.originator_version]
+    aggregate: Aggregate | None = project_aggregate(None, through)
+    assert aggregate is not None  # ``through`` holds at least ``last``
     return AggregateState(
         aggregate_id=str(aggregate_id),
         aggregate_type=type(aggregate).__name__,

@@ -19,6 +19,7 @@ from bench import (
     command_store,
     fleet_poll,
     history_write,
+    login_flood,
     modbus_poll,
     request_auth,
 )
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[BenchConfig], Awaitable[Figures]]] = {
     "command_store": command_store.run,
     "fleet_poll": fleet_poll.run,
     "history_write": history_write.run,
+    "login_flood": login_flood.run,
     "modbus_poll": modbus_poll.run,
     "request_auth": request_auth.run,
 }

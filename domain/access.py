@@ -9,6 +9,10 @@ Who may call the administrative ones (``operators.manage``,
 ``sessions.manage``, ``plant.mode``) is checked by the caller against the
 permission matrix; the rules that protect the plant from its own admins (the
 last admin cannot be disabled or demoted) are checked here.
+
+Every use case that names an operator takes the name in any form a person
+types it: a new name is stored in its normal form, and :meth:`find_operator`
+finds an account by any form of its name (:mod:`domain.usernames`).
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ from domain.bounds import (
     MAX_FULL_NAME_LENGTH,
     MAX_SCOPE_LENGTH,
     MAX_TEXT_LENGTH,
-    MAX_USERNAME_LENGTH,
     check_length,
     clipped,
 )
 from domain.errors import (
+    InputTooLarge,
+    InvalidUsername,
     LoginRefused,
     OperatorAccountError,
     OperatorExists,
@@ -41,6 +46,7 @@ from domain.operator_directory import OperatorDirectory, directory_id
 from domain.permissions import Action, Role, actions_of, is_allowed
 from domain.plant_mode import Mode, PlantMode, plant_mode_id
 from domain.time import retry_on_conflict, utc
+from domain.usernames import normalise_username
 
 SYSTEM = "system"
 T = TypeVar("T")
@@ -59,12 +65,19 @@ class AccessUseCases(Application[UUID]):
         full_name: str,
         roles: Iterable[str],
         password_hash: str,
-        totp_secret_sealed: str,
         actor: str,
         at: datetime,
+        totp_secret_sealed: str = "",
+        enrolment_token_hash: str = "",
     ) -> UUID:
-        """Register and list an operator; raises :class:`OperatorExists`."""
-        check_length("username", username, MAX_USERNAME_LENGTH)
+        """Register and list an operator; raises :class:`OperatorExists`.
+
+        A new account normally has no secret yet: it enrols itself with the
+        one-time token whose hash is ``enrolment_token_hash``, so that whoever
+        created it never holds its authenticator. ``totp_secret_sealed``
+        registers one already enrolled (tests, imports).
+        """
+        username = normalise_username(username)
         check_length("full_name", full_name, MAX_FULL_NAME_LENGTH)
         at = utc(at)
         for _ in range(3):
@@ -77,7 +90,14 @@ class AccessUseCases(Application[UUID]):
                 actor=actor,
                 at=at,
             )
+            if enrolment_token_hash:
+                lifetime = self.login_policy.second_factor.enrolment_token_lifetime
+                operator.issue_enrolment_token(
+                    enrolment_token_hash, expires_at=at + lifetime, actor=actor, at=at
+                )
             directory = self._directory(actor, at)
+            if directory.usernames_like(username):  # itself, or a name from before folding alike
+                raise OperatorExists(username)
             directory.list_operator(username, actor=actor, at=at)
             try:
                 self.save(operator, directory)
@@ -89,6 +109,28 @@ class AccessUseCases(Application[UUID]):
         raise OperatorExists(username)
 
     def find_operator(self, username: str) -> Operator | None:
+        """The account ``username`` names, in whatever form it is typed.
+
+        Its exact stored name first, so that every account from before names
+        were normalised stays reachable, even one whose name folds like
+        another's; then the name's normal form; then the one account from
+        before whose name folds to it. A form that folds to two such names
+        finds none: each is reached by its exact name only.
+        """
+        found = self._stored_as(username)
+        if found is not None:
+            return found
+        try:
+            key = normalise_username(username)
+        except (InvalidUsername, InputTooLarge):
+            return None  # no name registered since could be this one
+        if key != username and (found := self._stored_as(key)) is not None:
+            return found
+        directory = self._find_directory()
+        older = directory.usernames_like(key) if directory is not None else ()
+        return self._stored_as(older[0]) if len(older) == 1 else None
+
+    def _stored_as(self, username: str) -> Operator | None:
         try:
             operator: Operator = self.repository.get(operator_id(username))
         except AggregateNotFoundError:
@@ -161,14 +203,6 @@ class AccessUseCases(Application[UUID]):
     def set_password(self, *, username: str, password_hash: str, actor: str, at: datetime) -> None:
         operator = self.get_operator(username)
         operator.set_password(password_hash, actor=actor, at=utc(at))
-        self.save(operator)
-
-    @retry_on_conflict
-    def enroll_totp(
-        self, *, username: str, totp_secret_sealed: str, actor: str, at: datetime
-    ) -> None:
-        operator = self.get_operator(username)
-        operator.enroll_totp(totp_secret_sealed, actor=actor, at=utc(at))
         self.save(operator)
 
     @retry_on_conflict

@@ -14,12 +14,20 @@ own contract. Permission and mode are checked again when the write is released
 (the requester's confirmation, or the second person's approval of a critical
 tag), because either can change while a command waits.
 
-Operators, logins, sessions and the plant mode are in :mod:`domain.access`.
+Operators, logins, sessions and the plant mode are in :mod:`domain.access`;
+enrolling and recovering the second factor in :mod:`domain.enrolment`.
+
+Wrong codes count twice: against the command (its requester has three
+attempts, the third wrong one ends it) and against the person who gave them,
+on every command, in a sliding window (:mod:`domain.second_factor`). An
+approver's wrong code counts against the approver only: a second person
+cannot end someone else's command by guessing.
 
 Alarms, the floods of their areas, operators and the operator directory are
 snapshotted every 50 events: a long-lived alarm (years of Raised and Cleared),
 operator (years of logins) or directory (every failed login of an unknown name)
-loads from its latest snapshot and the events after it.
+loads from its latest snapshot and the events after it, once that snapshot
+was found to agree with its events (:mod:`domain.checked_snapshots`).
 
 Persistence is the eventsourcing library's, chosen by ``env`` alone: with no
 ``env`` it is the in-memory store (unit tests); the composition root passes
@@ -40,23 +48,24 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import DomainEvent
 from eventsourcing.utils import Environment
 
-from domain.access import AccessUseCases
 from domain.alarm import SYSTEM, Alarm, AlarmState
 from domain.alarm import alarm_id as derive_alarm_id
 from domain.alarm_flood import AlarmFlood, flood_id
 from domain.bounds import MAX_ID_LENGTH, MAX_TEXT_LENGTH, check_length, clipped, oversized_request
 from domain.catalog import TagCatalog
+from domain.checked_snapshots import CheckedSnapshots
 from domain.command import (
     CONFIRMATION_METHOD,
     EMERGENCY_METHOD,
     REJECTION_REASONS,
+    CommandStatus,
     ConfirmationFailure,
     ControlCommand,
     RejectionReason,
 )
+from domain.enrolment import EnrolmentUseCases
 from domain.errors import (
     AlarmNotFound,
-    CodeReused,
     CommandClosed,
     CommandNotFound,
     CommandRefused,
@@ -65,6 +74,7 @@ from domain.errors import (
     DispatchTooLate,
     Forbidden,
     InvalidWrite,
+    SecondFactorRefused,
     SecondPersonRequired,
 )
 from domain.messages import AlarmTransition
@@ -73,6 +83,7 @@ from domain.operator_directory import OperatorDirectory
 from domain.permissions import Action, is_allowed
 from domain.plant_configuration import DevicesChange, PlantConfiguration, configuration_id
 from domain.plant_mode import Mode
+from domain.second_factor import command_target
 from domain.time import retry_on_conflict, utc
 
 DEFAULT_CONFIRM_WINDOW = timedelta(seconds=30)
@@ -118,7 +129,7 @@ class CommandPolicy:
     dispatch_window: timedelta = DEFAULT_DISPATCH_WINDOW
 
 
-class PlantApplication(AccessUseCases):
+class PlantApplication(CheckedSnapshots, EnrolmentUseCases):
     snapshotting_intervals = {Alarm: 50, AlarmFlood: 50, Operator: 50, OperatorDirectory: 50}
 
     def __init__(
@@ -489,21 +500,27 @@ class PlantApplication(AccessUseCases):
     def _spend_code(
         self, command: ControlCommand, operator: Operator, totp_step: int | None, at: datetime
     ) -> None:
-        """Use the matched TOTP step, or record the failed attempt and raise."""
-        actor = operator.username
-        if totp_step is None:
-            self._refuse_confirmation(command, ConfirmationFailure.WRONG_CODE, actor, at)
-        try:
-            operator.use_totp_step(totp_step, at)
-        except CodeReused:
-            self._refuse_confirmation(command, ConfirmationFailure.CODE_REUSED, actor, at)
+        """Use the matched TOTP step, or record the refusal and raise it.
 
-    def _refuse_confirmation(
-        self, command: ControlCommand, reason: ConfirmationFailure, actor: str, at: datetime
-    ) -> NoReturn:
-        command.fail_confirmation(reason=reason, actor=actor, at=at)
-        self.save(command)
-        raise ConfirmationRefused(command.id, reason, command.attempts_left)
+        A person whose second factor is locked is refused before their code is
+        looked at, and the command is left as it was.
+        """
+        refusal = operator.answer_second_factor(
+            totp_step, target=command_target(command.id), policy=self.second_factor_policy, at=at
+        )
+        if refusal is None:
+            return
+        if not isinstance(refusal, SecondFactorRefused):
+            self.save(operator)
+            raise refusal
+        reason, actor = ConfirmationFailure(refusal.reason), operator.username
+        if command.status is CommandStatus.AWAITING_APPROVAL:
+            # On the record, but the requester's attempts are not the approver's to spend.
+            command.refuse_approval(reason=reason.value, actor=actor, at=at)
+        else:
+            command.fail_confirmation(reason=reason, actor=actor, at=at)
+        self.save(command, operator)
+        raise ConfirmationRefused(command.id, reason, command.attempts_left, refusal.codes_left)
 
     # -- alarms ------------------------------------------------------------------------------
 

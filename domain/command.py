@@ -15,6 +15,10 @@ Each arrow is one event; a command has exactly one terminal outcome (marked *)::
                                     ├─▶ Expired*
                                     └─▶ Cancelled*
 
+Only the requester's wrong codes are ``ConfirmationFailed`` and count toward
+the command's three attempts; an approver's are ``ApprovalRefused``: they count
+against the approver (:mod:`domain.second_factor`), never against the command.
+
 Until its write is released (by the requester's confirmation, or the
 approval of a critical write), a command can still be ``Rejected``: the plant
 went read-only, the requester lost the permission. Once released, it is
@@ -375,7 +379,12 @@ class ControlCommand(Aggregate):
         )
 
     def refuse_approval(self, *, reason: str, actor: str, at: datetime) -> None:
-        """Record an approval attempt the command does not count (its requester, no permission)."""
+        """Record an approval attempt the command does not count.
+
+        Its requester, someone without the permission, or a wrong or reused
+        code: an approver's failed code counts against the approver (see
+        :mod:`domain.second_factor`), never toward the requester's attempts.
+        """
         if self._status is not CommandStatus.AWAITING_APPROVAL:
             raise InvalidTransition(self.id, self._status, "approve")
         self._approval_refused(reason=reason, actor=actor, at=at)
@@ -386,11 +395,8 @@ class ControlCommand(Aggregate):
         self._approval_declined(reason=reason, actor=actor, at=at)
 
     def fail_confirmation(self, *, reason: ConfirmationFailure, actor: str, at: datetime) -> None:
-        """Record a failed code, the requester's or the approver's; the last allowed one ends it."""
-        if self._status is CommandStatus.AWAITING_APPROVAL:
-            self._check_approval(actor, at)
-        else:
-            self._check_answer(actor, at)
+        """Record the requester's failed code; the last allowed one ends the command."""
+        self._check_answer(actor, at)
         attempt = self._failures + 1
         self._confirmation_failed(
             reason=reason.value,

@@ -15,11 +15,15 @@
     ├── DispatchTooLate               command_id (after ``Expired``: not dispatched in time)
     ├── NotRequester                  command_id, actor
     ├── CommandRefused                command_id, reason, detail (after Requested + Rejected)
-    ├── ConfirmationRefused           command_id, reason, attempts_left (after ConfirmationFailed)
+    ├── ConfirmationRefused           command_id, reason, attempts_left, codes_left (after
+    │                                 ConfirmationFailed or ApprovalRefused, and SecondFactorFailed)
     ├── InvalidTransition             command_id, status, action (not allowed in this status)
     ├── OperatorExists                username
+    ├── InvalidUsername               username, reason (``empty``, ``control_character``)
     ├── UnknownOperator               username
     ├── CodeReused                    username, step (a TOTP time step already accepted)
+    ├── SecondFactorRefused           username, reason, codes_left (after SecondFactorFailed)
+    ├── SecondFactorLocked            username, until (too many wrong codes; recorded first)
     ├── UnknownRole                   role
     ├── InvalidScope                  scope (not ``plant``, ``area:<name>`` or ``device:<id>``)
     ├── Forbidden                     actor, action, target (the matrix says no)
@@ -40,8 +44,9 @@
 
 Some errors are raised *after* an event was saved, so the caller knows the
 refusal itself is on record: ``CommandRefused``, ``ConfirmationRefused`` and
-``ConfirmationTooLate``, ``LoginRefused`` and ``SessionInvalid`` (a reused
-refresh token revokes its session first). All the others leave the event store untouched.
+``ConfirmationTooLate``, ``LoginRefused``, ``SecondFactorRefused``,
+``SecondFactorLocked`` and ``SessionInvalid`` (a reused refresh token revokes
+its session first). All the others leave the event store untouched.
 
 An ``AlarmActionRefused`` carries a fixed ``code`` per cause (``already_shelved``,
 ``still_active``, …) for callers that answer machines, and ``detail`` for people.
@@ -154,16 +159,23 @@ class CommandRefused(DomainError):
 
 
 class ConfirmationRefused(DomainError):
-    """A failed confirmation; ``attempts_left == 0`` means the command ended with it."""
+    """A failed confirmation or approval code.
 
-    def __init__(self, command_id: UUID, reason: str, attempts_left: int) -> None:
+    ``attempts_left`` is the command's (0: it ended with this one); only its
+    requester's codes use them. ``codes_left`` is the person's: wrong codes
+    they may still give, on any command, before their second factor locks.
+    """
+
+    def __init__(self, command_id: UUID, reason: str, attempts_left: int, codes_left: int) -> None:
         super().__init__(
-            f"confirmation of command {command_id} refused ({reason}),"
-            f" {attempts_left} attempt(s) left"
+            f"code for command {command_id} refused ({reason}): the command has"
+            f" {attempts_left} attempt(s) left, you {codes_left} wrong code(s)"
+            " before your second factor locks"
         )
         self.command_id = command_id
         self.reason = reason
         self.attempts_left = attempts_left
+        self.codes_left = codes_left
 
 
 class InvalidTransition(DomainError):
@@ -180,6 +192,16 @@ class OperatorExists(DomainError):
         self.username = username
 
 
+class InvalidUsername(DomainError):
+    """A new user name no one could read back: ``empty``, or holding a ``control_character``."""
+
+    def __init__(self, username: str, reason: str) -> None:
+        what = "is empty" if reason == "empty" else "holds a control or invisible character"
+        super().__init__(f"the user name {username!r} {what}")
+        self.username = username
+        self.reason = reason
+
+
 class UnknownOperator(DomainError):
     def __init__(self, username: str) -> None:
         super().__init__(f"no operator {username!r}")
@@ -191,6 +213,35 @@ class CodeReused(DomainError):
         super().__init__(f"the TOTP code of time step {step} was already used by {username!r}")
         self.username = username
         self.step = step
+
+
+class SecondFactorRefused(DomainError):
+    """A wrong or reused code, or an enrolment token that does not work; recorded first.
+
+    ``codes_left`` is how many more the person may get wrong before their
+    second factor locks (0: it just locked).
+    """
+
+    def __init__(self, username: str, reason: str, codes_left: int) -> None:
+        super().__init__(
+            f"second factor of {username!r} refused ({reason}),"
+            f" {codes_left} wrong answer(s) left before it locks"
+        )
+        self.username = username
+        self.reason = reason
+        self.codes_left = codes_left
+
+
+class SecondFactorLocked(DomainError):
+    """Too many wrong codes in the window: every answer is refused until ``until``."""
+
+    def __init__(self, username: str, until: datetime) -> None:
+        super().__init__(
+            f"the second factor of {username!r} is locked after too many wrong codes"
+            f" until {until.isoformat()} (or an admin's unlockSecondFactor)"
+        )
+        self.username = username
+        self.until = until
 
 
 class UnknownRole(DomainError):

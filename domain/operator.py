@@ -9,6 +9,12 @@ operator, so that it can be read back from the log:
 - their credentials: ``PasswordSet`` (an Argon2id hash), ``TotpEnrolled`` (the
   TOTP secret *sealed* by the API with the plant's secrets key, opaque here),
   ``TotpStepUsed`` (a code is accepted once per time step);
+- their second factor's safeguards (:mod:`domain.second_factor`):
+  ``EnrolmentTokenIssued`` (a new account enrols with a one-time token),
+  ``TotpRecoveryRequested`` and ``TotpRecoveryApproved`` (two admins replace a
+  lost authenticator by a token), ``SecondFactorFailed``,
+  ``SecondFactorLockedOut``, ``SecondFactorRefused`` and
+  ``SecondFactorUnlocked`` (wrong codes counted per person);
 - their sessions: ``LoginSucceeded`` (starts one), ``LoginFailed`` (with the
   source address), ``LockedOut``, ``Unlocked``, ``SessionRefreshed``,
   ``LoggedOut``, ``SessionRevoked``;
@@ -27,24 +33,45 @@ collides in the event store itself (a version conflict) instead of racing a
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import CodeReused, LoginRefused, OperatorAccountError, SessionInvalid
+from domain.errors import (
+    CodeReused,
+    LoginRefused,
+    OperatorAccountError,
+    SecondFactorLocked,
+    SecondFactorRefused,
+    SessionInvalid,
+)
 from domain.permissions import Scope, parse_role
+from domain.second_factor import (
+    ENROLMENT_TARGET,
+    FAILURE_MEMORY,
+    EnrolmentMethod,
+    SecondFactorFailure,
+    SecondFactorPolicy,
+)
 
 # Fixed forever: changing it would orphan every stored operator.
 OPERATOR_NAMESPACE = UUID("6f1c1d0e-5b8a-4c1e-9a57-0d3c8f7e2b41")
 # Version 1 of ``Registered`` held the TOTP secret in clear; its upcast marks it so.
 CLEAR_SECRET_PREFIX = "clear:"  # noqa: S105 - a marker, not a secret
+OWN_RECOVERY = "your own second factor is recovered by two other admins"
 
 
 def operator_id(username: str) -> UUID:
+    """The id of the account stored under exactly ``username``.
+
+    New names are stored in their normal form (:mod:`domain.usernames`), so
+    pass a name through :func:`~domain.usernames.normalise_username` first;
+    accounts from before keep the id of the name as it was typed then.
+    """
     return uuid5(OPERATOR_NAMESPACE, "operator:" + username)
 
 
@@ -57,6 +84,8 @@ class LoginPolicy:
     longest_lockout: timedelta = timedelta(hours=1)
     # A session (its refresh tokens) ends this long after login, refreshed or not: one shift.
     session_lifetime: timedelta = timedelta(hours=12)
+    # Wrong TOTP codes per person, enrolment tokens and recovery requests.
+    second_factor: SecondFactorPolicy = field(default_factory=SecondFactorPolicy)
 
     def lockout(self, lockouts: int) -> timedelta:
         """The ``lockouts``-th lockout of a streak lasts twice the one before, up to the longest."""
@@ -78,6 +107,22 @@ class SessionRecord(TypedDict):
     used_hashes: list[str]
 
 
+class EnrolmentRecord(TypedDict):
+    # The SHA-256 of each part of the token: one, or a recovery's two (one per admin).
+    token_hashes: list[str]
+    expires_at: datetime
+
+
+class RecoveryRecord(TypedDict):
+    requested_by: str
+    token_hash: str
+    expires_at: datetime
+
+
+# A refusal of the second factor, recorded on the operator and to be raised once saved.
+SecondFactorRefusal = SecondFactorRefused | SecondFactorLocked
+
+
 @dataclass(frozen=True, slots=True)
 class SessionView:
     """One open session as an admin sees it."""
@@ -91,6 +136,16 @@ class SessionView:
 
 
 class Operator(Aggregate):
+    # Version 2 added the second factor's enrolment, recovery and failures (snapshots upcast).
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        # A snapshot from before: no token outstanding, no recovery asked, no wrong code counted.
+        state["_enrolment"] = None
+        state["_recovery"] = None
+        state["_totp_failures"] = []
+
     class Registered(Aggregate.Created):
         username: str
         full_name: str
@@ -107,6 +162,19 @@ class Operator(Aggregate):
             # v1 had one role and the TOTP secret in clear.
             state["roles"] = [state.pop("role")]
             state["totp_secret_sealed"] = CLEAR_SECRET_PREFIX + state.pop("totp_secret")
+
+    class TotpEnrolled(Aggregate.Event):
+        totp_secret_sealed: str
+        method: str
+        actor: str
+        at: datetime
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # v1 was enrolled with the password alone.
+            state["method"] = EnrolmentMethod.PASSWORD.value
 
     @staticmethod
     def create_id(*_: Any, username: str, **__: Any) -> UUID:
@@ -157,6 +225,10 @@ class Operator(Aggregate):
         self._password_hash = password_hash
         self._totp_secret_sealed = totp_secret_sealed
         self._last_totp_step: int | None = None
+        self._enrolment: EnrolmentRecord | None = None
+        self._recovery: RecoveryRecord | None = None
+        # When wrong codes were given (the last FAILURE_MEMORY of them): counted per person.
+        self._totp_failures: list[datetime] = []
         self._failures = 0
         self._lockouts = 0
         self._locked_until: datetime | None = None
@@ -195,6 +267,28 @@ class Operator(Aggregate):
     @property
     def last_totp_step(self) -> int | None:
         return self._last_totp_step
+
+    @property
+    def totp_enrolled(self) -> bool:
+        """Whether a secret is enrolled; a new or recovered account has none until it enrols."""
+        return bool(self._totp_secret_sealed)
+
+    @property
+    def enrolment_token_expires_at(self) -> datetime | None:
+        """When the outstanding enrolment token stops working; ``None`` without one."""
+        return self._enrolment["expires_at"] if self._enrolment is not None else None
+
+    def totp_recovery_requested_by(self, at: datetime) -> str | None:
+        """The admin whose recovery request still waits for a second admin at ``at``."""
+        recovery = self._recovery
+        if recovery is None or at >= recovery["expires_at"]:
+            return None
+        return recovery["requested_by"]
+
+    def second_factor_locked_until(
+        self, policy: SecondFactorPolicy, at: datetime
+    ) -> datetime | None:
+        return policy.locked_until(self._totp_failures, at)
 
     @property
     def failures(self) -> int:
@@ -295,9 +389,6 @@ class Operator(Aggregate):
                     session_id=session_id, reason="password reset", actor=actor, at=at
                 )
 
-    def enroll_totp(self, totp_secret_sealed: str, *, actor: str, at: datetime) -> None:
-        self._totp_enrolled(totp_secret_sealed=totp_secret_sealed, actor=actor, at=at)
-
     def use_totp_step(self, step: int, at: datetime) -> None:
         """Accept a TOTP code of time ``step`` once only (RFC 6238 §5.2).
 
@@ -308,6 +399,208 @@ class Operator(Aggregate):
         if self._last_totp_step is not None and step <= self._last_totp_step:
             raise CodeReused(self._username, step)
         self._totp_step_used(step=step, actor=self._username, at=at)
+
+    # -- the second factor -------------------------------------------------------------------
+
+    def answer_second_factor(
+        self, step: int | None, *, target: str, policy: SecondFactorPolicy, at: datetime
+    ) -> SecondFactorRefusal | None:
+        """Record this person's answer of a code of time ``step`` (``None``: a wrong code).
+
+        Answers the refusal to raise once saved, or ``None`` when the step is now
+        spent. While locked, every answer is refused unchecked (and recorded):
+        guessing on is pointless. ``target`` says what the code was for.
+        """
+        locked = self._refuse_if_locked(target, policy, at)
+        if locked is not None:
+            return locked
+        if step is None:
+            return self._fail_second_factor(SecondFactorFailure.WRONG_CODE, target, policy, at)
+        try:
+            self.use_totp_step(step, at)
+        except CodeReused:
+            return self._fail_second_factor(SecondFactorFailure.CODE_REUSED, target, policy, at)
+        return None
+
+    def enroll_totp(
+        self, totp_secret_sealed: str, *, step: int | None, policy: SecondFactorPolicy, at: datetime
+    ) -> SecondFactorRefusal | None:
+        """Replace the secret, proven by a code of time ``step`` of the current one.
+
+        The password alone never replaces the second factor: whoever knows or
+        reset it still lacks the authenticator. An account without a secret
+        enrols with its token instead (:meth:`enroll_totp_with_token`).
+        """
+        if not self.totp_enrolled:
+            raise OperatorAccountError(
+                self._username,
+                "totp_not_enrolled",
+                "no authenticator is enrolled: enrol with your enrolment token",
+            )
+        refusal = self.answer_second_factor(step, target=ENROLMENT_TARGET, policy=policy, at=at)
+        if refusal is None:
+            self._totp_enrolled(
+                totp_secret_sealed=totp_secret_sealed,
+                method=EnrolmentMethod.CODE.value,
+                actor=self._username,
+                at=at,
+            )
+        return refusal
+
+    def enroll_totp_with_token(
+        self,
+        totp_secret_sealed: str,
+        *,
+        presented_hashes: Sequence[str],
+        policy: SecondFactorPolicy,
+        at: datetime,
+    ) -> SecondFactorRefusal | None:
+        """Enrol with the outstanding one-time token, given as the hashes of its parts.
+
+        A token that does not match, ran out or was used counts as a wrong code.
+        """
+        locked = self._refuse_if_locked(ENROLMENT_TARGET, policy, at)
+        if locked is not None:
+            return locked
+        if not self._token_matches(presented_hashes, at):
+            failure = SecondFactorFailure.INVALID_ENROLMENT_TOKEN
+            return self._fail_second_factor(failure, ENROLMENT_TARGET, policy, at)
+        self._totp_enrolled(
+            totp_secret_sealed=totp_secret_sealed,
+            method=EnrolmentMethod.TOKEN.value,
+            actor=self._username,
+            at=at,
+        )
+        return None
+
+    def issue_enrolment_token(
+        self, token_hash: str, *, expires_at: datetime, actor: str, at: datetime
+    ) -> None:
+        """A new account's first enrolment: its token, shown once to whoever created it."""
+        self._enrolment_token_issued(
+            token_hash=token_hash, expires_at=expires_at, actor=actor, at=at
+        )
+
+    def request_totp_recovery(
+        self,
+        *,
+        reason: str,
+        token_hash: str,
+        signer_name: str,
+        expires_at: datetime,
+        actor: str,
+        at: datetime,
+    ) -> None:
+        """An admin, signing with their own code, asks to replace this lost authenticator.
+
+        ``token_hash`` is the hash of the first part of the enrolment token,
+        shown to this admin only.
+        """
+        self.check_totp_recovery_requestable(actor, at)
+        self._totp_recovery_requested(
+            reason=reason,
+            token_hash=token_hash,
+            signer_name=signer_name,
+            expires_at=expires_at,
+            actor=actor,
+            at=at,
+        )
+
+    def check_totp_recovery_requestable(self, actor: str, at: datetime) -> None:
+        """Raise unless ``actor`` may ask for a recovery now; checked before their code is spent."""
+        if actor == self._username:
+            raise OperatorAccountError(self._username, "self", OWN_RECOVERY)
+        waiting = self.totp_recovery_requested_by(at)
+        if waiting is not None:
+            raise OperatorAccountError(
+                self._username,
+                "recovery_pending",
+                f"{waiting!r} already asked for a recovery, which waits for a second admin",
+            )
+
+    def check_totp_recovery_approvable(self, actor: str, at: datetime) -> None:
+        """Raise unless ``actor`` may approve the waiting recovery: a second admin, not its owner.
+
+        Checked before the approver's code is spent.
+        """
+        requested_by = self.totp_recovery_requested_by(at)
+        if requested_by is None:
+            raise OperatorAccountError(
+                self._username, "no_recovery_request", "no recovery request waits for an approval"
+            )
+        if actor == self._username:
+            raise OperatorAccountError(self._username, "self", OWN_RECOVERY)
+        if actor == requested_by:
+            raise OperatorAccountError(
+                self._username,
+                "second_person_required",
+                f"the recovery {requested_by!r} asked for needs a second admin's approval",
+            )
+
+    def approve_totp_recovery(
+        self,
+        *,
+        token_hash: str,
+        token_expires_at: datetime,
+        signer_name: str,
+        actor: str,
+        at: datetime,
+    ) -> None:
+        """The second admin's signed approval: the old secret and every session end.
+
+        ``token_hash`` is the hash of the token's second part, shown to this
+        admin only; the account enrols with both parts.
+        """
+        self.check_totp_recovery_approvable(actor, at)
+        self._totp_recovery_approved(
+            token_hash=token_hash,
+            token_expires_at=token_expires_at,
+            signer_name=signer_name,
+            actor=actor,
+            at=at,
+        )
+
+    def unlock_second_factor(self, *, actor: str, at: datetime) -> bool:
+        """Forget the wrong codes given; never by their owner, who could then guess on."""
+        if actor == self._username:
+            raise OperatorAccountError(
+                self._username, "self", "another admin unlocks your second factor"
+            )
+        if not self._totp_failures:
+            return False
+        self._second_factor_unlocked(actor=actor, at=at)
+        return True
+
+    def _refuse_if_locked(
+        self, target: str, policy: SecondFactorPolicy, at: datetime
+    ) -> SecondFactorLocked | None:
+        """Record and answer the refusal of any answer while locked; ``None`` when not locked."""
+        until = self.second_factor_locked_until(policy, at)
+        if until is None:
+            return None
+        self._second_factor_refused(target=target, until=until, actor=self._username, at=at)
+        return SecondFactorLocked(self._username, until)
+
+    def _fail_second_factor(
+        self, reason: SecondFactorFailure, target: str, policy: SecondFactorPolicy, at: datetime
+    ) -> SecondFactorRefused:
+        failures = policy.failures_in_window(self._totp_failures, at) + 1
+        self._second_factor_failed(
+            reason=reason.value, target=target, failures=failures, actor=self._username, at=at
+        )
+        until = self.second_factor_locked_until(policy, at)
+        if until is not None:
+            self._second_factor_locked_out(until=until, actor="system", at=at)
+        return SecondFactorRefused(self._username, reason.value, policy.max_failures - failures)
+
+    def _token_matches(self, presented_hashes: Sequence[str], at: datetime) -> bool:
+        enrolment = self._enrolment
+        if enrolment is None or at >= enrolment["expires_at"]:
+            return False
+        expected, given = sorted(enrolment["token_hashes"]), sorted(presented_hashes)
+        # Every part is compared, in constant time, whatever the first comparisons gave.
+        matches = [hmac.compare_digest(e, g) for e, g in zip(expected, given, strict=False)]
+        return len(expected) == len(given) and all(matches)
 
     def deny(self, *, action: str, target: str, source: str, at: datetime) -> None:
         """Record that the permission matrix refused this operator ``action`` (on ``target``)."""
@@ -459,9 +752,76 @@ class Operator(Aggregate):
     def _password_set(self, *, password_hash: str, actor: str, at: datetime) -> None:
         self._password_hash = password_hash
 
-    @event("TotpEnrolled")
-    def _totp_enrolled(self, *, totp_secret_sealed: str, actor: str, at: datetime) -> None:
+    @event(TotpEnrolled)
+    def _totp_enrolled(
+        self, *, totp_secret_sealed: str, method: str, actor: str, at: datetime
+    ) -> None:
         self._totp_secret_sealed = totp_secret_sealed
+        # A token enrols once.
+        self._enrolment = None
+
+    @event("EnrolmentTokenIssued")
+    def _enrolment_token_issued(
+        self, *, token_hash: str, expires_at: datetime, actor: str, at: datetime
+    ) -> None:
+        self._enrolment = EnrolmentRecord(token_hashes=[token_hash], expires_at=expires_at)
+
+    @event("TotpRecoveryRequested")
+    def _totp_recovery_requested(
+        self,
+        *,
+        reason: str,
+        token_hash: str,
+        signer_name: str,
+        expires_at: datetime,
+        actor: str,
+        at: datetime,
+    ) -> None:
+        self._recovery = RecoveryRecord(
+            requested_by=actor, token_hash=token_hash, expires_at=expires_at
+        )
+
+    @event("TotpRecoveryApproved")
+    def _totp_recovery_approved(
+        self,
+        *,
+        token_hash: str,
+        token_expires_at: datetime,
+        signer_name: str,
+        actor: str,
+        at: datetime,
+    ) -> None:
+        requested = self._recovery
+        assert requested is not None  # approved only while requested
+        # The lost authenticator stops working, and so does every session of the account.
+        self._totp_secret_sealed = ""
+        self._sessions = {}
+        # A fresh start: the codes it got wrong were codes of the lost authenticator.
+        self._totp_failures = []
+        self._enrolment = EnrolmentRecord(
+            token_hashes=[requested["token_hash"], token_hash], expires_at=token_expires_at
+        )
+        self._recovery = None
+
+    @event("SecondFactorFailed")
+    def _second_factor_failed(
+        self, *, reason: str, target: str, failures: int, actor: str, at: datetime
+    ) -> None:
+        self._totp_failures = [t for t in self._totp_failures if t > at - FAILURE_MEMORY] + [at]
+
+    @event("SecondFactorLockedOut")
+    def _second_factor_locked_out(self, *, until: datetime, actor: str, at: datetime) -> None:
+        """Nothing changes: the failures already lock; the event marks the moment."""
+
+    @event("SecondFactorRefused")
+    def _second_factor_refused(
+        self, *, target: str, until: datetime, actor: str, at: datetime
+    ) -> None:
+        """Nothing changes: an answer given while locked is on the record, not counted."""
+
+    @event("SecondFactorUnlocked")
+    def _second_factor_unlocked(self, *, actor: str, at: datetime) -> None:
+        self._totp_failures = []
 
     @event("TotpStepUsed")
     def _totp_step_used(self, *, step: int, actor: str, at: datetime) -> None:

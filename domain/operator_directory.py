@@ -2,7 +2,8 @@
 
 The event store finds an aggregate by id, not by kind, so the plant keeps one
 directory that lists every username as it is registered (saved with the
-``Registered`` event, in one transaction). A failed login for a name that has
+``Registered`` event, in one transaction): in its normal form since names are
+normalised, as typed before (:mod:`domain.usernames`). A failed login for a name that has
 no operator cannot be recorded on an operator, so it is recorded here, with
 its source address: a password-spraying attempt stays on the record too.
 """
@@ -15,6 +16,7 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from domain.bounds import clipped
+from domain.usernames import username_key
 
 DIRECTORY_NAMESPACE = UUID("0b6d2f5e-8c9a-4d3b-b1f7-5e2a9c4d7a10")
 
@@ -36,6 +38,10 @@ class OperatorDirectory(Aggregate):
     @property
     def usernames(self) -> tuple[str, ...]:
         return tuple(self._usernames)
+
+    def usernames_like(self, key: str) -> tuple[str, ...]:
+        """The listed names whose key (:func:`~domain.usernames.username_key`) is ``key``."""
+        return tuple(name for name in self._usernames if username_key(name) == key)
 
     def list_operator(self, username: str, *, actor: str, at: datetime) -> None:
         self._operator_listed(username=username, actor=actor, at=at)

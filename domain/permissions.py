@@ -39,6 +39,8 @@ class Action(StrEnum):
     MANAGE_OPERATORS = "operators.manage"
     MANAGE_SESSIONS = "sessions.manage"
     READ_AUDIT = "audit.read"
+    # Which service /health finds down, and why: for those who run or check the plant.
+    READ_HEALTH = "health.read"
 
 
 # Actions on one machine: allowed only inside a granted scope.
@@ -66,6 +68,7 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
             Action.SET_PLANT_MODE,
             Action.MANAGE_OPERATORS,
             Action.MANAGE_SESSIONS,
+            Action.READ_HEALTH,
         }
     ),
     Role.SUPERVISOR: frozenset(
@@ -77,6 +80,7 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
             # ISA-18.2: taking an alarm out of service needs more authority than shelving it.
             Action.REMOVE_ALARM_FROM_SERVICE,
             Action.SET_PLANT_MODE,
+            Action.READ_HEALTH,
         }
     ),
     Role.OPERATOR: frozenset(
@@ -84,7 +88,7 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
     ),
     Role.VIEWER: frozenset({Action.VIEW}),
     # Auditors read the record, including what the plant shows, and change nothing.
-    Role.AUDITOR: frozenset({Action.VIEW, Action.READ_AUDIT}),
+    Role.AUDITOR: frozenset({Action.VIEW, Action.READ_AUDIT, Action.READ_HEALTH}),
     # An integrator's account writes setpoints but is never the second person of a
     # critical write, nor handles alarms: those need a human at the console.
     Role.SERVICE: frozenset({Action.VIEW, Action.REQUEST_COMMAND}),

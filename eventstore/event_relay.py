@@ -17,7 +17,8 @@ Integrators receive the domain's events from the JetStream stream ``EVENTS``
   should the application ever be configured with a cipher or a compressor;
   this one has neither), byte for byte, except that the value of a credential
   field (``password_hash``, ``totp_secret_sealed``, the clear ``totp_secret`` of
-  old ``Registered`` events, ``refresh_hash``) is replaced by ``"[redacted]"``
+  old ``Registered`` events, ``refresh_hash``, an enrolment token's
+  ``token_hash``) is replaced by ``"[redacted]"``
   and the ``Plantcore-Redacted`` header names the fields replaced: NATS is open
   to every integrator, and docs/security.md keeps password hashes out of
   exports. A payload that is not JSON is relayed as it is: integrators see
@@ -108,7 +109,13 @@ TOPIC_HEADER = "Plantcore-Topic"
 REDACTED_HEADER = "Plantcore-Redacted"
 
 # Fields whose values are credentials (hashes, sealed or, in v1 events, clear secrets).
-CREDENTIAL_FIELDS = ("password_hash", "totp_secret_sealed", "totp_secret", "refresh_hash")
+CREDENTIAL_FIELDS = (
+    "password_hash",
+    "totp_secret_sealed",
+    "totp_secret",
+    "refresh_hash",
+    "token_hash",
+)
 REDACTED = "[redacted]"
 _CREDENTIAL_MARKERS = tuple(f'"{name}"'.encode() for name in CREDENTIAL_FIELDS)
 

@@ -24,8 +24,9 @@ TRANSIENT_STORE_ERRORS = (OperationalError, InterfaceError)
 
 
 class StoreExecutor:
-    def __init__(self, max_workers: int = 4) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="eventstore")
+    def __init__(self, max_workers: int = 4, *, name: str = "eventstore") -> None:
+        # The threads' name tells, in a thread dump, whose store calls are waiting.
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name)
 
     async def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         loop = asyncio.get_running_loop()

@@ -1,10 +1,15 @@
-"""Makes the eventsourcing stored-events table append-only, inside PostgreSQL itself.
+"""Makes the eventsourcing library's tables append-only, inside PostgreSQL itself.
+
+It guards the stored-events table, and the snapshots table too: a snapshot is
+never changed either, only a newer one added (and the application checks each
+one against its events before it loads from it, see
+:mod:`domain.checked_snapshots`).
 
 Privileges alone cannot do it: the table's owner and superusers bypass them, and
 any role granted ``ALL`` on the table gets ``UPDATE`` and ``DELETE`` back. Triggers
 bind every role, the owner and superusers included, so a changed or removed
-event needs someone to disable the triggers on purpose (which the hash chain of
-a later issue detects). ``REVOKE ... FROM PUBLIC`` is kept as a second line, so
+row needs someone to disable the triggers on purpose (which the hash chain
+detects in the events, ADR 0018). ``REVOKE ... FROM PUBLIC`` is kept as a second line, so
 an ordinary role is refused before a trigger even runs.
 
 The guard is installed once at start-up, from a thread, with a synchronous
@@ -25,7 +30,7 @@ CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'plantcore: % is append-only', TG_TABLE_NAME
         USING ERRCODE = 'insufficient_privilege',
-              HINT = 'events are never changed: append a new event instead';
+              HINT = 'the record is never changed: append a new row instead';
 END
 $$
 """
@@ -33,6 +38,7 @@ $$
 ROW_TRIGGER = "plantcore_append_only_rows"
 # TRUNCATE never fires row triggers, so it needs its own statement-level one.
 TRUNCATE_TRIGGER = "plantcore_append_only_truncate"
+GUARD_TRIGGERS = (ROW_TRIGGER, TRUNCATE_TRIGGER)
 
 _ROW_TRIGGER = f"""
 CREATE OR REPLACE TRIGGER {ROW_TRIGGER}
@@ -52,9 +58,10 @@ _REVOKE = "REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM PUBLIC"
 def install_append_only_guard(conninfo: str, table: str) -> None:
     """Refuse UPDATE, DELETE and TRUNCATE on ``table`` for every role.
 
-    ``table`` is the library's events table, e.g. ``plantapplication_events``,
-    optionally qualified as ``schema.table``; the trigger function is created in
-    the same schema. The error raised on a refused change has SQLSTATE 42501
+    ``table`` is one of the library's tables, e.g. ``plantapplication_events`` or
+    ``plantapplication_snapshots``, optionally qualified as ``schema.table``; the
+    trigger function, one for every guarded table, is created in the same
+    schema. The error raised on a refused change has SQLSTATE 42501
     (insufficient privilege) and the message ``plantcore: <table> is append-only``.
     """
     *schema, name = table.split(".")

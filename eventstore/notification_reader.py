@@ -16,7 +16,7 @@ The log tail (:mod:`eventstore.log_tail`) and the event relay
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import suppress
 from uuid import UUID
 
@@ -61,7 +61,7 @@ class NotificationReader:
         """Return once a read has reached the end of the log."""
         await self._caught_up.wait()
 
-    async def batches(self, after: int) -> AsyncIterator[Sequence[Notification]]:
+    async def batches(self, after: int) -> AsyncGenerator[Sequence[Notification], None]:
         """Every non-empty batch of notifications after position ``after``, in log order."""
         position = after
         while True:

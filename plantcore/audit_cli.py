@@ -1,10 +1,10 @@
 """``plantcore audit``: prove the event log whole, export it, and sign its checkpoints.
 
 - ``plantcore audit verify``: recompute the hash chain of the events table
-  (or, with ``--file``, of an export, without any database) and check signed
-  checkpoints. Exit 0 when intact, 1 with the findings when not (the first bad
-  position first), 2 when it cannot check (usage, a missing file or key, no
-  database).
+  (or, with ``--file``, of an export, without any database), check signed
+  checkpoints, and check every stored snapshot against its events. Exit 0 when
+  intact, 1 with the findings when not (the first bad position first), 2 when
+  it cannot check (usage, a missing file or key, no database).
 - ``plantcore audit export --from POS|TIME --to POS|TIME --out PATH``: NDJSON
   with the chain proof; times are ISO 8601 with a zone and select by record time.
 - ``plantcore audit keygen --out PATH``: a new Ed25519 signing key (file mode
@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
+import io
 import signal
 import sys
 import time
@@ -57,10 +57,12 @@ from audit.checkpoints import (
 )
 from audit.export import ExportFormatError, export_range, position_at, verify_file
 from audit.progress import Progress
+from audit.snapshot_check import SnapshotSource, plant_mapper, snapshots_table_of
 from plantcore.audit_inspect import add_inspect_commands, run_inspect_command
 from plantcore.open_application import EVENTS_TABLE
 from plantcore.settings import MissingSecret, Settings, audit_signing_key
 from plantcore.streams import ensure_audit_stream
+from support.private_file import create_private, open_new_private
 
 
 class UsageError(Exception):
@@ -210,6 +212,7 @@ def _verify(args: argparse.Namespace) -> int:
             args.table,
             expected=heads,
             on_rows=None if progress is None else progress.update,
+            snapshots=SnapshotSource(snapshots_table_of(args.table), plant_mapper()),
         ).with_findings(refused)
     return _print_report(
         report, time.monotonic() - started, len(checkpoints or ()), quiet=args.quiet
@@ -241,6 +244,11 @@ def _print_report(report: Report, seconds: float, checkpoints: int, *, quiet: bo
             "plantcore audit: no checkpoints checked: a chain recomputed as a whole would"
             " pass; give --checkpoints and --public-key",
             file=sys.stderr,
+        )
+    if report.snapshots_checked:
+        checked += (
+            f"; {report.snapshots_matched} of {report.snapshots_checked} snapshots agree with"
+            " their events"
         )
     summary = f"{report.rows} events ({span}) in {seconds:.1f}s{rate}{checked}"
     first = report.first
@@ -285,9 +293,11 @@ def _export(args: argparse.Namespace) -> int:
             settings.database_url, args.table, sys.stdout, first=first, last=last
         )
     else:
+        # It holds what the log holds (password hashes, sealed TOTP secrets): 0600, like a key.
         partial = args.out.with_name(args.out.name + ".partial")
         try:
-            with partial.open("w", encoding="utf-8") as out:
+            partial.unlink(missing_ok=True)  # left by an export that was killed
+            with io.TextIOWrapper(open_new_private(partial), encoding="utf-8") as out:
                 summary = export_range(
                     settings.database_url, args.table, out, first=first, last=last
                 )
@@ -311,13 +321,11 @@ def _export(args: argparse.Namespace) -> int:
 def _keygen(args: argparse.Namespace) -> int:
     key = generate_signing_key()
     try:
-        descriptor = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        create_private(args.out, private_key_text(key).encode("ascii"))
     except FileExistsError:
         raise UsageError(f"{args.out} exists; not overwriting a key") from None
     except OSError as exc:
         raise UsageError(f"cannot create {args.out}: {exc}") from None
-    with os.fdopen(descriptor, "w", encoding="ascii") as out:
-        out.write(private_key_text(key))
     print(public_key_text(key), end="")
     print(
         f"key id {key_id(key)}; the private key is in {args.out} (mode 0600): keep it where"

@@ -8,9 +8,11 @@
 - ``plantcore demo``: the same, plus the Modbus simulator, embedded services
   where none answer, and a demo operator whose credentials it prints.
 - ``plantcore users create``: register an operator (the first admin, say)
-  and print their TOTP enrolment (secret and ``otpauth://`` URI). The password
-  comes from ``PLANTCORE_NEW_PASSWORD``, the file ``PLANTCORE_NEW_PASSWORD_FILE``
-  or the prompt; there is no default.
+  and print their one-time enrolment token: they log in and enrol their own
+  authenticator with it (``enrollTotpWithToken``), so whoever ran the command
+  never holds their second factor. The password comes from
+  ``PLANTCORE_NEW_PASSWORD``, the file ``PLANTCORE_NEW_PASSWORD_FILE`` or the
+  prompt; there is no default.
 - ``plantcore secrets-key``: print a new key for ``PLANTCORE_SECRETS_KEY``.
 - ``plantcore audit``: verify, export and sign the event log, and run the
   checkpoint signer (see :mod:`plantcore.audit_cli`).
@@ -43,7 +45,7 @@ from plantcore.demo import run_demo
 from plantcore.open_application import EventStoreNotPrepared, open_application
 from plantcore.operators import create_operator
 from plantcore.runtime import PlantRuntime, runtime_config
-from plantcore.settings import MissingSecret, Settings, jwt_secret, secret_box
+from plantcore.settings import MissingSecret, Settings, jwt_secret
 from plantfile.catalog_builder import tag_catalog
 from plantfile.loader import PlantConfigError, load_plant_file, read_plant_file
 from support.secret_source import SecretSourceError, environment_secret
@@ -219,7 +221,6 @@ class PasswordMismatch(ValueError):
 
 
 def _create_user(settings: Settings, args: argparse.Namespace) -> int:
-    box = secret_box(settings)
     try:
         password = _new_password()
     except (SecretSourceError, PasswordMismatch) as exc:
@@ -234,9 +235,8 @@ def _create_user(settings: Settings, args: argparse.Namespace) -> int:
     plant = load_plant_file(settings.plant_file)
     app = open_application(settings.database_url, tag_catalog(plant), plant_id=plant.plant_id)
     try:
-        credentials = create_operator(
+        grant = create_operator(
             app,
-            box,
             username=args.username,
             full_name=args.full_name,
             roles=args.roles,
@@ -252,7 +252,8 @@ def _create_user(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     finally:
         app.close()
-    print(f"created {args.username} ({', '.join(sorted(set(args.roles)))})")
-    print(f"TOTP secret: {credentials.totp_secret}")
-    print(f"enrol with:  {credentials.provisioning_uri()}")
+    print(f"created {grant.username} ({', '.join(sorted(set(args.roles)))})")
+    print(f"enrolment token: {grant.enrolment_token}")
+    print(f"valid until:     {grant.expires_at.isoformat(timespec='seconds')}")
+    print("log in, then enrol an authenticator: enrollTotpWithToken (docs/security.md)")
     return 0

@@ -2,9 +2,10 @@
 
 The demo plant file marks each press ``simulate: true``, so the runtime serves
 each from a simulator of its protocol (:mod:`plantcore.simulation`); the demo
-adds the embedded services where none answer, an operator to log in with, and
+adds the embedded services where none answer, an operator to log in with,
 (unless ``PLANTCORE_SECRETS_KEY`` is set) a secrets key of its own in the state
-directory.
+directory, and (unless ``PLANTCORE_GRAPHIQL`` or ``PLANTCORE_INTROSPECTION`` say
+otherwise) GraphiQL and introspection, which ``plantcore run`` leaves off.
 
 Like a real deployment, it runs ``plantcore db init`` on its database (with
 ``PLANTCORE_DB_ADMIN_URL``, or the superuser it found or started) and then the
@@ -35,7 +36,18 @@ from plantfile.loader import read_plant_file
 log = logging.getLogger(__name__)
 
 
+# What the demo serves for trying the API, unless the settings say otherwise.
+EXPLORING = ("graphiql", "introspection")
+
+
+def explorable(settings: Settings) -> Settings:
+    """``settings`` with GraphiQL and introspection on, where they are not set."""
+    unset = [name for name in EXPLORING if name not in settings.model_fields_set]
+    return settings.model_copy(update=dict.fromkeys(unset, True))
+
+
 async def run_demo(settings: Settings) -> None:
+    settings = explorable(settings)
     loaded = read_plant_file(settings.plant_file)
     for problem in loaded.problems:
         log.error("%s; that device is not started", problem)

@@ -1,7 +1,8 @@
 """Opens the event-sourced application on PostgreSQL, the one way every entry point does.
 
 The runtime and the CLI both come through here, so whichever writes the first
-event, the events table is already append-only (see :mod:`eventstore.guard`).
+event or snapshot, the events and snapshots tables are already append-only
+(see :mod:`eventstore.guard`).
 
 Who prepares the event store (creates its tables, installs the guard, the hash
 chain and the write lock) depends on who connects. A role that may alter the
@@ -20,7 +21,7 @@ from domain.catalog import TagCatalog
 from domain.operator import LoginPolicy
 from eventstore.chain import TRIGGER_NAME as CHAIN_TRIGGER
 from eventstore.chain import install_hash_chain
-from eventstore.guard import ROW_TRIGGER, TRUNCATE_TRIGGER, install_append_only_guard
+from eventstore.guard import GUARD_TRIGGERS, install_append_only_guard
 from eventstore.postgres import event_store_env
 from eventstore.roles import connection_rights
 from eventstore.table_lock import RECORDER_TOPIC, install_table_lock, lock_function_name
@@ -28,6 +29,8 @@ from eventstore.table_lock import RECORDER_TOPIC, install_table_lock, lock_funct
 EVENTS_TABLE = "plantapplication_events"
 SNAPSHOTS_TABLE = "plantapplication_snapshots"
 TRACKING_TABLE = "plantapplication_tracking"
+# Never changed, only added to: the record, and the snapshots loaded in its place.
+GUARDED_TABLES = (EVENTS_TABLE, SNAPSHOTS_TABLE)
 
 
 class EventStoreNotPrepared(LookupError):
@@ -63,7 +66,8 @@ def open_application(
     )
     try:
         if prepare:
-            install_append_only_guard(database_url, EVENTS_TABLE)
+            for table in GUARDED_TABLES:
+                install_append_only_guard(database_url, table)
             install_hash_chain(database_url, EVENTS_TABLE)
             install_table_lock(database_url, EVENTS_TABLE)
     except BaseException:
@@ -88,8 +92,10 @@ def require_prepared(database_url: str) -> None:
                 "SELECT c.relname::text FROM pg_class c"
                 " WHERE c.oid IN (to_regclass(%(events)s), to_regclass(%(snapshots)s),"
                 "                 to_regclass(%(tracking)s))"
-                " UNION ALL SELECT t.tgname::text FROM pg_trigger t"
-                " WHERE t.tgrelid = to_regclass(%(events)s) AND t.tgenabled <> 'D'"
+                " UNION ALL SELECT t.tgname::text || ' on ' || c.relname::text FROM pg_trigger t"
+                " JOIN pg_class c ON c.oid = t.tgrelid"
+                " WHERE t.tgrelid IN (to_regclass(%(events)s), to_regclass(%(snapshots)s))"
+                " AND t.tgenabled <> 'D'"
                 " UNION ALL SELECT p.proname::text FROM pg_proc p"
                 " WHERE p.proname = %(lock)s AND p.pronamespace = current_schema()::regnamespace",
                 {
@@ -105,9 +111,8 @@ def require_prepared(database_url: str) -> None:
         EVENTS_TABLE,
         SNAPSHOTS_TABLE,
         TRACKING_TABLE,
-        ROW_TRIGGER,
-        TRUNCATE_TRIGGER,
-        CHAIN_TRIGGER,
+        *(f"{trigger} on {table}" for table in GUARDED_TABLES for trigger in GUARD_TRIGGERS),
+        f"{CHAIN_TRIGGER} on {EVENTS_TABLE}",
         lock_function_name(EVENTS_TABLE),
     ]
     missing = [name for name in wanted if name not in present]

@@ -32,8 +32,9 @@ from nats.js.api import DeliverPolicy
 from api.app import create_app
 from api.credentials import TokenSettings
 from api.graphql.limits import DEFAULT_MAX_VARIABLES_BYTES
+from api.login_lane import DEFAULT_LOGIN_QUEUE, LoginLane
 from api.metrics import DeviceFigures, PlantCollector, plant_registry
-from api.rate_limit import CommandRateCounter
+from api.rate_limit import CommandRateCounter, LoginThrottle
 from api.secrets import SecretBox
 from api.services import DEFAULT_MAX_QUERY_COST, DEFAULT_MAX_QUERY_DEPTH, Services
 from api.size_limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_WS_MESSAGE_BYTES
@@ -118,8 +119,16 @@ class RuntimeConfig:
     # The clock skew a write's deadline allows between this host and a supervisor's.
     write_clock_skew: timedelta = DEFAULT_WRITE_CLOCK_SKEW
     login_policy: LoginPolicy = field(default_factory=LoginPolicy)
+    # Logins per source address and minute; the login lane's Argon2 threads (None: one
+    # less than the cores) and the logins that may wait for them (docs/security.md).
+    login_rate_per_minute: int = 20
+    login_workers: int | None = None
+    login_queue: int = DEFAULT_LOGIN_QUEUE
     max_query_depth: int = DEFAULT_MAX_QUERY_DEPTH
     max_query_cost: int = DEFAULT_MAX_QUERY_COST
+    # GraphiQL and introspection served by the API (PLANTCORE_GRAPHIQL, _INTROSPECTION).
+    graphiql: bool = False
+    introspection: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_variables_bytes: int = DEFAULT_MAX_VARIABLES_BYTES
     max_ws_message_bytes: int = DEFAULT_MAX_WS_MESSAGE_BYTES
@@ -173,8 +182,13 @@ def runtime_config(
         command_policy=command_policy(settings),
         write_clock_skew=timedelta(milliseconds=settings.write_clock_skew_ms),
         login_policy=login_policy(settings),
+        login_rate_per_minute=settings.login_rate_per_minute,
+        login_workers=settings.login_workers,
+        login_queue=settings.login_queue,
         max_query_depth=settings.graphql_max_depth,
         max_query_cost=settings.graphql_max_cost,
+        graphiql=settings.graphiql,
+        introspection=settings.introspection,
         max_body_bytes=settings.http_max_body_bytes,
         max_variables_bytes=settings.graphql_max_variables_bytes,
         max_ws_message_bytes=settings.ws_max_message_bytes,
@@ -238,6 +252,9 @@ class PlantRuntime:
         async with contextlib.AsyncExitStack() as stack:
             store_executor = StoreExecutor()
             stack.callback(store_executor.shutdown)
+            # Shut down after the API stops, as the store executor is.
+            login_lane = LoginLane(workers=config.login_workers, queue=config.login_queue)
+            stack.callback(login_lane.shutdown)
             self._prepares_schema = await store_executor.call(
                 partial(check_runtime_role, config.database_url, allow_owner=config.allow_owner)
             )
@@ -302,6 +319,7 @@ class PlantRuntime:
             )
             await self._start_fleet(nc, js)
 
+            login_throttle = LoginThrottle(redis, limit=config.login_rate_per_minute)
             services = Services(
                 app=app,
                 store_executor=store_executor,
@@ -311,13 +329,25 @@ class PlantRuntime:
                 command_log_tail=tail,
                 secrets=config.secrets,
                 command_rate=CommandRateCounter(redis),
+                login_throttle=login_throttle,
+                login_lane=login_lane,
                 max_query_depth=config.max_query_depth,
                 max_query_cost=config.max_query_cost,
+                graphiql=config.graphiql,
+                introspection=config.introspection,
                 max_body_bytes=config.max_body_bytes,
                 max_variables_bytes=config.max_variables_bytes,
                 max_ws_message_bytes=config.max_ws_message_bytes,
                 metrics=plant_registry(
-                    PlantCollector(self._device_figures, command_metrics, dead_letters)
+                    PlantCollector(
+                        self._device_figures,
+                        command_metrics,
+                        dead_letters,
+                        refused_logins=lambda: {
+                            "rate_limited": login_throttle.refused,
+                            "busy": login_lane.refused,
+                        },
+                    )
                 ),
                 pool=pool,
                 alarms=alarms,

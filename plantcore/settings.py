@@ -24,11 +24,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.credentials import TokenSettings
 from api.graphql.limits import DEFAULT_MAX_VARIABLES_BYTES
+from api.login_lane import DEFAULT_LOGIN_QUEUE
 from api.secrets import SecretBox
 from api.size_limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_WS_MESSAGE_BYTES
 from audit.checkpoints import load_signing_key
 from domain.application import CommandPolicy
 from domain.operator import LoginPolicy
+from domain.second_factor import FAILURE_MEMORY, SecondFactorPolicy
 from eventstore.roles import DEFAULT_PREFIX as DEFAULT_ROLE_PREFIX
 from support.secret_source import SecretSourceError, read_secret
 
@@ -65,8 +67,20 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1, le=100)
     login_lockout_minutes: float = Field(default=1.0, gt=0)
     login_lockout_max_minutes: float = Field(default=60.0, gt=0)
+    # Logins one source address may try in any 60 s, refused before any password is checked.
+    login_rate_per_minute: int = Field(default=20, ge=1, le=600)
+    # Threads that check passwords (Argon2), apart from the commands' executor; none: one
+    # less than the cores, at least one. Logins beyond those and the queue are refused.
+    login_workers: int | None = Field(default=None, ge=1, le=64)
+    login_queue: int = Field(default=DEFAULT_LOGIN_QUEUE, ge=0, le=1000)
     # A session (its refresh tokens) ends this long after login: one shift.
     session_hours: float = Field(default=12.0, gt=0, le=24 * 7)
+    # Wrong TOTP codes one person may give, on any command, enrolment or recovery, in
+    # a sliding window; past them every answer of theirs is refused until it slides on.
+    totp_max_failures: int = Field(default=5, ge=1, le=100)
+    totp_failure_window_minutes: float = Field(
+        default=15.0, gt=0, le=FAILURE_MEMORY.total_seconds() / 60
+    )
     command_confirm_seconds: int = Field(default=30, ge=5, le=300)
     # How long a critical write waits for its second person.
     command_approval_seconds: int = Field(default=300, ge=10, le=3600)
@@ -87,6 +101,11 @@ class Settings(BaseSettings):
     ws_max_message_bytes: int = Field(
         default=DEFAULT_MAX_WS_MESSAGE_BYTES, ge=4096, le=MAX_INPUT_BYTES
     )
+    # GraphiQL at /graphql, and introspection (__schema, __type): what an explorer of the
+    # API needs, and an attacker too. Off for `plantcore run` unless set; the demo turns
+    # on what is not set.
+    graphiql: bool = False
+    introspection: bool = False
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
     telemetry_stream: str = "TELEMETRY"
@@ -171,6 +190,10 @@ def login_policy(settings: Settings) -> LoginPolicy:
         first_lockout=timedelta(minutes=settings.login_lockout_minutes),
         longest_lockout=timedelta(minutes=settings.login_lockout_max_minutes),
         session_lifetime=timedelta(hours=settings.session_hours),
+        second_factor=SecondFactorPolicy(
+            max_failures=settings.totp_max_failures,
+            failure_window=timedelta(minutes=settings.totp_failure_window_minutes),
+        ),
     )
 
 

@@ -9,7 +9,7 @@ The certificates follow the OPC UA application instance profile (Part 6,
 6.2.2): RSA 2048 signed with SHA-256, the application URI and the host names
 as subject alternative names, and the key usages the RSA security policies
 need. The certificate is written in DER, the private key as unencrypted PKCS#8
-PEM readable by its owner only.
+PEM readable by its owner only, from its first byte (:mod:`support.private_file`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from support.private_file import replace_private
 
 Role = Literal["server", "client"]
 
@@ -69,9 +71,7 @@ def generate_application_certificate(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    paths.private_key.unlink(missing_ok=True)
-    paths.private_key.touch(mode=0o600)
-    paths.private_key.write_bytes(key_pem)
+    replace_private(paths.private_key, key_pem)
     paths.certificate.write_bytes(certificate.public_bytes(serialization.Encoding.DER))
     return paths
 

@@ -52,5 +52,11 @@ class GraphQLSocket:
             if message["type"] == "error" or "errors" in message.get("payload", {}):
                 return message
 
+    async def close_status(self) -> tuple[int | None, str | None]:
+        """The code and reason the server closed the socket with, once it has."""
+        async with asyncio.timeout(10):
+            await self._connection.wait_closed()
+        return self._connection.close_code, self._connection.close_reason
+
     async def close(self) -> None:
         await self._connection.close()

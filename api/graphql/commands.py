@@ -34,10 +34,9 @@ from redis.exceptions import RedisError
 from strawberry.scalars import JSON
 
 from api.context import PlantContext
-from api.credentials import totp_step
 from api.graphql.error_codes import NOT_FOUND, api_error, call
+from api.graphql.second_factor import matched_step
 from api.graphql.session import for_session
-from api.secrets import UnsealError
 from api.services import Services
 from audit.timeline import TimelineReplay, TimelineStep, is_command_history
 from domain.application import CommandTicket as TicketModel
@@ -46,7 +45,6 @@ from domain.permissions import Action
 
 strawberry.enum(CommandStatus, name="CommandStatus")
 
-TOTP_UNAVAILABLE = "totp_unavailable"
 # How long a request waits for its rate count before going on without it.
 RATE_COUNT_TIMEOUT = 0.5
 
@@ -225,21 +223,13 @@ async def _answer(
     services = info.context.services
     target = _command_id(command_id)
     operator = await call(services, services.app.get_operator, username)
-    try:
-        secret = services.secrets.open(operator.totp_secret_sealed, username=username)
-    except UnsealError as exc:
-        # Sealed under another key: nobody can confirm with it until they re-enrol.
-        raise api_error(
-            "your TOTP secret cannot be read with this plant's secrets key: enrol again",
-            TOTP_UNAVAILABLE,
-        ) from exc
     at = services.clock()
     command = await call(
         services,
         use_case,
         actor=username,
         command_id=target,
-        totp_step=totp_step(secret, code, at),
+        totp_step=matched_step(services, operator, code, at),
         at=at,
     )
     # The dispatcher follows the log: wake it now rather than at its next poll.

@@ -10,9 +10,16 @@ code                        when
                             a session that ended, an invalid or reused refresh token
 ``forbidden``               the permission matrix does not allow it (for a command
                             the rejection is recorded, with ``commandId``)
-``invalid_credentials``     login with a wrong username or password
-``account_locked``          too many wrong passwords; ``extensions.until``
-``account_disabled``        the account was disabled by an admin
+``invalid_credentials``     any refused login (wrong username or password, account
+                            locked or disabled: the same answer, the event log says
+                            which); a wrong current password to ``changePassword``
+                            or ``enrollTotp``
+``account_locked``          ``changePassword`` or ``enrollTotp`` while the caller's
+                            account is locked; ``extensions.until``
+``login_rate_limited``      too many logins from the caller's address lately;
+                            ``extensions.retryAfter`` (seconds)
+``login_busy``              as many logins as the server checks at once are being
+                            checked: try again in a moment
 ``unknown_device``          ``tagUpdates`` or a command names no known device
 ``unknown_tag``,            a refused ``requestCommand`` (the rejection is
 ``not_writable``,           recorded; ``extensions.commandId`` names it)
@@ -21,27 +28,42 @@ code                        when
 ``read_only``,
 ``simulation_mode``,
 ``rate_limited``
-``wrong_code``,             a refused confirmation or approval (recorded;
-``code_reused``             ``attemptsLeft`` says how many remain, 0 when it ended)
+``wrong_code``,             a wrong or reused TOTP code, or an enrolment token that
+``code_reused``,            does not work (recorded on the person, and on the command;
+``invalid_enrolment_token``
+                            ``codesLeft``: wrong answers the person has left before
+                            their second factor locks; ``attemptsLeft``: the
+                            command's, 0 when it ended)
+``second_factor_locked``    too many wrong codes lately: every answer refused
+                            (recorded) until ``extensions.until`` or an unlock
+``totp_not_enrolled``       a code asked of someone with no authenticator yet, or
+                            ``enrollTotp`` by them: they enrol with their token
+``recovery_pending``        a recovery is asked for while another one waits
+``no_recovery_request``     an approval with no recovery waiting (none, or lapsed)
 ``expired``                 the confirmation came after the window (recorded)
 ``closed``                  the command already ended (``extensions.status``)
 ``not_found``               no such command, operator or alarm
 ``nothing_to_acknowledge``, an alarm action its state does not allow (the
 ``already_shelved``, …      codes of :class:`~domain.errors.AlarmActionRefused`)
 ``not_requester``           only the requester may confirm or cancel
-``second_person_required``  the requester tried to approve their own critical write
+``second_person_required``  the requester tried to approve their own critical write,
+                            or the admin who asked for a recovery to approve it
 ``invalid_transition``      not possible in the command's current status
-``operator_exists``         ``createOperator`` with a username already taken
+``operator_exists``         ``createOperator`` with a username already taken, in any
+                            form (case, width, accents composed or not)
+``invalid_username``        ``createOperator`` with an empty username, or one holding
+                            a control or invisible character
 ``unknown_role``,           a role or scope that does not exist
 ``invalid_scope``
 ``last_admin``, ``self``,   an account change refused (the plant keeps an admin,
-``role_required``           an admin does not disable themselves, one role kept)
+``role_required``           an admin does not disable, unlock or recover themselves,
+                            one role kept)
 ``weak_password``           a password shorter than 12 characters
 ``reason_required``         a plant mode change without a reason
 ``input_too_large``         a text over its bound (``extensions.field``, ``limit``;
                             for ``requestCommand`` the rejection is recorded)
 ``totp_unavailable``        the caller's TOTP secret does not open with this plant's
-                            secrets key (changed or lost key): re-enrol
+                            secrets key (changed or lost key): to be recovered
 ``query_too_deep``,         the query was refused before running
 ``query_too_costly``,
 ``query_too_large``,
@@ -49,6 +71,8 @@ code                        when
 ``bad_cursor``, ``bad_page`` an ``alarmJournal`` cursor or page size that cannot be used
 ``invalid_write``           a write the catalogue refuses, outside a recorded command
 ``domain_error``            any other refusal of the domain
+``internal_error``          a fault of the server, not a refusal: ``extensions.errorId``
+                            names the log line with its cause (:mod:`api.graphql.internal_errors`)
 ==========================  =====================================================
 """
 
@@ -75,12 +99,15 @@ from domain.errors import (
     InputTooLarge,
     InvalidScope,
     InvalidTransition,
+    InvalidUsername,
     InvalidWrite,
     LoginRefused,
     ModeReasonRequired,
     NotRequester,
     OperatorAccountError,
     OperatorExists,
+    SecondFactorLocked,
+    SecondFactorRefused,
     SecondPersonRequired,
     SessionInvalid,
     UnknownOperator,
@@ -93,6 +120,8 @@ R = TypeVar("R")
 FORBIDDEN = "forbidden"
 UNAUTHENTICATED = "unauthenticated"
 INVALID_CREDENTIALS = "invalid_credentials"
+LOGIN_RATE_LIMITED = "login_rate_limited"
+LOGIN_BUSY = "login_busy"
 NOT_FOUND = "not_found"
 UNKNOWN_DEVICE = "unknown_device"
 
@@ -106,17 +135,13 @@ _CODES: dict[type[DomainError], str] = {
     Forbidden: FORBIDDEN,
     SecondPersonRequired: "second_person_required",
     OperatorExists: "operator_exists",
+    InvalidUsername: "invalid_username",
     UnknownOperator: NOT_FOUND,
     UnknownRole: "unknown_role",
     InvalidScope: "invalid_scope",
     ModeReasonRequired: "reason_required",
     CodeReused: "code_reused",
     AlarmNotFound: NOT_FOUND,
-}
-_LOGIN_CODES = {
-    "invalid_credentials": INVALID_CREDENTIALS,
-    "locked": "account_locked",
-    "disabled": "account_disabled",
 }
 
 
@@ -127,16 +152,10 @@ def from_domain(exc: DomainError) -> GraphQLError:  # noqa: PLR0911, PLR0912 - o
         return api_error(message, _CODES[type(exc)])
     match exc:
         case LoginRefused():
-            # The username is not echoed: the message is the same for every account.
-            code = _LOGIN_CODES[exc.reason]
+            # A password its owner re-entered (``login`` answers every refusal alike itself).
             if exc.until is not None:
-                return api_error("account locked", code, until=exc.until.isoformat())
-            return api_error(
-                "invalid username or password"
-                if code == INVALID_CREDENTIALS
-                else "account disabled",
-                code,
-            )
+                return api_error("account locked", "account_locked", until=exc.until.isoformat())
+            return api_error("invalid username or password", INVALID_CREDENTIALS)
         case SessionInvalid():
             return api_error(f"{message}: log in again", UNAUTHENTICATED, reason=exc.reason)
         case OperatorAccountError():
@@ -149,8 +168,16 @@ def from_domain(exc: DomainError) -> GraphQLError:  # noqa: PLR0911, PLR0912 - o
             return api_error(message, exc.reason, commandId=str(exc.command_id))
         case ConfirmationRefused():
             return api_error(
-                message, exc.reason, commandId=str(exc.command_id), attemptsLeft=exc.attempts_left
+                message,
+                exc.reason,
+                commandId=str(exc.command_id),
+                attemptsLeft=exc.attempts_left,
+                codesLeft=exc.codes_left,
             )
+        case SecondFactorRefused():
+            return api_error(message, exc.reason, codesLeft=exc.codes_left)
+        case SecondFactorLocked():
+            return api_error(message, "second_factor_locked", until=exc.until.isoformat())
         case ConfirmationTooLate():
             return api_error(message, "expired", commandId=str(exc.command_id))
         case CommandClosed():

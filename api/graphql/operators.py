@@ -1,16 +1,18 @@
 """Operators and the plant mode: what an admin manages, and what each operator does for themselves.
 
 Admins (``operators.manage``) create operators, disable and enable them, grant
-and revoke roles and scopes, reset passwords and unlock accounts. Each
-operator changes their own password and re-enrols their TOTP authenticator,
-both after giving their current password. Supervisors and admins
+and revoke roles and scopes, reset passwords and unlock accounts and second
+factors. A new account gets a one-time enrolment token, never a TOTP secret
+(see :mod:`api.graphql.second_factor`). Each operator changes their own
+password after giving the current one, and re-enrols their TOTP
+authenticator after giving the current password and a code of the current
+authenticator. Supervisors and admins
 (``plant.mode``) switch the plant between normal, read-only and simulation.
 Every change is an event of the operator or of the plant mode.
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -20,16 +22,17 @@ import strawberry
 from api.context import Caller, PlantContext
 from api.credentials import (
     MIN_PASSWORD_LENGTH,
-    hash_password,
+    new_enrolment_token_part,
     new_totp_secret,
     provisioning_uri,
-    verify_password,
 )
 from api.graphql.error_codes import api_error, call
+from api.graphql.second_factor import EnrolmentToken, TotpEnrolment, matched_step
 from domain.application import PlantApplication
 from domain.operator import Operator
 from domain.permissions import Action
 from domain.plant_mode import Mode, PlantMode
+from domain.second_factor import SecondFactorPolicy
 
 strawberry.enum(Mode, name="PlantModeName")
 
@@ -43,9 +46,20 @@ class OperatorView:
     enabled: bool
     failed_logins: int
     locked_until: datetime | None
+    totp_enrolled: bool = strawberry.field(
+        description="False for a new or recovered account until it enrols with its token."
+    )
+    second_factor_locked_until: datetime | None = strawberry.field(
+        description="Too many wrong TOTP codes: confirmations and approvals refused until then."
+    )
+    totp_recovery_requested_by: str | None = strawberry.field(
+        description="The admin whose recovery of this authenticator awaits a second admin."
+    )
 
     @classmethod
-    def from_model(cls, operator: Operator) -> OperatorView:
+    def from_model(
+        cls, operator: Operator, policy: SecondFactorPolicy, at: datetime
+    ) -> OperatorView:
         return cls(
             username=operator.username,
             full_name=operator.full_name,
@@ -54,15 +68,10 @@ class OperatorView:
             enabled=operator.enabled,
             failed_logins=operator.failures,
             locked_until=operator.locked_until,
+            totp_enrolled=operator.totp_enrolled,
+            second_factor_locked_until=operator.second_factor_locked_until(policy, at),
+            totp_recovery_requested_by=operator.totp_recovery_requested_by(at),
         )
-
-
-@strawberry.type
-class TotpEnrolment:
-    username: str
-    provisioning_uri: str = strawberry.field(
-        description="otpauth:// URI for an authenticator app; shown once, never stored in clear."
-    )
 
 
 @strawberry.type
@@ -94,7 +103,11 @@ async def operators(info: strawberry.Info[PlantContext, None]) -> list[OperatorV
     await info.context.authorize(Action.MANAGE_OPERATORS)
     services = info.context.services
     found = await services.store_executor.call(services.app.list_operators)
-    return [OperatorView.from_model(operator) for operator in found]
+    return [_view(services.app, operator, services.clock()) for operator in found]
+
+
+def _view(app: PlantApplication, operator: Operator, at: datetime) -> OperatorView:
+    return OperatorView.from_model(operator, app.second_factor_policy, at)
 
 
 async def create_operator(
@@ -103,11 +116,13 @@ async def create_operator(
     full_name: str,
     roles: list[str],
     password: str,
-) -> TotpEnrolment:
+) -> EnrolmentToken:
     caller = await info.context.authorize(Action.MANAGE_OPERATORS)
     services = info.context.services
-    password_hash = await asyncio.to_thread(hash_password, _checked_password(password))
-    secret = new_totp_secret()
+    password_hash = await services.login_lane.hash(_checked_password(password))
+    # No secret: the admin never holds the new operator's authenticator, only this token.
+    token, token_hash = new_enrolment_token_part()
+    at = services.clock()
     await call(
         services,
         services.app.register_operator,
@@ -115,11 +130,14 @@ async def create_operator(
         full_name=full_name,
         roles=roles,
         password_hash=password_hash,
-        totp_secret_sealed=services.secrets.seal(secret, username=username),
+        enrolment_token_hash=token_hash,
         actor=caller.username,
-        at=services.clock(),
+        at=at,
     )
-    return TotpEnrolment(username=username, provisioning_uri=provisioning_uri(username, secret))
+    created = await call(services, services.app.get_operator, username)
+    expires_at = created.enrolment_token_expires_at
+    assert expires_at is not None  # registered with a token
+    return EnrolmentToken(username=created.username, enrolment_token=token, expires_at=expires_at)
 
 
 Info = strawberry.Info[PlantContext, None]
@@ -134,7 +152,8 @@ async def _apply(
     await call(
         services, change, username=username, actor=caller.username, at=services.clock(), **fields
     )
-    return OperatorView.from_model(await call(services, services.app.get_operator, username))
+    changed = await call(services, services.app.get_operator, username)
+    return _view(services.app, changed, services.clock())
 
 
 def admin_change(
@@ -174,6 +193,7 @@ revoke_role = admin_change("revoke_role", lambda app: app.revoke_role, role=str)
 grant_permission = admin_change("grant_permission", lambda app: app.grant_permission, scope=str)
 revoke_permission = admin_change("revoke_permission", lambda app: app.revoke_permission, scope=str)
 unlock_operator = admin_change("unlock_operator", lambda app: app.unlock_operator)
+unlock_second_factor = admin_change("unlock_second_factor", lambda app: app.unlock_second_factor)
 
 
 async def reset_password(
@@ -181,7 +201,7 @@ async def reset_password(
 ) -> OperatorView:
     # Authorised before the Argon2 work: a refusal must cost the server nothing.
     caller = await info.context.authorize(Action.MANAGE_OPERATORS)
-    password_hash = await asyncio.to_thread(hash_password, _checked_password(password))
+    password_hash = await info.context.services.login_lane.hash(_checked_password(password))
     change = info.context.services.app.set_password
     return await _apply(info, caller, username, change, password_hash=password_hash)
 
@@ -194,7 +214,7 @@ async def _check_own_password(info: strawberry.Info[PlantContext, None], passwor
     caller = await info.context.caller()
     services = info.context.services
     operator = await call(services, services.app.get_operator, caller.username)
-    matches = await asyncio.to_thread(verify_password, operator.password_hash, password)
+    matches = await services.login_lane.verify(operator.password_hash, password)
     await call(
         services,
         services.app.check_password,
@@ -211,7 +231,7 @@ async def change_password(
 ) -> bool:
     username = await _check_own_password(info, current_password)
     services = info.context.services
-    password_hash = await asyncio.to_thread(hash_password, _checked_password(new_password))
+    password_hash = await services.login_lane.hash(_checked_password(new_password))
     await call(
         services,
         services.app.set_password,
@@ -223,17 +243,27 @@ async def change_password(
     return True
 
 
-async def enroll_totp(info: strawberry.Info[PlantContext, None], password: str) -> TotpEnrolment:
+async def enroll_totp(
+    info: strawberry.Info[PlantContext, None], password: str, code: str | None = None
+) -> TotpEnrolment:
+    """Replace the caller's authenticator: their password and a code of the current one.
+
+    ``code`` may be left out only to be refused on the record: the password
+    alone never replaces the second factor.
+    """
     username = await _check_own_password(info, password)
     services = info.context.services
+    operator = await call(services, services.app.get_operator, username)
+    at = services.clock()
+    step = matched_step(services, operator, code or "", at)
     secret = new_totp_secret()
     await call(
         services,
         services.app.enroll_totp,
         username=username,
+        totp_step=step,
         totp_secret_sealed=services.secrets.seal(secret, username=username),
-        actor=username,
-        at=services.clock(),
+        at=at,
     )
     return TotpEnrolment(username=username, provisioning_uri=provisioning_uri(username, secret))
 

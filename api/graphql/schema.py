@@ -4,28 +4,34 @@ Every resolver checks the caller against the permission matrix
 (:mod:`domain.permissions`, printed in ``docs/security.md``); ``login`` and
 ``refreshToken`` are the only fields open to anyone. :func:`build_schema` adds
 the limits that refuse abusive queries (depth, cost, aliases, size) before
-any resolver runs, and the size of the variables.
+any resolver runs, and the size of the variables, and refuses introspection
+unless asked to serve it (``PLANTCORE_INTROSPECTION``).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from typing import Any, cast
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.types import ExecutionContext
+from strawberry.extensions import DisableIntrospection
+from strawberry.schema.schema import StreamResult
+from strawberry.types import ExecutionContext, ExecutionResult
 
 from api.graphql import alarms as alarm_resolvers
-from api.graphql import audit, commands, devices
+from api.graphql import audit, commands, devices, second_factor
 from api.graphql import login as login_resolvers
 from api.graphql import operators as operator_resolvers
 from api.graphql.alarms import AlarmEvent, AlarmJournalPage, AlarmKpis, AlarmView
 from api.graphql.audit import AuditEventPage
 from api.graphql.commands import CommandStep, CommandTicket, CommandView
 from api.graphql.devices import Device, TagUpdate
+from api.graphql.internal_errors import hide_internal_errors, hiding_internal_errors, is_internal
 from api.graphql.limits import DEFAULT_MAX_VARIABLES_BYTES, query_limits
 from api.graphql.login import LoginResult, Me, Session
-from api.graphql.operators import OperatorView, PlantModeView, TotpEnrolment
+from api.graphql.operators import OperatorView, PlantModeView
+from api.graphql.second_factor import EnrolmentToken, TotpEnrolment, TotpRecovery
 from api.services import DEFAULT_MAX_QUERY_COST, DEFAULT_MAX_QUERY_DEPTH
 
 
@@ -89,9 +95,9 @@ class Mutation:
     end_session: bool = strawberry.mutation(
         resolver=login_resolvers.end_session, description="End anyone's session. Admins only."
     )
-    create_operator: TotpEnrolment = strawberry.mutation(
+    create_operator: EnrolmentToken = strawberry.mutation(
         resolver=operator_resolvers.create_operator,
-        description="Register an operator; answers with their TOTP enrolment URI.",
+        description="Register an operator; answers with their one-time enrolment token.",
     )
     disable_operator: OperatorView = strawberry.mutation(
         resolver=operator_resolvers.disable_operator,
@@ -117,6 +123,18 @@ class Mutation:
         resolver=operator_resolvers.unlock_operator,
         description="End a lockout after failed logins.",
     )
+    unlock_second_factor: OperatorView = strawberry.mutation(
+        resolver=operator_resolvers.unlock_second_factor,
+        description="Forget another operator's wrong TOTP codes, ending their lockout.",
+    )
+    request_totp_recovery: TotpRecovery = strawberry.mutation(
+        resolver=second_factor.request_totp_recovery,
+        description="Ask, signing with your code, to replace someone's lost authenticator.",
+    )
+    approve_totp_recovery: TotpRecovery = strawberry.mutation(
+        resolver=second_factor.approve_totp_recovery,
+        description="A second admin's signed approval of a recovery: ends its sessions.",
+    )
     reset_password: OperatorView = strawberry.mutation(
         resolver=operator_resolvers.reset_password, description="Set another operator's password."
     )
@@ -125,7 +143,11 @@ class Mutation:
     )
     enroll_totp: TotpEnrolment = strawberry.mutation(
         resolver=operator_resolvers.enroll_totp,
-        description="Enrol a new TOTP authenticator for yourself.",
+        description="Replace your TOTP authenticator: your password and a code of the current one.",
+    )
+    enroll_totp_with_token: TotpEnrolment = strawberry.mutation(
+        resolver=second_factor.enroll_totp_with_token,
+        description="Enrol your first (or recovered) authenticator with your enrolment token.",
     )
     set_plant_mode: PlantModeView = strawberry.mutation(
         resolver=operator_resolvers.set_plant_mode,
@@ -192,15 +214,36 @@ class Subscription:
     )
 
 
+BAD_REQUEST = "bad_request"
+"""The code of GraphQL's request errors: a document that does not parse or validate, or
+variables that do not fit their types."""
+
+
 class PlantSchema(strawberry.Schema):
+    """The schema, whose faults reach clients as a code and an id (:mod:`.internal_errors`).
+
+    Every transport runs operations through :meth:`execute` (HTTP) or
+    :meth:`stream` (WebSocket), so hiding faults there hides them everywhere,
+    whatever phase raised them.
+    """
+
+    async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        return hide_internal_errors(await super().execute(*args, **kwargs))
+
+    async def stream(self, *args: Any, **kwargs: Any) -> StreamResult:
+        results = await super().stream(*args, **kwargs)
+        return cast("StreamResult", hiding_internal_errors(results))
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        # Refusals carry a code and are the client's answer, not the server's problem:
-        # only the others (bugs, invalid queries) are logged.
-        unexpected = [e for e in errors if "code" not in (e.extensions or {})]
-        if unexpected:
-            super().process_errors(unexpected, execution_context)
+        # Refusals carry a code and are the client's answer, not the server's problem;
+        # faults are logged with their errorId when hidden. What is left are the errors
+        # graphql-core finds in the document or its variables: the client's too, which
+        # anyone may send as often as they like, so coded and not logged either.
+        for error in errors:
+            if "code" not in (error.extensions or {}) and not is_internal(error):
+                error.extensions = {**(error.extensions or {}), "code": BAD_REQUEST}
 
 
 def build_schema(
@@ -208,15 +251,19 @@ def build_schema(
     max_depth: int = DEFAULT_MAX_QUERY_DEPTH,
     max_cost: int = DEFAULT_MAX_QUERY_COST,
     max_variables_bytes: int = DEFAULT_MAX_VARIABLES_BYTES,
+    introspection: bool = False,
 ) -> PlantSchema:
+    """The plant's schema; ``__schema`` and ``__type`` are refused unless ``introspection``."""
+    limits = query_limits(
+        max_depth=max_depth, max_cost=max_cost, max_variables_bytes=max_variables_bytes
+    )
     return PlantSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=query_limits(
-            max_depth=max_depth, max_cost=max_cost, max_variables_bytes=max_variables_bytes
-        ),
+        extensions=limits if introspection else [*limits, DisableIntrospection],
     )
 
 
-schema = build_schema()
+# What tools read (the SDL, the documentation's checks); never served: create_app builds that.
+schema = build_schema(introspection=True)

@@ -1,12 +1,14 @@
-"""Subscriptions live only as long as the session and the access token they were opened with.
+"""Subscriptions live only as long as their session and the access token of their socket.
 
 A subscription is authenticated when it starts; without a bound a token would
 keep streaming to its holder for as long as the socket stays open. The stream
-ends with an ``unauthenticated`` error at the token's ``expires_at``, and
-earlier if its session ends (logout, revocation, a reused refresh token, the
-operator disabled): that is checked every ``recheck_seconds`` (15 s by default,
-``Services.session_recheck_seconds``). The client then
-subscribes again with a fresh token.
+ends with an ``unauthenticated`` error when the token expires, and earlier if
+its session ends (logout, revocation, a reused refresh token, the operator
+disabled): that is checked every ``recheck_seconds`` (15 s by default,
+``Services.session_recheck_seconds``). The token is the one the socket holds
+at each check: a ``refreshToken`` sent over the socket
+(:mod:`api.socket_handler`) carries its subscriptions on to the new token's
+expiry, the same one at which the socket itself is closed.
 """
 
 from __future__ import annotations
@@ -18,42 +20,41 @@ from datetime import datetime
 from functools import partial
 from typing import TypeVar
 
-from graphql import GraphQLError
-
-from api.context import UNAUTHENTICATED, Caller, PlantContext
+from api.context import Caller, PlantContext
 from support.clock import utc_now
 
 T = TypeVar("T")
-
-EXPIRED_MESSAGE = "access token expired: subscribe again with a fresh token"
 
 
 async def while_authenticated(
     caller: Caller,
     updates: AsyncGenerator[T, None],
-    recheck: Callable[[], Awaitable[object]],
+    recheck: Callable[[], Awaitable[Caller]],
     *,
     recheck_seconds: float,
     clock: Callable[[], datetime] = utc_now,
-) -> AsyncIterator[T]:
-    """Yield ``updates`` while ``caller``'s token lasts and ``recheck()`` does not raise.
+) -> AsyncGenerator[T, None]:
+    """Yield ``updates`` while ``recheck()`` does not raise, rechecked at least at each expiry.
 
-    The next update is awaited as a task that a recheck does not cancel:
-    cancelling an async generator's ``anext`` would end the generator itself.
+    ``recheck()`` checks the token and the session anew and returns the caller
+    as they are now, or raises ``unauthenticated``; its ``expires_at`` is when
+    to check next at the latest. The next update is awaited as a task that a
+    recheck does not cancel: cancelling an async generator's ``anext`` would
+    end the generator itself.
     """
     waiting: asyncio.Future[T] | None = None
     try:
         while True:
             remaining = (caller.expires_at - clock()).total_seconds()
             if remaining <= 0:
-                raise GraphQLError(EXPIRED_MESSAGE, extensions={"code": UNAUTHENTICATED})
+                # Nothing more is sent on this token: only on one refreshed meanwhile.
+                caller = await recheck()
+                continue
             if waiting is None:
                 waiting = asyncio.ensure_future(anext(updates))
             done, _ = await asyncio.wait({waiting}, timeout=min(remaining, recheck_seconds))
             if not done:
-                # Raises unauthenticated if the session ended meanwhile; the loop's
-                # check covers the token's own expiry.
-                await recheck()
+                caller = await recheck()
                 continue
             ready, waiting = waiting, None
             try:
@@ -73,7 +74,7 @@ async def while_authenticated(
 def for_session(
     context: PlantContext, caller: Caller, updates: AsyncGenerator[T, None]
 ) -> AsyncIterator[T]:
-    """``updates`` for as long as ``caller``'s session and token last, rechecked as configured."""
+    """``updates`` while ``caller``'s session lasts and its socket's token is valid."""
     return while_authenticated(
         caller,
         updates,

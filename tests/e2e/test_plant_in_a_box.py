@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.credentials import TokenSettings
 from api.secrets import SecretBox, generate_key
 from plantcore.db_init import InitialisedDatabase
-from plantcore.operators import Credentials, create_operator
+from plantcore.operators import Credentials, create_operator, enrol_with_token
 from plantcore.runtime import PlantRuntime, RuntimeConfig
 from plantfile.loader import load_plant_file
 from plantfile.plant import PlantConfig
@@ -137,15 +137,23 @@ async def stack(
         try:
             await _started(running, ready)
             assert runtime.app is not None
-            operator = await asyncio.to_thread(
-                partial(create_operator, runtime.app, box),
+            password = "a long enough password"
+            grant = await asyncio.to_thread(
+                partial(create_operator, runtime.app),
                 username=unique("operator"),
                 full_name="End To End",
                 roles=["operator"],
                 scopes=[f"device:{device}"],
-                password="a long enough password",
+                password=password,
                 actor="test",
             )
+            # The operator enrols their own authenticator with the token they were given.
+            secret = await asyncio.to_thread(
+                partial(enrol_with_token, runtime.app, box),
+                username=grant.username,
+                enrolment_token=grant.enrolment_token,
+            )
+            operator = Credentials(grant.username, password, secret)
             async with httpx.AsyncClient(base_url=runtime.api_url) as http:
                 yield Stack(runtime, simulator, device, operator, http)
         finally:

@@ -6,7 +6,10 @@ operators on demand (:meth:`Plant.add_operator`), an in-process ASGI client for
 queries and mutations, and a real uvicorn server on a free port for
 graphql-transport-ws subscriptions. With ``read_models=True`` the alarm read
 models (PostgreSQL ``alarm_current`` and ``alarm_journal``, the live feed)
-follow the log too, as in the runtime.
+follow the log too, as in the runtime. Logins run in a login lane of the
+plant's own (one Argon2 thread, ``login_queue`` waiting) behind a throttle of
+``login_rate`` logins a minute per source address, counted under a key prefix
+of the plant's own: every test logs in from the same address.
 
 The plant's device has a free setpoint, a ``pressure_setpoint`` marked
 critical (two persons) and a ``running`` coil whose ``false`` is an emergency
@@ -35,7 +38,8 @@ from nats.aio.subscription import Subscription
 
 from api.app import create_app
 from api.credentials import TokenSettings, hash_password
-from api.rate_limit import CommandRateCounter
+from api.login_lane import LoginLane
+from api.rate_limit import CommandRateCounter, LoginThrottle
 from api.secrets import SecretBox, generate_key
 from api.services import Services, utc_now
 from domain.application import CommandPolicy, PlantApplication
@@ -237,6 +241,8 @@ async def make_plant(
         login_policy: LoginPolicy | None = None,
         clock: Callable[[], datetime] = utc_now,
         read_models: bool = False,
+        login_rate: int = 600,
+        login_queue: int = 8,
     ) -> Plant:
         device = unique("press")
         app = await store_executor.call(
@@ -306,6 +312,10 @@ async def make_plant(
             # Quick, so that a test sees a subscription end soon after its session does.
             session_recheck_seconds=0.2,
             command_rate=CommandRateCounter(redis_client, prefix=unique("rate") + ":"),
+            login_throttle=LoginThrottle(
+                redis_client, limit=login_rate, prefix=unique("login_rate") + ":"
+            ),
+            login_lane=LoginLane(workers=1, queue=login_queue),
             clock=clock,
             pool=pool,
             alarms=views,
@@ -340,6 +350,7 @@ async def make_plant(
             task.cancel()
         await asyncio.gather(*plant.background, return_exceptions=True)
         await plant.client.aclose()
+        plant.services.login_lane.shutdown()
         await store_executor.call(plant.app.close)
     for pool in pools:
         await pool.close()

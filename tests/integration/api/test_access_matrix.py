@@ -248,6 +248,23 @@ MUTATIONS: Mapping[str, Case] = {
         f"mutation($u: String!) {{ unlockOperator(username: $u) {OPERATOR_VIEW} }}",
         the_target,
     ),
+    "unlockSecondFactor": Case(
+        A.MANAGE_OPERATORS,
+        f"mutation($u: String!) {{ unlockSecondFactor(username: $u) {OPERATOR_VIEW} }}",
+        the_target,
+    ),
+    "requestTotpRecovery": Case(
+        A.MANAGE_OPERATORS,
+        "mutation($u: String!, $c: String!) {"
+        ' requestTotpRecovery(username: $u, reason: "matrix", code: $c) { username } }',
+        with_target(c="000000"),
+    ),
+    "approveTotpRecovery": Case(
+        A.MANAGE_OPERATORS,
+        "mutation($u: String!, $c: String!) {"
+        " approveTotpRecovery(username: $u, code: $c) { username } }",
+        with_target(c="000000"),
+    ),
     "resetPassword": Case(
         A.MANAGE_OPERATORS,
         "mutation($u: String!, $p: String!) {"
@@ -261,8 +278,13 @@ MUTATIONS: Mapping[str, Case] = {
     ),
     "enrollTotp": Case(
         Gate.AUTHENTICATED,
-        "mutation($p: String!) { enrollTotp(password: $p) { username } }",
-        fixed(p=PASSWORD),
+        "mutation($p: String!, $c: String!) { enrollTotp(password: $p, code: $c) { username } }",
+        fixed(p=PASSWORD, c="000000"),
+    ),
+    "enrollTotpWithToken": Case(
+        Gate.AUTHENTICATED,
+        "mutation($t: String!) { enrollTotpWithToken(enrolmentToken: $t) { username } }",
+        fixed(t="NOT-A-TOKEN"),
     ),
     "setPlantMode": Case(
         A.SET_PLANT_MODE,

@@ -1,57 +1,23 @@
-"""/health, login and the devices query against the real services."""
+"""Login and the devices query against the real services (/health: test_api_exposure.py)."""
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
 import redis.asyncio as aioredis
 
-from api.app import create_app
 from api.credentials import TokenSettings, issue_token
+from api.graphql.login import LOGIN_REFUSED
 from domain.messages import ConnectionState, DeviceStatus, Quality, Sample
 from projections.live_state import LIVE_KEY, STATUS_KEY, sample_json
 from tests.integration.api.conftest import PASSWORD, TOKENS, PlantFactory
-from tests.support import free_port
 
 pytestmark = pytest.mark.integration
 
 DEVICES = """{ devices { id status { state detail }
   tags { name value boolValue quality unit writable kind low high } } }"""
-
-
-async def test_health_reports_every_service(make_plant: PlantFactory) -> None:
-    plant = await make_plant()
-    response = await plant.client.get("/health")
-    assert response.status_code == 200
-    body = response.json()
-    assert body["status"] == "ok"
-    assert {name: s["status"] for name, s in body["services"].items()} == {
-        "postgresql": "ok",
-        "nats": "ok",
-        "redis": "ok",
-    }
-
-
-async def test_health_is_503_naming_the_service_that_is_down(make_plant: PlantFactory) -> None:
-    plant = await make_plant(dispatcher=False)
-    dead_redis = aioredis.from_url(f"redis://127.0.0.1:{free_port()}/0", decode_responses=True)
-    services = dataclasses.replace(plant.services, redis=dead_redis, health_timeout=1.0)
-    import httpx
-
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(services)), base_url="http://plant"
-    ) as client:
-        response = await client.get("/health")
-    await dead_redis.aclose()
-    assert response.status_code == 503
-    report = response.json()["services"]
-    assert report["postgresql"]["status"] == "ok"
-    assert report["nats"]["status"] == "ok"
-    assert report["redis"]["status"] == "error"
-    assert report["redis"]["detail"]
 
 
 async def test_login_gives_a_token_and_refuses_bad_credentials_alike(
@@ -72,7 +38,7 @@ async def test_login_gives_a_token_and_refuses_bad_credentials_alike(
     for refused in (wrong, unknown):
         assert refused["data"] is None
         [error] = refused["errors"]
-        assert error["message"] == "invalid username or password"
+        assert error["message"] == LOGIN_REFUSED
         assert error["extensions"]["code"] == "invalid_credentials"
 
 

@@ -8,6 +8,7 @@ import jwt
 import pyotp
 import pytest
 
+from api import credentials
 from api.credentials import (
     InvalidToken,
     TokenSettings,
@@ -33,6 +34,25 @@ def test_a_password_verifies_against_its_argon2id_hash_only() -> None:
     assert not verify_password(stored, "correct horse ")
     assert not verify_password(None, "correct horse")
     assert not verify_password("not a hash", "correct horse")
+
+
+def test_a_hash_that_cannot_be_read_is_refused_after_the_same_argon2_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    checked: list[str] = []
+    hasher = credentials._hasher
+
+    class Counting:
+        def verify(self, password_hash: str, password: str) -> bool:
+            checked.append(password_hash)
+            return hasher.verify(password_hash, password)
+
+    monkeypatch.setattr(credentials, "_hasher", Counting())
+
+    assert not verify_password("not a hash", "correct horse")
+    assert not verify_password(None, "correct horse")
+    # Each refusal costs one real verification, as a wrong password does.
+    assert checked == ["not a hash", credentials._DUMMY_HASH, credentials._DUMMY_HASH]
 
 
 def _issue(settings: TokenSettings, now: datetime, username: str = "ana") -> str:

@@ -38,6 +38,7 @@ from domain.command import ConfirmationFailure, RejectionReason
 from domain.errors import (
     CommandRefused,
     ConfirmationRefused,
+    DomainError,
     LoginRefused,
     SecondPersonRequired,
     SessionInvalid,
@@ -256,7 +257,8 @@ def _every_access_path(app: PlantApplication) -> None:
     app.grant_role(username="bob", role="supervisor", actor="admin", at=T0)
     app.revoke_role(username="bob", role="supervisor", actor="admin", at=T0)
     app.set_password(username="bob", password_hash="hash2", actor="bob", at=T0)
-    app.enroll_totp(username="bob", totp_secret_sealed="sealed2", actor="bob", at=T0)
+    app.enroll_totp(username="bob", totp_step=1, totp_secret_sealed="sealed2", at=T0)
+    _every_second_factor_path(app)
     for _ in range(app.login_policy.max_failures):  # the last one locks the account
         with pytest.raises(LoginRefused):
             _log_in(app, "bob", matches=False, session="s0")
@@ -278,6 +280,33 @@ def _every_access_path(app: PlantApplication) -> None:
     app.enable_operator(username="bob", actor="admin", at=T0)
     app.set_plant_mode(mode=Mode.READ_ONLY, reason="maintenance", actor="bob", at=T0)
     app.set_plant_mode(mode=Mode.NORMAL, reason="done", actor="bob", at=T0)
+
+
+def _every_second_factor_path(app: PlantApplication) -> None:
+    """A new account enrols with its token; bob locks, is unlocked, and is recovered by two."""
+    for admin in ("ada", "rita"):
+        app.register_operator(
+            username=admin, full_name=admin.title(), roles=["admin"], password_hash="hash",
+            totp_secret_sealed="sealed", actor="cli", at=T0,
+        )  # fmt: skip
+    app.register_operator(
+        username="nina", full_name="Nina", roles=["viewer"], password_hash="hash",
+        enrolment_token_hash="token", actor="ada", at=T0,
+    )  # fmt: skip
+    app.enroll_totp_with_token(
+        username="nina", presented_hashes=["token"], totp_secret_sealed="sealed", at=T0
+    )
+    for _ in range(app.second_factor_policy.max_failures + 1):  # the last one is refused
+        with pytest.raises(DomainError):
+            app.enroll_totp(username="bob", totp_step=None, totp_secret_sealed="x", at=T0)
+    app.unlock_second_factor(username="bob", actor="ada", at=T0)
+    app.request_totp_recovery(
+        username="bob", reason="lost", token_hash="a", actor="ada", totp_step=1, at=T0
+    )
+    app.approve_totp_recovery(username="bob", token_hash="b", actor="rita", totp_step=1, at=T0)
+    app.enroll_totp_with_token(
+        username="bob", presented_hashes=["a", "b"], totp_secret_sealed="sealed3", at=T0
+    )
 
 
 def _log_in(

@@ -6,6 +6,7 @@ import pytest
 
 from domain.errors import CodeReused, InvalidScope, OperatorAccountError, UnknownRole
 from domain.operator import Operator, operator_id
+from domain.second_factor import SecondFactorPolicy
 from tests.unit.domain.plant import T0, fields
 
 
@@ -142,10 +143,15 @@ def test_credentials_are_replaced_by_events() -> None:
     operator.collect_events()
     later = T0 + timedelta(days=1)
     operator.set_password("argon2-new", actor="ana", at=later)
-    operator.enroll_totp("sealed-new", actor="admin", at=later)
+    refusal = operator.enroll_totp("sealed-new", step=9, policy=SecondFactorPolicy(), at=later)
+    assert refusal is None
     assert (operator.password_hash, operator.totp_secret_sealed) == ("argon2-new", "sealed-new")
     events = operator.collect_events()
     assert [(type(e).__name__, fields(e)) for e in events] == [
         ("PasswordSet", {"password_hash": "argon2-new", "actor": "ana", "at": later}),
-        ("TotpEnrolled", {"totp_secret_sealed": "sealed-new", "actor": "admin", "at": later}),
+        ("TotpStepUsed", {"step": 9, "actor": "ana", "at": later}),
+        (
+            "TotpEnrolled",
+            {"totp_secret_sealed": "sealed-new", "method": "code", "actor": "ana", "at": later},
+        ),
     ]

@@ -211,13 +211,17 @@ def test_grant_and_revoke_permissions(app: PlantApplication) -> None:
 
 def test_set_password_and_enroll_totp(app: PlantApplication) -> None:
     app.set_password(username="ana", password_hash="argon2:new", actor="ana", at=LATER)
-    app.enroll_totp(username="ana", totp_secret_sealed="sealed:new", actor="admin", at=LATER)
+    app.enroll_totp(username="ana", totp_step=9, totp_secret_sealed="sealed:new", at=LATER)
     ana = app.get_operator("ana")
     assert (ana.password_hash, ana.totp_secret_sealed) == ("argon2:new", "sealed:new")
     events = operator_events(app, "ana", after=2)
     assert [(type(e).__name__, fields(e)) for e in events] == [
         ("PasswordSet", {"password_hash": "argon2:new", "actor": "ana", "at": LATER}),
-        ("TotpEnrolled", {"totp_secret_sealed": "sealed:new", "actor": "admin", "at": LATER}),
+        ("TotpStepUsed", {"step": 9, "actor": "ana", "at": LATER}),
+        (
+            "TotpEnrolled",
+            {"totp_secret_sealed": "sealed:new", "method": "code", "actor": "ana", "at": LATER},
+        ),
     ]
 
 

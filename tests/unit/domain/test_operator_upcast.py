@@ -78,14 +78,16 @@ def test_a_v1_operator_carries_on_with_new_events() -> None:
     store_v1_operator(app)
     later = T0 + timedelta(days=30)
     app.grant_permission(username="olga", scope="area:north", actor="admin", at=later)
-    app.enroll_totp(username="olga", totp_secret_sealed="sealed:new", actor="admin", at=later)
+    # Olga replaces her clear secret with a code of it, as every such operator should.
+    app.enroll_totp(username="olga", totp_step=9, totp_secret_sealed="sealed:new", at=later)
     operator = app.get_operator("olga")
     assert operator.scopes == ("area:north",)
     assert operator.totp_secret_sealed == "sealed:new"
-    assert operator.version == 3
+    assert operator.version == 4
     assert names(operator_events(app, "olga")) == [
         "Registered",
         "PermissionGranted",
+        "TotpStepUsed",
         "TotpEnrolled",
     ]
     # The stored v1 event itself is left as it was: upcasting happens on every read.

@@ -33,6 +33,7 @@ EXPECTED: dict[Role, set[Action]] = {
         A.SET_PLANT_MODE,
         A.MANAGE_OPERATORS,
         A.MANAGE_SESSIONS,
+        A.READ_HEALTH,
     },
     Role.SUPERVISOR: {
         A.VIEW,
@@ -40,10 +41,11 @@ EXPECTED: dict[Role, set[Action]] = {
         *ALARM_HANDLING,
         A.REMOVE_ALARM_FROM_SERVICE,
         A.SET_PLANT_MODE,
+        A.READ_HEALTH,
     },
     Role.OPERATOR: {A.VIEW, *COMMANDING, *ALARM_HANDLING},
     Role.VIEWER: {A.VIEW},
-    Role.AUDITOR: {A.VIEW, A.READ_AUDIT},
+    Role.AUDITOR: {A.VIEW, A.READ_AUDIT, A.READ_HEALTH},
     Role.SERVICE: {A.VIEW, A.REQUEST_COMMAND},
 }
 
@@ -79,7 +81,7 @@ def test_service_accounts_never_approve_nor_handle_alarms() -> None:
 
 
 def test_roles_add_up_and_unknown_names_allow_nothing() -> None:
-    assert actions_of(["viewer", "auditor"]) == {A.VIEW, A.READ_AUDIT}
+    assert actions_of(["viewer", "auditor"]) == {A.VIEW, A.READ_AUDIT, A.READ_HEALTH}
     assert actions_of(["root"]) == frozenset()
     assert actions_of([]) == frozenset()
     assert not is_allowed(["root"], ["plant"], A.VIEW)

@@ -143,14 +143,6 @@ def _reject(plant: CommandPlant, command_id: UUID) -> None:
         plant.approve(command_id, 3)
 
 
-def _three_wrong_codes(plant: CommandPlant, command_id: UUID) -> None:
-    for attempt in range(3):
-        with pytest.raises(ConfirmationRefused):
-            plant.app.approve_command(
-                actor=APPROVER, command_id=command_id, totp_step=None, at=at(2 + attempt)
-            )
-
-
 @pytest.mark.parametrize(
     ("end", "status"),
     [
@@ -158,7 +150,6 @@ def _three_wrong_codes(plant: CommandPlant, command_id: UUID) -> None:
         (_cancel, CommandStatus.CANCELLED),
         (_expire, CommandStatus.EXPIRED),
         (_reject, CommandStatus.REJECTED),
-        (_three_wrong_codes, CommandStatus.CONFIRMATION_FAILED),
     ],
 )
 async def test_every_end_of_an_awaited_approval_ends_the_wait(
