@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
@@ -65,16 +66,34 @@ def create_app(services: Services) -> FastAPI:
     return app
 
 
+# What a close frame holds of its reason (RFC 6455 §5.5).
+MAX_CLOSE_REASON_BYTES = 123
+
+
+class _SocketAdapter(ASGIWebSocketAdapter):
+    async def close(self, code: int, reason: str) -> None:
+        # strawberry quotes what the client sent (an unknown message type, a syntax error's
+        # token) in the reason: over 123 bytes, the close failed and the socket was dropped.
+        cut = reason.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
+        await super().close(code, cut)
+
+
 class _Router(GraphQLRouter[Any, None]):
     # Each operation over a socket authorised like a request; the socket closed at its expiry.
     graphql_transport_ws_handler_class = KeyedSocketHandler
+    websocket_adapter_class = _SocketAdapter
 
     def decode_json(self, data: str | bytes) -> object:
         try:
-            return super().decode_json(data)
+            decoded = super().decode_json(data)
         except json.JSONDecodeError:
             raise
         except (ValueError, RecursionError) as exc:
             # Python reads no integer of more than 4300 digits, nor arrays nested past its
             # recursion limit: to the API that is malformed JSON (HTTP 400, WebSocket 4400).
             raise json.JSONDecodeError(str(exc), "", 0) from exc
+        if not isinstance(decoded, dict):
+            # A request, and every graphql-transport-ws message, is an object (strawberry
+            # reads fields of whatever it is given: ``null`` was a 500, a dropped socket).
+            raise json.JSONDecodeError(f"a JSON {type(decoded).__name__}, not an object", "", 0)
+        return decoded

@@ -10,14 +10,15 @@ unless asked to serve it (``PLANTCORE_INTROSPECTION``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from typing import Any, cast
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import DisableIntrospection
-from strawberry.schema.schema import StreamResult
+from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES, StreamResult
 from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from api.graphql import alarms as alarm_resolvers
 from api.graphql import audit, commands, devices, second_factor
@@ -227,8 +228,35 @@ class PlantSchema(strawberry.Schema):
     whatever phase raised them.
     """
 
-    async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
-        return hide_internal_errors(await super().execute(*args, **kwargs))
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        # A subscription is a stream (:meth:`stream`, over a socket). Executed once, as a
+        # query is, its resolver's generator was answered as a value: a fault, logged, for
+        # anyone's POST. Refused as any operation the transport does not serve (HTTP 400).
+        allowed = set(
+            DEFAULT_ALLOWED_OPERATION_TYPES
+            if allowed_operation_types is None
+            else allowed_operation_types
+        )
+        allowed.discard(OperationType.SUBSCRIPTION)
+        result = await super().execute(
+            query,
+            variable_values=variable_values,
+            context_value=context_value,
+            root_value=root_value,
+            operation_name=operation_name,
+            allowed_operation_types=allowed,
+            operation_extensions=operation_extensions,
+        )
+        return hide_internal_errors(result)
 
     async def stream(self, *args: Any, **kwargs: Any) -> StreamResult:
         results = await super().stream(*args, **kwargs)

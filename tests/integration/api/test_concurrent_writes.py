@@ -1,10 +1,11 @@
 """Requests racing to record on one aggregate are all answered and all recorded.
 
 An HMI fires requests in parallel, and every refusal of the permission matrix
-is an event on one aggregate, the caller's operator. More racers than the store
-executor has threads keep them all writing at once; each write that loses the
-version race decides again on fresh state (``domain.time.retry_on_conflict``),
-and none is answered with an internal error.
+is an event on one aggregate, the caller's operator. Hundreds of racers, far
+more than the store executor has threads, keep them all writing at once; each
+write that loses the version race decides again on fresh state, alone in the
+process (``domain.time.retry_on_conflict``), and none is answered with an
+internal error.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from tests.integration.api.conftest import PlantFactory
 
 pytestmark = pytest.mark.integration
 
-RACERS = 16
+RACERS = 300
 
 
 async def test_racing_refusals_of_one_operator_are_all_answered_and_recorded(

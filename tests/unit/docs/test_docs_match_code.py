@@ -30,7 +30,7 @@ from strawberry.printer import print_schema
 
 from api import context
 from api.graphql import error_codes as graphql_errors
-from api.graphql.schema import schema
+from api.graphql.schema import BAD_REQUEST, schema
 from domain.alarm import alarm_id
 from domain.application import PlantApplication
 from domain.catalog import DeviceInfo, TagCatalog, TagLimits, ValueKind
@@ -368,6 +368,7 @@ def _error_codes() -> set[str]:
     codes |= {graphql_errors.FORBIDDEN, graphql_errors.INVALID_CREDENTIALS}
     codes |= {graphql_errors.NOT_FOUND, graphql_errors.UNKNOWN_DEVICE}
     codes |= {context.UNAUTHENTICATED, context.FORBIDDEN}
+    codes |= {BAD_REQUEST}
     codes |= {reason.value for reason in RejectionReason}
     codes |= {reason.value for reason in ConfirmationFailure}
     return codes

@@ -1,0 +1,114 @@
+"""JSON that is not an object is a malformed request, over HTTP and graphql-transport-ws alike.
+
+A GraphQL request and every graphql-transport-ws message is a JSON object. A
+body or message that is valid JSON of another kind (``null``, a number, a text,
+a boolean, an array) is answered as malformed: HTTP 400, or the socket closed
+with 4400. A refusal whose reason quotes a long message still closes the socket
+with 4400, its reason cut to the 123 bytes a close frame holds. Found by
+``test_fuzz.py``: the HTTP request was answered 500 and the socket dropped
+without a close frame, each with a traceback in the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
+from tests.integration.api.conftest import Plant, PlantFactory
+
+pytestmark = pytest.mark.integration
+
+NOT_OBJECTS = (
+    "null",
+    "5",
+    "-1.5e300",
+    '"query"',
+    "true",
+    "[]",
+    '[{"query": "{ me { username } }"}]',
+)
+MALFORMED = 4400
+MAX_REASON_BYTES = 123
+
+
+@pytest.fixture
+async def plant(make_plant: PlantFactory) -> Plant:
+    return await make_plant(dispatcher=False)
+
+
+@pytest.mark.parametrize("body", NOT_OBJECTS)
+async def test_an_http_body_of_json_that_is_not_an_object_is_a_bad_request(
+    plant: Plant, body: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    response = await plant.client.post(
+        "/graphql", content=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert [record.getMessage() for record in caplog.records] == []
+
+
+@pytest.mark.parametrize("message", NOT_OBJECTS)
+async def test_a_socket_message_of_json_that_is_not_an_object_closes_the_socket_4400(
+    plant: Plant, message: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    async with websockets.connect(
+        plant.ws_url, subprotocols=[Subprotocol("graphql-transport-ws")]
+    ) as socket:
+        await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
+        assert json.loads(await socket.recv())["type"] == "connection_ack"
+        await socket.send(message)
+        with pytest.raises(ConnectionClosed) as closed:
+            await socket.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == MALFORMED
+    assert [record.getMessage() for record in caplog.records] == []
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "x" * 200},
+        {"id": "1", "type": "subscribe", "payload": {"query": '{ "' + "é" * 200 + '" }'}},
+    ],
+    ids=["unknown type", "syntax error"],
+)
+async def test_a_refusal_that_quotes_a_long_message_still_closes_the_socket_4400(
+    plant: Plant, message: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    # strawberry puts the unknown type, or the syntax error with its token, in the close
+    # frame's reason, which holds at most 123 bytes.
+    caplog.set_level(logging.WARNING)
+    async with websockets.connect(
+        plant.ws_url, subprotocols=[Subprotocol("graphql-transport-ws")]
+    ) as socket:
+        await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
+        assert json.loads(await socket.recv())["type"] == "connection_ack"
+        await socket.send(json.dumps(message))
+        with pytest.raises(ConnectionClosed) as closed:
+            await socket.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == MALFORMED
+    assert len(closed.value.rcvd.reason.encode()) <= MAX_REASON_BYTES
+    assert [record.getMessage() for record in caplog.records] == []
+
+
+@pytest.mark.parametrize("logged_in", [True, False], ids=["operator", "anonymous"])
+async def test_a_subscription_over_http_is_refused_as_a_bad_request(
+    plant: Plant, logged_in: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A subscription is a stream, served over a socket: run once as a query, its
+    # resolver's generator was answered as a value, an internal error logged each time.
+    caplog.set_level(logging.WARNING)
+    headers = {"Authorization": f"Bearer {await plant.login()}"} if logged_in else {}
+    response = await plant.client.post(
+        "/graphql", json={"query": "subscription { alarmEvents { alarmId } }"}, headers=headers
+    )
+    assert response.status_code == 400, response.text
+    assert [record.getMessage() for record in caplog.records] == []
