@@ -1,13 +1,14 @@
 """``/metrics`` in the Prometheus text format (prometheus-client).
 
 The names seed 000 gives the core engine (``core_engine_*``) plus per-device
-figures (``plantcore_device_*``) and the dead-lettered messages;
-``docs/metrics.md`` lists each with its meaning.
+figures (``plantcore_device_*``), the supervisors' buffer (``plantcore_buffer_*``)
+and the dead-lettered messages; ``docs/metrics.md`` lists each with its meaning.
 
 Every figure is read when Prometheus scrapes, from the objects that own it
 (:class:`DeviceFigures` from the fleet, :class:`CommandFigures` from the event
-log follower, :class:`DeadLetterFigures` from the consumers' dead letters), so
-nothing on the hot paths knows about Prometheus. Counters
+log follower, :class:`DeadLetterFigures` from the consumers' dead letters,
+:class:`BufferFigures` from the outbox), so nothing on the hot paths knows
+about Prometheus. Counters
 start at zero with the process, which Prometheus's ``rate()`` expects.
 """
 
@@ -53,6 +54,32 @@ class DeadLetterFigures(Protocol):
         ...
 
 
+class BufferFigures(Protocol):
+    """The supervisors' store-and-forward buffer (:class:`devices.outbox.OutboxFigures`)."""
+
+    @property
+    def entries(self) -> Mapping[str, int]:
+        """Entries waiting, by kind (telemetry, status, alarm)."""
+        ...
+
+    @property
+    def bytes(self) -> int: ...
+
+    @property
+    def max_bytes(self) -> int: ...
+
+    @property
+    def oldest_age_seconds(self) -> float: ...
+
+    @property
+    def forwarded(self) -> int: ...
+
+    @property
+    def dropped(self) -> Mapping[tuple[str, str], int]:
+        """Entries given up, by (kind, reason)."""
+        ...
+
+
 class PlantCollector(Collector):
     def __init__(
         self,
@@ -61,18 +88,58 @@ class PlantCollector(Collector):
         dead_letters: DeadLetterFigures,
         *,
         refused_logins: Callable[[], Mapping[str, int]] = dict,
+        buffer: Callable[[], BufferFigures] | None = None,
     ) -> None:
         self._devices = devices
         self._commands = commands
         self._dead_letters = dead_letters
         # Logins refused before any password was checked, by reason (rate_limited, busy).
         self._refused_logins = refused_logins
+        self._buffer = buffer
 
     def collect(self) -> Iterator[Metric]:
         yield from self._command_metrics()
         yield from self._device_metrics(list(self._devices()))
         yield self._dead_letter_metric()
         yield self._refused_login_metric()
+        if self._buffer is not None:
+            yield from self._buffer_metrics(self._buffer())
+
+    def _buffer_metrics(self, buffer: BufferFigures) -> Iterator[Metric]:
+        entries = GaugeMetricFamily(
+            "plantcore_buffer_entries",
+            "Messages of the supervisors waiting in the buffer for NATS, by kind",
+            labels=["kind"],
+        )
+        for kind, count in sorted(buffer.entries.items()):
+            entries.add_metric([kind], count)
+        yield entries
+        yield GaugeMetricFamily(
+            "plantcore_buffer_bytes", "Bytes of the entries in the buffer", value=buffer.bytes
+        )
+        yield GaugeMetricFamily(
+            "plantcore_buffer_max_bytes",
+            "The buffer's limit, beyond which the oldest telemetry is dropped",
+            value=buffer.max_bytes,
+        )
+        yield GaugeMetricFamily(
+            "plantcore_buffer_oldest_age_seconds",
+            "Age of the oldest entry in the buffer (0 when empty)",
+            value=buffer.oldest_age_seconds,
+        )
+        yield CounterMetricFamily(
+            "plantcore_buffer_forwarded",
+            "Entries of the buffer JetStream stored",
+            value=buffer.forwarded,
+        )
+        dropped = CounterMetricFamily(
+            "plantcore_buffer_dropped",
+            "Entries given up without being stored, by kind and reason",
+            labels=["kind", "reason"],
+        )
+        for (kind, reason), count in sorted(buffer.dropped.items()):
+            dropped.add_metric([kind, reason], count)
+        yield dropped
 
     def _dead_letter_metric(self) -> Metric:
         dead_lettered = CounterMetricFamily(

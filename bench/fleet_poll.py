@@ -5,8 +5,9 @@ The devices are served by :mod:`bench.fleet_simulator` in a process of its own
 30 holding registers), so that only plantcore's work is counted here. This
 process runs what ``plantcore run`` runs for them: a :class:`~devices.fleet.Fleet`
 of 200 supervisors with ``poll_seconds: 1.0``, one TCP connection each,
-publishing every batch through the real ``NatsTelemetrySink`` into the TELEMETRY
-stream and serving ``plant.write.<device>`` with ``serve_writes``.
+publishing every batch through the real ``NatsTelemetrySink`` (the buffer on disk,
+and its forwarder into the TELEMETRY stream) and serving ``plant.write.<device>``
+with ``serve_writes``.
 
 After a warm-up, a fixed window measures the process's CPU time over wall time
 (its share of one core), its resident memory, the polls and samples per second
@@ -38,7 +39,6 @@ from functools import partial
 import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
-from nats.js import JetStreamContext
 from pymodbus.client import AsyncModbusTcpClient
 
 from bench.common import (
@@ -57,11 +57,13 @@ from bench.modbus_poll import (
     REPO,
     STREAM,
     WARM_UP_CYCLES,
+    BufferedNats,
     SupervisedDevice,
+    buffered_nats,
 )
 from devices.drivers.modbus import ReadBlock, plan_reads
 from devices.fleet import Fleet
-from devices.nats_bridge import NatsTelemetrySink, serve_writes
+from devices.nats_bridge import serve_writes
 from domain.messages import (
     STATUS_SUBJECT,
     TELEMETRY_SUBJECT,
@@ -199,11 +201,11 @@ class Snapshot:
     samples: int
     reconnects: int
     restarts: int
-    published: int
-    publish_failures: int
+    forwarded: int
+    backlog: int
 
     @staticmethod
-    def take(fleet: Fleet, sink: NatsTelemetrySink, simulator_pid: int) -> Snapshot:
+    def take(fleet: Fleet, buffered: BufferedNats, simulator_pid: int) -> Snapshot:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         busy, total = machine_ticks()
         counters = [m.supervisor.counters for m in fleet if m.supervisor is not None]
@@ -220,8 +222,8 @@ class Snapshot:
             samples=sum(c.samples_published for c in counters),
             reconnects=sum(c.reconnects for c in counters),
             restarts=sum(member.restarts for member in fleet),
-            published=sink.published,
-            publish_failures=sink.publish_failures,
+            forwarded=buffered.forwarded,
+            backlog=buffered.backlog,
         )
 
 
@@ -329,13 +331,12 @@ async def measure_fleet(
     devices: list[ModbusDevice],
     simulator: SimulatorProcess,
     nc: NatsClient,
-    js: JetStreamContext,
+    buffered: BufferedNats,
 ) -> Figures:
     plant = PlantConfig(plant_id=devices[0].id, poll_seconds=FLEET_POLL_SECONDS, devices=devices)
-    sink = NatsTelemetrySink(js)
     rss_before = memory_kb()["VmRSS"]
     peak_reset = reset_peak_memory()
-    fleet = Fleet(plant, sink, partial(serve_writes, nc))
+    fleet = Fleet(plant, buffered.sink, partial(serve_writes, nc))
     started = time.perf_counter()
     try:
         await fleet.start()
@@ -346,9 +347,9 @@ async def measure_fleet(
         probe = Probe(fleet)
         probe_task = asyncio.create_task(probe.run(), name="fleet-probe")
         try:
-            before = Snapshot.take(fleet, sink, simulator.pid)
+            before = Snapshot.take(fleet, buffered, simulator.pid)
             await asyncio.sleep(sizes.window_seconds)
-            after = Snapshot.take(fleet, sink, simulator.pid)
+            after = Snapshot.take(fleet, buffered, simulator.pid)
         finally:
             probe_task.cancel()
             await asyncio.wait({probe_task})
@@ -401,8 +402,10 @@ async def measure_fleet(
         },
         "event_loop_lag_ms": latency_ms(probe.lag_seconds),
         "nats": {
-            "publishes_per_s": round((after.published - before.published) / seconds, 1),
-            "publish_failures": after.publish_failures,
+            "publishes_per_s": round((after.forwarded - before.forwarded) / seconds, 1),
+            # What waited in the buffer for the forwarder at the window's end.
+            "backlog_end": after.backlog,
+            **buffered.figures(),
         },
         "reconnects": after.reconnects - before.reconnects,
         "restarts": after.restarts - before.restarts,
@@ -452,10 +455,9 @@ async def bare_reads(device: ModbusDevice, seconds: float) -> Run:
         client.close()
 
 
-async def measure_one_device(sizes: Sizes, device: ModbusDevice, js: JetStreamContext) -> Figures:
+async def measure_one_device(sizes: Sizes, device: ModbusDevice, buffered: BufferedNats) -> Figures:
     seconds = sizes.seconds_per_round
-    nats_sink = NatsTelemetrySink(js)
-    counting, publishing = SupervisedDevice(device), SupervisedDevice(device, nats_sink)
+    counting, publishing = SupervisedDevice(device), SupervisedDevice(device, buffered.sink)
 
     async def bare() -> Run:
         return await bare_reads(device, seconds)
@@ -464,7 +466,9 @@ async def measure_one_device(sizes: Sizes, device: ModbusDevice, js: JetStreamCo
         return await counting.round(seconds)
 
     async def publishing_round() -> Run:
-        return await publishing.round(seconds)
+        run = await publishing.round(seconds)
+        await buffered.settle()
+        return run
 
     runs = await interleaved(
         sizes.rounds,
@@ -474,7 +478,7 @@ async def measure_one_device(sizes: Sizes, device: ModbusDevice, js: JetStreamCo
         **{name: each.figures("cycles") for name, each in runs.items()},
         "ratio": ratio(runs["plantcore"], runs["raw"]),
         "ratio_nats": ratio(runs["plantcore_nats"], runs["raw"]),
-        "nats_publish_failures": nats_sink.publish_failures,
+        "nats_buffer": buffered.figures(),
         # Cancellations of a supervisor that pymodbus's wait_for swallowed (Python 3.11).
         "lost_cancellations": counting.lost_cancellations + publishing.lost_cancellations,
     }
@@ -486,8 +490,8 @@ async def measure_one_device(sizes: Sizes, device: ModbusDevice, js: JetStreamCo
 @asynccontextmanager
 async def telemetry_stream(
     nats_url: str, devices: Sequence[ModbusDevice]
-) -> AsyncIterator[tuple[NatsClient, JetStreamContext]]:
-    """The TELEMETRY stream, purged of every bench device's messages at the end.
+) -> AsyncIterator[NatsClient]:
+    """A client of NATS and the TELEMETRY stream, purged of the bench devices' messages at the end.
 
     Device ids are single subject tokens, so only one purge per subject leaves
     other devices' messages alone.
@@ -497,7 +501,7 @@ async def telemetry_stream(
         js = nc.jetstream()
         await ensure_telemetry_stream(js, STREAM)
         try:
-            yield nc, js
+            yield nc
         finally:
             for device in devices:
                 for subject in (TELEMETRY_SUBJECT, STATUS_SUBJECT):
@@ -512,9 +516,11 @@ async def run(config: BenchConfig) -> Figures:
     servers = DEVICES // UNITS_PER_SERVER
     async with fleet_simulator(servers, UNITS_PER_SERVER) as simulator:
         devices = fleet_devices(unique_name("bench_fleet"), simulator.ports, UNITS_PER_SERVER)
-        async with telemetry_stream(config.nats_url, devices) as (nc, js):
-            fleet = await measure_fleet(sizes, devices, simulator, nc, js)
-            one_device = await measure_one_device(sizes, devices[0], js)
+        async with telemetry_stream(config.nats_url, devices) as nc:
+            async with buffered_nats(nc) as buffered:
+                fleet = await measure_fleet(sizes, devices, simulator, nc, buffered)
+            async with buffered_nats(nc) as buffered:
+                one_device = await measure_one_device(sizes, devices[0], buffered)
     blocks = plan_reads(FLEET_TAGS)
     return {
         "params": {

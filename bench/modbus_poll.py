@@ -10,28 +10,32 @@ period. Its sink only counts and times the batches.
 The raw side is a bare pymodbus ``AsyncModbusTcpClient`` reading the same
 registers in a loop (``read_holding_registers(0, count=7, device_id=1)``), from
 the same process, against the same simulator. A third contender is the same
-supervisor publishing through the real ``NatsTelemetrySink`` into the
-TELEMETRY stream (a JetStream publish, acknowledged, per cycle), to show what
-publishing costs; its messages are purged from the stream at the end.
+supervisor publishing through the real ``NatsTelemetrySink``: each batch
+appended to the buffer on disk, from which the forwarder, in the same process,
+publishes it into the TELEMETRY stream, to show what publishing costs. After
+each such round the bench notes what the forwarder had not sent yet (the
+backlog) and waits, untimed, until it has; the messages are purged from the
+stream at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import nats
-from nats.js import JetStreamContext
+from nats.aio.client import Client as NatsClient
 from pymodbus.client import AsyncModbusTcpClient
 
 from bench.common import BenchConfig, Figures, Laps, Run, interleaved, ratio, unique_name
 from devices.drivers.modbus import ModbusDriver
-from devices.nats_bridge import NatsTelemetrySink
+from devices.nats_bridge import NatsTelemetrySink, OutboxForwarder, forwarding
+from devices.outbox import Outbox
 from devices.supervisor import DeviceSupervisor, SupervisionPolicy, TelemetrySink
 from domain.messages import (
     STATUS_SUBJECT,
@@ -40,6 +44,7 @@ from domain.messages import (
     DeviceStatus,
     TelemetryBatch,
 )
+from plantcore.embedded import free_port
 from plantcore.streams import ensure_telemetry_stream
 from plantfile.protocols.modbus import ModbusConnection, ModbusDevice
 from simulators.modbus_server import PRESS_REGISTERS
@@ -82,6 +87,53 @@ class MeteredSink:
     async def publish_alarm(self, transition: AlarmTransition) -> None:
         if self._inner is not None:
             await self._inner.publish_alarm(transition)
+
+
+class BufferedNats:
+    """The sink ``plantcore run`` gives its supervisors: the buffer and its forwarder."""
+
+    def __init__(self, sink: NatsTelemetrySink, outbox: Outbox, forwarder: OutboxForwarder) -> None:
+        self.sink = sink
+        self._outbox = outbox
+        self._forwarder = forwarder
+        self._backlogs: list[int] = []
+
+    @property
+    def forwarded(self) -> int:
+        return self._outbox.figures().forwarded
+
+    @property
+    def backlog(self) -> int:
+        """Entries the forwarder has not sent yet."""
+        return len(self._outbox)
+
+    async def settle(self) -> None:
+        """Note what waits to be sent, then wait (untimed, up to a minute) until it has gone."""
+        self._backlogs.append(self.backlog)
+        async with asyncio.timeout(60):
+            await self._forwarder.drained()
+
+    def figures(self) -> Figures:
+        figures = self._outbox.figures()
+        return {
+            "forwarded": self.forwarded,
+            "backlog_at_round_end_max": max(self._backlogs, default=0),
+            "dropped": sum(figures.dropped.values()),
+            "forward_retries": self._forwarder.retries,
+        }
+
+
+@asynccontextmanager
+async def buffered_nats(nc: NatsClient) -> AsyncIterator[BufferedNats]:
+    """A buffer in a temporary directory, its forwarder running into ``nc``'s JetStream."""
+    with tempfile.TemporaryDirectory(prefix="bench-buffer-") as directory:
+        outbox = Outbox.open(Path(directory), max_bytes=1024 * 1024 * 1024)
+        try:
+            forwarder = OutboxForwarder(outbox, nc)
+            async with forwarding(forwarder) as sink:
+                yield BufferedNats(sink, outbox, forwarder)
+        finally:
+            outbox.close()
 
 
 class SupervisedDevice:
@@ -153,13 +205,6 @@ async def bare_client(device: ModbusDevice, seconds: float) -> Run:
         client.close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @asynccontextmanager
 async def simulator_process(port: int) -> AsyncIterator[None]:
     """``python -m simulators modbus`` on ``port``, until it listens; stopped at the end."""
@@ -187,14 +232,14 @@ async def simulator_process(port: int) -> AsyncIterator[None]:
 
 
 @asynccontextmanager
-async def telemetry_stream(nats_url: str, device: str) -> AsyncIterator[JetStreamContext]:
-    """The TELEMETRY stream, purged of ``device``'s messages at the end."""
+async def telemetry_stream(nats_url: str, device: str) -> AsyncIterator[NatsClient]:
+    """A client of NATS and the TELEMETRY stream, purged of ``device``'s messages at the end."""
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
         await ensure_telemetry_stream(js, STREAM)
         try:
-            yield js
+            yield nc
         finally:
             for subject in (TELEMETRY_SUBJECT, STATUS_SUBJECT):
                 await js.purge_stream(STREAM, subject=subject.format(device=device))
@@ -212,9 +257,12 @@ async def run(config: BenchConfig) -> Figures:
         modbus=ModbusConnection(host="127.0.0.1", port=port, device_id=UNIT, timeout_seconds=2.0),
         tags=[register.tag for register in PRESS_REGISTERS],
     )
-    async with simulator_process(port), telemetry_stream(config.nats_url, device.id) as js:
-        nats_sink = NatsTelemetrySink(js)
-        counting, publishing = SupervisedDevice(device), SupervisedDevice(device, nats_sink)
+    async with (
+        simulator_process(port),
+        telemetry_stream(config.nats_url, device.id) as nc,
+        buffered_nats(nc) as buffered,
+    ):
+        counting, publishing = SupervisedDevice(device), SupervisedDevice(device, buffered.sink)
 
         async def bare() -> Run:
             return await bare_client(device, seconds)
@@ -223,7 +271,9 @@ async def run(config: BenchConfig) -> Figures:
             return await counting.round(seconds)
 
         async def publishing_round() -> Run:
-            return await publishing.round(seconds)
+            run = await publishing.round(seconds)
+            await buffered.settle()
+            return run
 
         runs = await interleaved(
             rounds, {"raw": bare, "plantcore": counting_round, "plantcore_nats": publishing_round}
@@ -239,7 +289,7 @@ async def run(config: BenchConfig) -> Figures:
         **{name: each.figures("cycles") for name, each in runs.items()},
         "ratio": ratio(runs["plantcore"], runs["raw"]),
         "ratio_nats": ratio(runs["plantcore_nats"], runs["raw"]),
-        "nats_publish_failures": nats_sink.publish_failures,
+        "nats_buffer": buffered.figures(),
         # Cancellations of a supervisor that pymodbus's wait_for swallowed (Python 3.11).
         "lost_cancellations": counting.lost_cancellations + publishing.lost_cancellations,
     }

@@ -6,7 +6,8 @@ connection (a :class:`~devices.driver.Driver`, one module per protocol under
 tag definitions of :mod:`plantfile.tags`, and hands telemetry batches and status
 to a ``TelemetrySink``. It also serves writes between polls on the same
 connection, and evaluates alarm conditions at the source
-(:mod:`devices.alarm_evaluator`). Only :mod:`devices.nats_bridge` knows NATS;
-drivers know only their protocol. The plant file's models come from
-:mod:`plantfile`.
+(:mod:`devices.alarm_evaluator`). What the supervisors publish waits in an
+outbox on disk (:mod:`devices.outbox`) until JetStream has stored it. Only
+:mod:`devices.nats_bridge` knows NATS; drivers know only their protocol. The
+plant file's models come from :mod:`plantfile`.
 """

@@ -23,10 +23,11 @@ For each condition the evaluator keeps:
   the configured one. Suppression hides, it does not stop evaluation: a
   suppressed alarm still goes active and normal.
 
-A sample that is not good neither raises nor clears anything: the condition
-keeps its state, a delay under way stops (it starts again from the next good
-sample), and a rate starts again from the next two good samples. The same
-holds for the setpoint of a deviation and the tag of a suppression.
+A sample that is not good neither raises nor clears anything, whatever value it
+holds (the supervisor keeps a tag's last known value in its bad samples): the
+condition keeps its state, a delay under way stops (it starts again from the
+next good sample), and a rate starts again from the next two good samples. The
+same holds for the setpoint of a deviation and the tag of a suppression.
 
 A condition's first state is announced once it is known, normal included, so
 that after a restart of the supervisor an alarm that cleared meanwhile clears

@@ -13,8 +13,11 @@ Failures are reported at two levels:
 - a lost or refused connection raises
   :class:`~devices.device_errors.DeviceConnectionError` from any method.
 
-``write`` raises :class:`~devices.device_errors.DeviceRequestError` when the device
-refuses the write.
+``write`` raises :class:`~devices.device_errors.DeviceRequestError` only when
+nothing was written for certain (the device refused, or the write was never
+sent), and :class:`~devices.device_errors.WriteOutcomeUnknown` when the write
+went out and no answer says what the device did with it (none in time, one that
+cannot be read): the device may have applied it. See :mod:`devices.device_errors`.
 """
 
 from __future__ import annotations

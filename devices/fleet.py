@@ -186,7 +186,7 @@ class Fleet:
         return _Plan(device, SupervisionPolicy.for_device(plant, device))
 
     async def _start(self, plan: _Plan) -> None:
-        backoff = Backoff(self._restart_base, self._restart_cap, "equal", self._rng)
+        backoff = Backoff(self._restart_base, self._restart_cap, self._rng)
         member = _Member(plan, self._make_driver, self._sink, backoff, self._clock)
         writes = await self._expose_writes(member)
         task = asyncio.create_task(member.run(), name=f"device {plan.device.id}")

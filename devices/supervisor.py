@@ -12,10 +12,19 @@ Every change of state is published as a :class:`DeviceStatus`, and the current
 state again as a heartbeat every ``heartbeat_seconds``. While connected the
 supervisor polls on a fixed grid (``start + k * period``: a slow cycle skips
 ticks instead of drifting) and publishes one :class:`TelemetryBatch` per cycle.
-On a loss it publishes one batch with every tag bad and a ``disconnected``
-status, then retries with exponential backoff. ``force_reconnect_every_sec``
-rotates a healthy connection; ``max_consecutive_fails`` polls in which no tag
-read good count as a loss (seed 003).
+A tag that cannot be read is published ``bad``, holding its last known value
+(:mod:`devices.last_known`), with the reason ``read_failed`` (or
+``invalid_value``). On a loss it publishes one batch with every tag so held,
+reason ``comm_loss``, and a ``disconnected`` status; it tries again at once,
+then every ``reconnect_delay_seconds``, the delay growing with jitter up to
+``reconnect_max_seconds`` (:mod:`devices.backoff`; both 5 s by default, the
+seeds' fixed delay). ``force_reconnect_every_sec`` rotates a healthy
+connection; ``max_consecutive_fails`` polls in which no tag read good count as
+a loss (seed 003).
+
+An outage is logged when it starts and once more when the device reads good
+again, with how long it lasted and how many attempts failed
+(:class:`~support.repeated_log.RepeatedLog`), not at every attempt.
 
 The device's alarm conditions (the tags' ``alarms``, the device's
 ``comm_loss_alarm``) are evaluated here, at the source, by an
@@ -27,7 +36,11 @@ runs out between polls, the supervisor publishes every
 Writes are checked against the tag catalogue when submitted, then wait in a
 bounded queue (full: refused at once with ``busy``) that the run loop serves
 between polls, on the same connection; while the device is offline they are
-answered ``device_offline``.
+answered ``device_offline``. A write the driver fails is ``write_failed`` only
+when the device wrote nothing for certain; a connection lost mid-write, or a
+write left without an answer that says what became of it, is
+``outcome_unknown`` (:func:`_failed_write`), which the dispatcher settles by
+reading the tag back. A write left unanswered does not end the session.
 
 Time comes from an injected ``clock`` (monotonic seconds) and ``sleep`` so tests
 drive it; sample timestamps are wall-clock UTC.
@@ -43,19 +56,26 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple, Protocol
 
 from devices.alarm_evaluator import AlarmEvaluator
-from devices.backoff import Backoff, Jitter
-from devices.device_errors import DeviceConnectionError, DeviceRequestError
+from devices.backoff import Backoff
+from devices.device_errors import (
+    DeviceConnectionError,
+    DeviceError,
+    DeviceRequestError,
+    WriteOutcomeUnknown,
+)
 from devices.driver import BAD_READING, Driver, Reading
+from devices.last_known import LastKnownValues
 from domain.errors import InvalidWrite, NotWritable, OutOfLimits, UnknownDevice, UnknownTag
 from domain.messages import (
     AlarmTransition,
     ConnectionState,
     DeviceStatus,
     Quality,
+    QualityReason,
     Sample,
     TagValue,
     TelemetryBatch,
@@ -65,15 +85,20 @@ from domain.messages import (
     format_ts,
 )
 from plantfile.catalog_builder import device_catalog
-from plantfile.plant import DeviceConfig, PlantConfig
+from plantfile.plant import DeviceConfig, PlantConfig, reconnect_of
 from plantfile.tags import TagConfig, TagValueError, to_engineering, to_raw
 from support.cancellation import raise_if_cancelling
 from support.clock import utc_now
+from support.repeated_log import RepeatedLog
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+
+# The wire's resolution (format_ts): two batches of a device closer than this would
+# share a history row, and the second, a change of quality, would be lost.
+_WIRE_RESOLUTION = timedelta(milliseconds=1)
 
 
 class TelemetrySink(Protocol):
@@ -95,19 +120,22 @@ class SupervisionPolicy:
     # Writes come from operators through the domain's rate limit; more than this
     # waiting means the device is stuck, so further writes are refused as busy.
     write_queue_size: int = 16
-    backoff_base: float = 1.0
-    backoff_cap: float = 60.0
-    jitter: Jitter = "full"
+    # The plant file's reconnect_delay_seconds and reconnect_max_seconds.
+    backoff_base: float = 5.0
+    backoff_cap: float = 5.0
     # Where in the period the device's polls fall (0 ≤ phase < 1). A fleet spreads
     # its devices over the period, so they do not all poll in the same instant.
     poll_phase: float = 0.0
 
     @classmethod
     def for_device(cls, plant: PlantConfig, device: DeviceConfig) -> SupervisionPolicy:
+        reconnect = reconnect_of(plant, device)
         return cls(
             poll_seconds=device.poll_seconds or plant.poll_seconds,
             force_reconnect_every_sec=plant.force_reconnect_every_sec,
             max_consecutive_fails=plant.max_consecutive_fails,
+            backoff_base=reconnect.delay,
+            backoff_cap=reconnect.longest,
             poll_phase=stable_fraction(device.id),
         )
 
@@ -168,10 +196,14 @@ class DeviceSupervisor:
         # Deadlines of writes are wall-clock times set by the dispatcher (see WriteRequest).
         self._wall_clock = wall_clock
         self._sleep = sleep
+        # A lost device is tried again at once: most losses are a dropped socket.
         self._backoff = Backoff(
-            self._policy.backoff_base, self._policy.backoff_cap, self._policy.jitter,
-            rng or random.Random(),
+            self._policy.backoff_base, self._policy.backoff_cap, rng or random.Random(),
+            immediate_first=True,
         )  # fmt: skip
+        self._outage = RepeatedLog(log, "outage of device", clock=clock)
+        self._last_known = LastKnownValues()
+        self._last_batch_ts: datetime | None = None
         self._catalog = device_catalog(config)
         self._alarms = AlarmEvaluator(config, clock)
         self._writes: asyncio.Queue[_WriteJob] = asyncio.Queue(
@@ -261,7 +293,8 @@ class DeviceSupervisor:
             self.counters.reconnects += 1
         self._ever_connected = True
         await self._set_state(ConnectionState.CONNECTED, "")
-        log.info("device %s: connected", self.device_id)
+        if self.device_id not in self._outage:  # during an outage, its end says it
+            log.info("device %s: connected", self.device_id)
         connected_at = self._clock()
         next_poll = connected_at + policy.poll_phase * policy.poll_seconds
         fails = 0
@@ -274,6 +307,7 @@ class DeviceSupervisor:
             if await self._poll():
                 fails = 0
                 self._backoff.reset()
+                self._outage.ended(self.device_id)
             else:
                 fails += 1
                 if fails >= policy.max_consecutive_fails:
@@ -281,20 +315,22 @@ class DeviceSupervisor:
             next_poll = next_tick(next_poll, policy.poll_seconds, self._clock())
 
     async def _lost(self, reason: str) -> None:
-        log.warning("device %s: connection lost: %s", self.device_id, reason)
+        self._outage.happened(self.device_id, reason)
         if self._state is not ConnectionState.DISCONNECTED:
-            ts = utc_now()
-            bad = tuple(_sample(tag, BAD_READING, ts) for tag in self._config.tags)
-            await self._publish(TelemetryBatch(self.device_id, ts, bad))
+            ts = self._batch_ts()
+            held = tuple(
+                self._last_known.held(tag, QualityReason.COMM_LOSS, ts) for tag in self._config.tags
+            )
+            await self._publish(TelemetryBatch(self.device_id, ts, held))
         await self._set_state(ConnectionState.DISCONNECTED, reason)
 
     async def _poll(self) -> bool:
         """Read every tag once and publish the batch; whether any tag read good."""
         started = self._clock()
         readings = await self._driver.read(self._config.tags)
-        ts = utc_now()
+        ts = self._batch_ts()
         samples = tuple(
-            _sample(tag, readings.get(tag.name, BAD_READING), ts) for tag in self._config.tags
+            self._sample(tag, readings.get(tag.name, BAD_READING), ts) for tag in self._config.tags
         )
         await self._publish(TelemetryBatch(self.device_id, ts, samples))
         elapsed = self._clock() - started
@@ -366,10 +402,7 @@ class DeviceSupervisor:
         try:
             reply = await self._execute(request)
         except DeviceConnectionError as exc:
-            # Sent or not, nobody knows: the dispatcher settles it by reading back later.
-            reply = WriteReply.failure(
-                request.tag, WriteErrorKind.OUTCOME_UNKNOWN, f"connection lost: {exc.reason}"
-            )
+            reply = _failed_write(request.tag, exc)
             raise
         finally:
             job.resolve(reply)
@@ -384,12 +417,12 @@ class DeviceSupervisor:
                 await self._driver.write(tag, to_raw(tag, request.value))
             except TagValueError as exc:
                 return WriteReply.failure(tag.name, WriteErrorKind.OUT_OF_LIMITS, str(exc))
-            except DeviceRequestError as exc:
-                return WriteReply.failure(tag.name, WriteErrorKind.WRITE_FAILED, exc.reason)
+            except (DeviceRequestError, WriteOutcomeUnknown) as exc:
+                return _failed_write(tag.name, exc)  # the connection is still up
             self.counters.writes += 1
         readings = await self._driver.read([tag])
-        value, quality = _engineering(tag, readings.get(tag.name, BAD_READING))
-        if quality is not Quality.GOOD:
+        value, not_good = _engineering(tag, readings.get(tag.name, BAD_READING))
+        if not_good is not None:
             kind = (
                 WriteErrorKind.OUTCOME_UNKNOWN
                 if request.op == "write"
@@ -431,7 +464,22 @@ class DeviceSupervisor:
             job = self._writes.get_nowait()
             job.resolve(_offline(job.request, reason))
 
-    # -- publishing ----------------------------------------------------------------------
+    # -- samples and publishing ----------------------------------------------------------
+
+    def _sample(self, tag: TagConfig, reading: Reading, ts: datetime) -> Sample:
+        value, not_good = _engineering(tag, reading)
+        if not_good is not None:
+            return self._last_known.held(tag, not_good, ts)
+        return self._last_known.good(tag, value, ts)
+
+    def _batch_ts(self) -> datetime:
+        """Now, and always later on the wire than the device's previous batch."""
+        ts = utc_now()
+        previous = self._last_batch_ts
+        if previous is not None and ts < previous + _WIRE_RESOLUTION:
+            ts = previous + _WIRE_RESOLUTION
+        self._last_batch_ts = ts
+        return ts
 
     async def _set_state(self, state: ConnectionState, detail: str) -> None:
         changed = state is not self._state
@@ -474,19 +522,15 @@ def next_tick(previous: float, period: float, now: float) -> float:
     return previous + max(1, math.floor((now - previous) / period) + 1) * period
 
 
-def _sample(tag: TagConfig, reading: Reading, ts: datetime) -> Sample:
-    value, quality = _engineering(tag, reading)
-    return Sample(tag.name, value, quality, tag.unit, ts)
-
-
-def _engineering(tag: TagConfig, reading: Reading) -> tuple[TagValue, Quality]:
+def _engineering(tag: TagConfig, reading: Reading) -> tuple[TagValue, QualityReason | None]:
+    """The engineering value of a good reading, or None and why the reading is not good."""
     if reading.quality is not Quality.GOOD or reading.value is None:
-        return None, Quality.BAD
+        return None, QualityReason.READ_FAILED
     value = to_engineering(tag, reading.value)
     # A float register can hold NaN or infinity, which JSON (and the sample contract) cannot.
     if isinstance(value, float) and not math.isfinite(value):
-        return None, Quality.BAD
-    return value, reading.quality
+        return None, QualityReason.INVALID_VALUE
+    return value, None
 
 
 def _refusal_kind(error: InvalidWrite) -> WriteErrorKind:
@@ -497,6 +541,18 @@ def _refusal_kind(error: InvalidWrite) -> WriteErrorKind:
     if isinstance(error, OutOfLimits):
         return WriteErrorKind.OUT_OF_LIMITS
     return WriteErrorKind.BAD_REQUEST  # ValueNotNumeric: the value's type does not fit the tag
+
+
+def _failed_write(tag: str, error: DeviceError) -> WriteReply:
+    """The reply to a request the driver failed: ``write_failed`` only when the device wrote
+    nothing for certain; otherwise it may have, and only reading the tag back tells."""
+    if isinstance(error, DeviceRequestError):
+        return WriteReply.failure(tag, WriteErrorKind.WRITE_FAILED, error.reason)
+    if isinstance(error, DeviceConnectionError):
+        why = f"connection lost: {error.reason}"
+    else:
+        why = f"outcome unknown: {error.reason}"
+    return WriteReply.failure(tag, WriteErrorKind.OUTCOME_UNKNOWN, why)
 
 
 def _offline(request: WriteRequest, reason: str) -> WriteReply:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -51,6 +51,18 @@ class Quality(StrEnum):
     BAD = "bad"
 
 
+class QualityReason(StrEnum):
+    """Why a sample is not good; a sample that is not good holds the tag's last good value."""
+
+    # The device is unreachable: the connection was lost or refused.
+    COMM_LOSS = "comm_loss"
+    # The connection is up, but the tag's read gave no good value (the device refused
+    # the address, timed out on it, or marked the value bad or uncertain).
+    READ_FAILED = "read_failed"
+    # The device answered with a value no sample can carry (a float register holding NaN).
+    INVALID_VALUE = "invalid_value"
+
+
 class ConnectionState(StrEnum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
@@ -64,10 +76,11 @@ class WriteErrorKind(StrEnum):
     NOT_WRITABLE = "not_writable"
     OUT_OF_LIMITS = "out_of_limits"
     DEVICE_OFFLINE = "device_offline"
-    # The device answered the write with an error: nothing was written.
+    # The device refused the write, or it never left: nothing was written.
     WRITE_FAILED = "write_failed"
     # The write may or may not have reached the device (the connection dropped
-    # mid-write, or the read-back failed): only reading the tag tells.
+    # mid-write, its answer came late, could not be read or did not say, or the
+    # read-back failed): only reading the tag tells.
     OUTCOME_UNKNOWN = "outcome_unknown"
     BUSY = "busy"
     # The write arrived, or waited in the device's queue, past its deadline or its
@@ -96,23 +109,66 @@ def parse_ts(text: object) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One normalised reading of one tag (seed 000's internal format)."""
+    """One normalised reading of one tag (seed 000's internal format).
+
+    A sample that is not good says why in ``reason`` (a :class:`QualityReason`;
+    any other text from a newer publisher is kept as it is) and keeps the tag's
+    last good ``value``, read at ``value_ts`` (``None``: at ``ts``, or never when
+    ``value`` is ``None`` too). Its ``ts`` is when the quality was known, so each
+    change of quality is a sample of its own.
+    """
 
     tag: str
     value: TagValue
     quality: Quality
     unit: str
     ts: datetime
+    reason: str = ""
+    value_ts: datetime | None = None
+
+    @property
+    def lost_its_value(self) -> bool:
+        """Whether the sample's ``null`` means a value its publisher does not know.
+
+        A sample that is not good holds its tag's last good value; it has none only
+        when its publisher has not read the tag good since it started (a restart
+        while the device was away), so the value known before it is still the last
+        one. A good ``null`` is a value. No publisher sends a ``null`` with a
+        ``value_ts``: such a sample stands as sent.
+        """
+        return self.quality is not Quality.GOOD and self.value is None and self.value_ts is None
+
+    def holding(self, previous: Sample) -> Sample:
+        """This sample, holding ``previous``'s value if it lost its own (see above)."""
+        if not self.lost_its_value or previous.value is None:
+            return self
+        return replace(self, value=previous.value, value_ts=previous.value_time)
+
+    @property
+    def value_time(self) -> datetime | None:
+        """When ``value`` was read good; ``None`` when there is no value."""
+        if self.value is None:
+            return None
+        return self.value_ts or self.ts
 
     def to_json(self, formatted_ts: str | None = None) -> dict[str, Any]:
-        """The sample's JSON object; ``formatted_ts`` is its ``ts`` already formatted."""
-        return {
+        """The sample's JSON object; ``formatted_ts`` is its ``ts`` already formatted.
+
+        ``reason`` and ``value_ts`` are written only when they say something, so a
+        good sample has the shape it always had.
+        """
+        obj: dict[str, Any] = {
             "tag": self.tag,
             "value": self.value,
             "quality": self.quality.value,
             "unit": self.unit,
             "ts": formatted_ts or format_ts(self.ts),
         }
+        if self.reason:
+            obj["reason"] = self.reason
+        if self.value_ts is not None and self.value_ts != self.ts:
+            obj["value_ts"] = format_ts(self.value_ts)
+        return obj
 
     @classmethod
     def from_json(cls, raw: object) -> Sample:
@@ -126,12 +182,15 @@ class Sample:
             quality = Quality(_require_str(obj, "quality"))
         except ValueError as exc:
             raise MalformedMessage(f"unknown quality {obj.get('quality')!r}") from exc
+        value_ts = obj.get("value_ts")
         return cls(
             tag=_require_str(obj, "tag"),
             value=value,
             quality=quality,
             unit=_optional_str(obj, "unit"),
             ts=parse_ts(obj.get("ts")),
+            reason=_optional_str(obj, "reason"),
+            value_ts=None if value_ts is None else parse_ts(value_ts),
         )
 
 

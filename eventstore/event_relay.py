@@ -79,7 +79,6 @@ import asyncio
 import json
 import logging
 import re
-import time
 from collections.abc import Sequence
 from contextlib import aclosing
 from uuid import UUID
@@ -95,6 +94,7 @@ from eventstore.executor import TRANSIENT_STORE_ERRORS, StoreExecutor
 from eventstore.notification_reader import NotificationReader
 from eventstore.tracking import PositionStore
 from support.cancellation import raise_if_cancelling
+from support.repeated_log import RepeatedLog
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,10 @@ CREDENTIAL_FIELDS = (
     "token_hash",
 )
 REDACTED = "[redacted]"
+
+# What the relay waits out when it cannot go on (logged once per episode).
+NATS_DOWN = "NATS unavailable"
+STORE_DOWN = "event store unavailable"
 _CREDENTIAL_MARKERS = tuple(f'"{name}"'.encode() for name in CREDENTIAL_FIELDS)
 
 # JetStream's "no message found" (the stream exists, nothing on the subject).
@@ -211,33 +215,6 @@ def last_position(message: RawStreamMsg) -> int:
 # -- the relay ---------------------------------------------------------------------------------
 
 
-class _Outage:
-    """Logs a problem the relay waits out once when it starts and once when it is over."""
-
-    def __init__(self, problem: str, *, level: int = logging.WARNING) -> None:
-        self._problem = problem
-        self._level = level
-        self._since: float | None = None
-        self._attempts = 0
-
-    def failed(self, exc: BaseException) -> None:
-        self._attempts += 1
-        if self._since is None:
-            self._since = time.monotonic()
-            log.log(
-                self._level, "event relay: %s, retrying: %s", self._problem, str(exc) or repr(exc)
-            )
-
-    def recovered(self) -> None:
-        if self._since is not None:
-            log.info(
-                "event relay: over after %.1f s (%d failed attempts): %s",
-                time.monotonic() - self._since, self._attempts, self._problem,
-            )  # fmt: skip
-            self._since = None
-            self._attempts = 0
-
-
 class EventRelay:
     """Publishes every event of ``app``'s log, in order, to a JetStream stream (module doc)."""
 
@@ -276,11 +253,10 @@ class EventRelay:
         )
         self._position: int | None = None
         self._saved = 0
-        self._nats = _Outage("NATS unavailable")
-        self._event_store = _Outage("event store unavailable")
-        self._mismatch = _Outage(
-            f"stream {stream} does not match this event store", level=logging.ERROR
-        )
+        # Problems the relay waits out, each logged when it starts and when it is over.
+        self._waits = RepeatedLog(log, "event relay:")
+        self._mismatch = RepeatedLog(log, "event relay:", level=logging.ERROR)
+        self._mismatch_problem = f"stream {stream} does not match this event store"
         #: Events stored in the stream by this relay (acknowledged as new).
         self.published = 0
         #: Publishes the stream acknowledged as duplicates (stored before, within its window).
@@ -327,7 +303,7 @@ class EventRelay:
                 break
             except TRANSIENT_STORE_ERRORS as exc:
                 await self._store_failed(exc)
-        self._event_store.recovered()
+        self._waits.ended(STORE_DOWN)
         self._saved = tracked
         published = await self._stream_position()
         if published > tracked:
@@ -345,16 +321,16 @@ class EventRelay:
         while True:
             message = await self._last_message()
             if message is None:
-                self._mismatch.recovered()
+                self._mismatch.ended(self._mismatch_problem)
                 return 0
             try:
                 position = await self._checked_position(message)
             except RelayMismatch as exc:
                 self.retries += 1
-                self._mismatch.failed(exc)
+                self._mismatch.happened(self._mismatch_problem, _detail(exc))
                 await asyncio.sleep(self._retry_delay)
                 continue
-            self._mismatch.recovered()
+            self._mismatch.ended(self._mismatch_problem)
             return position
 
     async def _checked_position(self, message: RawStreamMsg) -> int:
@@ -368,7 +344,7 @@ class EventRelay:
                 break
             except TRANSIENT_STORE_ERRORS as exc:
                 await self._store_failed(exc)
-        self._event_store.recovered()
+        self._waits.ended(STORE_DOWN)
         published_id = (message.headers or {}).get(MSG_ID_HEADER)
         if not found or found[0].id != position or event_id(found[0]) != published_id:
             raise RelayMismatch(
@@ -386,13 +362,13 @@ class EventRelay:
                 message = await self._js.get_last_msg(self._stream, self.subjects)
             except NotFoundError as exc:
                 if exc.err_code == _NO_MESSAGE_FOUND:
-                    self._nats.recovered()
+                    self._waits.ended(NATS_DOWN)
                     return None
                 await self._nats_failed(exc)  # no such stream (yet)
             except NATS_ERRORS as exc:
                 await self._nats_failed(exc)
             else:
-                self._nats.recovered()
+                self._waits.ended(NATS_DOWN)
                 return message
 
     # -- publishing --------------------------------------------------------------------------
@@ -420,7 +396,7 @@ class EventRelay:
                 resync = True
                 await self._nats_failed(exc)
                 continue
-            self._nats.recovered()
+            self._waits.ended(NATS_DOWN)
             if ack.duplicate:
                 self.duplicates += 1
             else:
@@ -455,17 +431,17 @@ class EventRelay:
         except TRANSIENT_STORE_ERRORS as exc:
             # The stream holds the position too: it is saved again after the next batch.
             self.retries += 1
-            self._event_store.failed(exc)
+            self._waits.happened(STORE_DOWN, _detail(exc))
             return
         except IntegrityError:
             # Moved further already (by a write of a relay stopped just before this one).
             log.info("event relay: recorded position already past %d", position)
-        self._event_store.recovered()
+        self._waits.ended(STORE_DOWN)
         self._saved = position
 
     async def _nats_failed(self, exc: BaseException) -> None:
         self.retries += 1
-        self._nats.failed(exc)
+        self._waits.happened(NATS_DOWN, _detail(exc))
         await asyncio.sleep(self._retry_delay)
 
     async def _store_failed(self, exc: BaseException) -> None:
@@ -474,7 +450,11 @@ class EventRelay:
 
     def _store_failure(self, exc: BaseException) -> None:
         self.retries += 1
-        self._event_store.failed(exc)
+        self._waits.happened(STORE_DOWN, _detail(exc))
 
     def _event_store_recovered(self) -> None:
-        self._event_store.recovered()
+        self._waits.ended(STORE_DOWN)
+
+
+def _detail(exc: BaseException) -> str:
+    return str(exc) or repr(exc)

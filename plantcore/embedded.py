@@ -13,6 +13,8 @@ import contextlib
 import ctypes
 import logging
 import os
+import pwd
+import random
 import shutil
 import signal
 import socket
@@ -50,25 +52,50 @@ def answers(url: str, default_port: int) -> bool:
         return False
 
 
+# Listening ports are taken below the kernel's ephemeral range (32768-60999 on
+# Linux), where no outgoing connection is given a port: a port the kernel hands
+# out (bind to 0) may be given, between our check and the server's own bind, to
+# a client connecting anywhere on the machine, and the server then fails to start.
+SERVER_PORTS = range(20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback port nothing listens on now, outside the ephemeral range."""
+    for _ in range(100):
+        port = random.choice(SERVER_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use: another one
+            return port
+    raise RuntimeError(f"no free loopback port in {SERVER_PORTS}")
 
 
-def _wait_for_port(port: int, what: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+def port_answers(port: int) -> bool:
+    """Whether something accepts a TCP connection on the loopback ``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), 0.2):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until_ready(
+    proc: subprocess.Popen[bytes], what: str, ready: Callable[[], bool], timeout: float
+) -> None:
+    """Return once ``ready()`` holds; raise if ``proc`` exits first or ``timeout`` runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited at start-up with code {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        if ready():
             return
         time.sleep(0.05)
-    raise RuntimeError(f"{what} did not answer on port {port} within {timeout} s")
+    raise RuntimeError(f"{what} was not ready within {timeout} s")
 
 
-def _executable(name: str) -> str:
+def executable(name: str) -> str:
     # The wheels install their binaries next to this interpreter, not on PATH.
     candidate = Path(sys.executable).parent / name
     if candidate.exists():
@@ -93,22 +120,36 @@ def _stop_with_parent() -> Callable[[], None]:
     return in_child
 
 
-@contextlib.contextmanager
-def process(args: list[str], port: int, what: str, log_file: Path) -> Iterator[None]:
-    """Run ``args`` in the background until the block ends; ready once ``port`` answers."""
+def spawn(args: list[str], log_file: Path, *, user: str | None = None) -> subprocess.Popen[bytes]:
+    """Start ``args`` in the background, its output appended to ``log_file``.
+
+    ``user`` names the account it runs as (with that account's group and no
+    other), for a server that refuses to run as root.
+    """
+    account = pwd.getpwnam(user) if user else None
     with log_file.open("ab") as out:
         # A session of its own: a Ctrl-C at the terminal reaches the plant core, which
         # stops this process in order, after whatever depends on it; and should the
         # plant core be killed outright, the kernel stops this process too.
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             args,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            user=account.pw_uid if account else None,
+            group=account.pw_gid if account else None,
+            extra_groups=[] if account else None,
+            # Python calls it after switching the account: a switch would clear the signal.
             preexec_fn=_stop_with_parent(),  # noqa: PLW1509 - only the prctl system call
         )
+
+
+@contextlib.contextmanager
+def process(args: list[str], port: int, what: str, log_file: Path) -> Iterator[None]:
+    """Run ``args`` in the background until the block ends; ready once ``port`` answers."""
+    proc = spawn(args, log_file)
     try:
-        _wait_for_port(port, what, proc, timeout=15)
+        wait_until_ready(proc, what, lambda: port_answers(port), timeout=15)
         log.info("started %s on port %d (log %s)", what, port, log_file)
         yield
     finally:
@@ -148,7 +189,7 @@ def embedded_nats(state_dir: Path) -> Iterator[str]:
     store = state_dir / "nats"
     store.mkdir(parents=True, exist_ok=True)
     args = [
-        _executable("nats-server"),
+        executable("nats-server"),
         "-a",
         "127.0.0.1",
         "-p",
@@ -167,7 +208,7 @@ def embedded_redis(state_dir: Path) -> Iterator[str]:
     store = state_dir / "redis"
     store.mkdir(parents=True, exist_ok=True)
     # Redis is a cache here (nothing in it is the only copy), so it keeps nothing on disk.
-    args = [_executable("redis-server"), "--bind", "127.0.0.1", "--port", str(port)]
+    args = [executable("redis-server"), "--bind", "127.0.0.1", "--port", str(port)]
     args += ["--save", "", "--appendonly", "no", "--dir", str(store)]
     with process(args, port, "embedded Redis", state_dir / "redis.log"):
         yield f"redis://127.0.0.1:{port}/0"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,7 +41,8 @@ from api.services import DEFAULT_MAX_QUERY_COST, DEFAULT_MAX_QUERY_DEPTH, Servic
 from api.size_limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_WS_MESSAGE_BYTES
 from audit.checkpoints import CheckpointWriter, run_checkpoints
 from devices.fleet import Fleet
-from devices.nats_bridge import NatsTelemetrySink, serve_writes
+from devices.nats_bridge import NatsTelemetrySink, OutboxForwarder, serve_writes
+from devices.outbox import Outbox
 from devices.supervisor import SupervisorCounters
 from domain.application import CommandPolicy, PlantApplication
 from domain.messages import DEFAULT_WRITE_CLOCK_SKEW, ConnectionState
@@ -78,6 +80,7 @@ from projections.dead_letter import DeadLetters
 from projections.history import HISTORY_FEED, HistoryWriter
 from projections.history_schema import ensure_history_schema, open_history
 from projections.live_state import LIVE_STATE_FEED, LiveState
+from projections.store_outage import read_model_pool
 from reactors.alarm_clock import AlarmClock
 from reactors.alarm_recorder import ALARM_FEED, AlarmRecorder
 from reactors.command_dispatcher import CommandDispatcher
@@ -138,6 +141,10 @@ class RuntimeConfig:
     plant_problems: tuple[str, ...] = ()
     # Where simulated devices keep their state (the OPC UA simulator's certificates).
     state_dir: Path = Path("var")
+    # The supervisors' store-and-forward buffer (docs/nats.md), one per process, and its
+    # size limit. None: a temporary one for this run only, as a test's runtime wants.
+    buffer_dir: Path | None = None
+    buffer_max_bytes: int = 100 * 1024 * 1024
     plant_file_poll_seconds: float = 2.0
     # Run as a role that may alter the event log (a superuser, the tables' owner), and
     # create the schema as before; without it the runtime refuses such a role (ADR 0023).
@@ -194,6 +201,8 @@ def runtime_config(
         max_ws_message_bytes=settings.ws_max_message_bytes,
         plant_file=plant_file,
         state_dir=settings.state_dir,
+        buffer_dir=settings.buffer_dir,
+        buffer_max_bytes=settings.buffer_max_mb * 1024 * 1024,
     )
 
 
@@ -218,6 +227,7 @@ class PlantRuntime:
         self.app: PlantApplication | None = None
         self.server: _ApiServer | None = None
         self.fleet: Fleet | None = None
+        self.outbox: Outbox | None = None
         self.simulations = Simulations(config.state_dir)
         self._plant = config.plant  # as configured; the fleet runs it with simulators resolved
         self._store_executor: StoreExecutor | None = None
@@ -250,6 +260,8 @@ class PlantRuntime:
     async def _started(self) -> AsyncIterator[None]:
         config = self.config
         async with contextlib.AsyncExitStack() as stack:
+            # First: a second plant core on the same buffer is refused before it does anything.
+            outbox = self._open_buffer(stack)
             store_executor = StoreExecutor()
             stack.callback(store_executor.shutdown)
             # Shut down after the API stops, as the store executor is.
@@ -291,12 +303,17 @@ class PlantRuntime:
             )
             redis = aioredis.from_url(config.redis_url, decode_responses=True)
             stack.push_async_callback(redis.aclose)
-            pool = await asyncpg.create_pool(config.database_url, min_size=1, max_size=4)
+            pool = await read_model_pool(config.database_url)
             stack.push_async_callback(pool.close)
 
-            # Stopped in reverse: the API first, then the tasks, then the devices.
+            forwarder = OutboxForwarder(outbox, nc)
+            # Stopped in reverse: the API first, then the tasks, then the devices, whose
+            # last statuses are forwarded while NATS is still there.
+            stack.push_async_callback(forwarder.flush, STOP_GRACE_SECONDS)
             stack.push_async_callback(self._stop_fleet)
             stack.push_async_callback(self._stop_tasks)
+            # Before anything is appended: what a previous run left goes first.
+            self._spawn("buffer forwarder", forwarder.run())
 
             await self._start_projections(js, redis, pool, dead_letters)
             tracking = await store_executor.call(app.factory.tracking_recorder)
@@ -317,7 +334,7 @@ class PlantRuntime:
             tail = await self._start_command_flow(
                 app, store_executor, nc, tracking, [command_metrics, alarms]
             )
-            await self._start_fleet(nc, js)
+            await self._start_fleet(nc, forwarder.sink())
 
             login_throttle = LoginThrottle(redis, limit=config.login_rate_per_minute)
             services = Services(
@@ -347,6 +364,7 @@ class PlantRuntime:
                             "rate_limited": login_throttle.refused,
                             "busy": login_lane.refused,
                         },
+                        buffer=outbox.figures,
                     )
                 ),
                 pool=pool,
@@ -489,9 +507,20 @@ class PlantRuntime:
         self._spawn("expiry sweeper", sweeper.run())
         return tail
 
-    async def _start_fleet(self, nc: NatsClient, js: nats.js.JetStreamContext) -> None:
+    def _open_buffer(self, stack: contextlib.AsyncExitStack) -> Outbox:
+        directory = self.config.buffer_dir
+        if directory is None:
+            directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="buffer-")))
+        outbox = Outbox.open(directory, max_bytes=self.config.buffer_max_bytes)
+        stack.callback(outbox.close)
+        self.outbox = outbox
+        if len(outbox):
+            log.info("buffer %s: %d entries of a previous run to forward", outbox.path, len(outbox))
+        return outbox
+
+    async def _start_fleet(self, nc: NatsClient, sink: NatsTelemetrySink) -> None:
         served = await self.simulations.apply(self.config.plant)
-        fleet = Fleet(served, NatsTelemetrySink(js), partial(serve_writes, nc))
+        fleet = Fleet(served, sink, partial(serve_writes, nc))
         await fleet.start()
         self.fleet = fleet
         if self.config.plant_file is not None:

@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     # How long the TELEMETRY stream keeps samples for projections that were down.
     telemetry_max_age_hours: int = Field(default=72, ge=1)
     state_dir: Path = Path("var")
+    # The supervisors' store-and-forward buffer: where (by default <state_dir>/buffer; one
+    # plant core per directory) and how many MiB of messages it holds for NATS at most.
+    buffer_dir: Path | None = None
+    buffer_max_mb: int = Field(default=100, ge=1, le=1024 * 1024)
     # Prefix of the durable JetStream consumer names, for several plant cores on one NATS.
     consumer_prefix: str = ""
     # The JetStream stream the event relay publishes every domain event into, and its
@@ -137,6 +141,12 @@ class Settings(BaseSettings):
     def _checkpoint_file_in_state_dir(self) -> Settings:
         if self.audit_checkpoint_file is None:
             self.audit_checkpoint_file = self.state_dir / "audit-checkpoints.jsonl"
+        return self
+
+    @model_validator(mode="after")
+    def _buffer_in_state_dir(self) -> Settings:
+        if self.buffer_dir is None:
+            self.buffer_dir = self.state_dir / "buffer"
         return self
 
 

@@ -27,22 +27,41 @@ ALARM_SUBJECTS = ["plant.alarms.>"]
 async def ensure_telemetry_stream(
     js: JetStreamContext, name: str = "TELEMETRY", max_age_hours: int = 72
 ) -> None:
+    """The stream of telemetry and status, kept 72 hours by default.
+
+    Each message carries the id its supervisor's buffer gave it as
+    ``Nats-Msg-Id``: one sent again within the two-minute duplicate window (an
+    acknowledgement lost, a process killed before it removed what was stored)
+    is stored once. The window is short because JetStream keeps every id of
+    it in memory, and this is the busiest stream; the projections store a
+    later resend once anyway (history by device, tag and time, live state by
+    time).
+    """
     # When the disk budget is reached the oldest samples go first: history
     # already holds them, and a projection that far behind must catch up anyway.
     await _ensure_stream(js, _limits_stream(name, TELEMETRY_SUBJECTS, max_age_hours))
 
 
 async def ensure_alarm_stream(
-    js: JetStreamContext, name: str = "ALARMS", max_age_hours: int = 720
+    js: JetStreamContext,
+    name: str = "ALARMS",
+    max_age_hours: int = 720,
+    *,
+    duplicate_window_seconds: float = 600.0,
 ) -> None:
     """The stream of alarm transitions, kept 30 days by default.
 
-    Each transition carries its id as ``Nats-Msg-Id``: a supervisor's
-    re-publish within the two-minute duplicate window is stored once. The alarm
-    journal is the event store; the stream only has to outlast a recorder that
-    is down, so here too the oldest transitions may go first.
+    Each transition carries its id as ``Nats-Msg-Id``: one sent again within
+    the ten-minute duplicate window (by the buffer after a lost
+    acknowledgement, or by the next start of a plant core killed before it
+    removed it) is stored once. Transitions are few, so the window can outlast
+    a restart by a service manager; the alarm recorder records a later resend
+    once anyway. The alarm journal is the event store; the stream only has to
+    outlast a recorder that is down, so here too the oldest transitions may go
+    first.
     """
-    await _ensure_stream(js, _limits_stream(name, ALARM_SUBJECTS, max_age_hours))
+    config = _limits_stream(name, ALARM_SUBJECTS, max_age_hours)
+    await _ensure_stream(js, dataclasses.replace(config, duplicate_window=duplicate_window_seconds))
 
 
 async def ensure_event_stream(

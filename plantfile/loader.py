@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from plantfile.plant import AnyDevice, PlantConfig
+from plantfile.plant import AnyDevice, PlantConfig, reconnect_conflict
 
 _DEVICE: TypeAdapter[AnyDevice] = TypeAdapter(AnyDevice)
 
@@ -70,7 +70,7 @@ def read_plant_file(path: str | Path) -> PlantFile:
     if not isinstance(devices, list):
         raise _problem(where, raw, ("devices",), "must be a list of devices")
     try:
-        PlantConfig.model_validate({**raw, "devices": []})
+        settings = PlantConfig.model_validate({**raw, "devices": []})
     except ValidationError as exc:
         raise _first_problem(where, raw, exc, ()) from exc
 
@@ -88,6 +88,11 @@ def read_plant_file(path: str | Path) -> PlantFile:
             continue
         if device.id in seen:
             problems.append(_problem(where, raw, ("devices", index, "id"), "duplicate device id"))
+            continue
+        conflict = reconnect_conflict(settings, device)
+        if conflict is not None:
+            problems.append(_problem(where, raw, ("devices", index, conflict.key), conflict.reason))
+            rejected.add(device.id)
             continue
         seen.add(device.id)
         valid.append(item)

@@ -41,11 +41,20 @@ from domain.application import PlantApplication
 from eventstore.executor import TRANSIENT_STORE_ERRORS, StoreExecutor
 from eventstore.notifications import originator_uuid
 from eventstore.tracking import PositionStore
+from projections.store_outage import POSTGRES_UNAVAILABLE, REDIS_UNAVAILABLE, transaction
 from support.cancellation import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
 ACTIVE_KEY = "plant:alarms:active"
+
+# The event store, the read models' PostgreSQL and Redis: a batch is applied again once back.
+_STORES_UNAVAILABLE: tuple[type[Exception], ...] = (
+    *TRANSIENT_STORE_ERRORS,
+    *POSTGRES_UNAVAILABLE,
+    *REDIS_UNAVAILABLE,
+)
+
 # The library's fields and the two every event has: the journal has columns for those.
 _BOOKKEEPING = frozenset(
     {"originator_id", "originator_version", "originator_topic", "timestamp", "actor", "at"}
@@ -197,7 +206,7 @@ class AlarmViews:
                 try:
                     entries = await self._apply(batch)
                     break
-                except (*TRANSIENT_STORE_ERRORS, OSError, asyncpg.PostgresConnectionError) as exc:
+                except _STORES_UNAVAILABLE as exc:
                     log.warning("alarm views: store unavailable, retrying: %r", exc)
                     await asyncio.sleep(self._retry_delay)
             for entry in entries:
@@ -208,7 +217,7 @@ class AlarmViews:
         replayed = await self._store_executor.call(self._replay, batch)
         entries = [self._entry(n, replayed.get(n.id)) for n in batch]
         alarms = {alarm.id: alarm for alarm in replayed.values()}  # each at its last event
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with transaction(self._pool) as conn:
             await conn.executemany(_INSERT_JOURNAL, [_journal_args(e) for e in entries])
             await conn.executemany(_UPSERT_CURRENT, [_current_args(a) for a in alarms.values()])
         await self._mirror(alarms.values())

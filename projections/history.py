@@ -20,21 +20,11 @@ from domain.messages import MalformedMessage, Quality, TagValue, TelemetryBatch
 from projections.consumer import Feed
 from projections.history_schema import DailyPartitions, check_table_name
 from projections.storable import check_telemetry
+from projections.store_outage import POSTGRES_UNAVAILABLE, transaction
 from support.clock import utc_now
 
 Row = tuple[datetime, str, str, float | None, str]
 COLUMNS = ("time", "device", "tag", "value", "quality")
-
-# What a write may fail with while PostgreSQL is down, restarting or overloaded:
-# the batch is retried later. Anything else is a bug and stops the projection.
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-    asyncpg.exceptions.TransactionRollbackError,
-)
 
 # What a write fails with when PostgreSQL, or the encoding on the way to it,
 # refuses the data itself; the same batch would fail the same way at every
@@ -111,7 +101,7 @@ class HistoryWriter:
             return 0
         if self._partitions is not None:
             await self._partitions.ensure_for(row[0] for row in rows)
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with transaction(self._pool) as conn:
             await conn.execute(self._create_staging)
             await conn.copy_records_to_table(self._staging, records=rows, columns=COLUMNS)
             status = await conn.execute(self._insert)
@@ -144,6 +134,8 @@ HISTORY_FEED: Feed[TelemetryBatch] = Feed(
     durable="history",
     filter_subject="plant.telemetry.>",
     decode=decode_history,
-    transient=TRANSIENT_ERRORS,
+    # PostgreSQL down, restarting or overloaded: the batch is retried later.
+    # Anything else is a bug and stops the projection.
+    transient=POSTGRES_UNAVAILABLE,
     refused=REFUSED_ERRORS,
 )

@@ -3,7 +3,10 @@
 Keys (the contract :mod:`projections.live_reader` and integrators read):
 
 - ``plant:live:<device>``: a hash, field = tag, value = JSON
-  ``{"value", "quality", "unit", "ts"}``.
+  ``{"value", "quality", "unit", "ts"}``, and for a sample that is not good
+  ``"reason"`` and ``"value_ts"`` (when the held value was read), as on the wire.
+  A sample that is not good and has no value keeps the value stored before it,
+  with its ``value_ts`` (see :attr:`~domain.messages.Sample.lost_its_value`).
 - ``plant:status:<device>``: the device's :class:`~domain.messages.DeviceStatus`
   as it travels on NATS.
 - ``plant:devices``: the set of devices seen.
@@ -23,9 +26,16 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from domain.messages import DeviceStatus, MalformedMessage, Sample, TelemetryBatch, format_ts
+from domain.messages import (
+    DeviceStatus,
+    MalformedMessage,
+    Sample,
+    TelemetryBatch,
+    format_ts,
+)
 from projections.consumer import Feed
 from projections.storable import check_status, check_telemetry
+from projections.store_outage import REDIS_UNAVAILABLE
 from support.clock import utc_now
 
 LIVE_KEY = "plant:live:{device}"
@@ -40,26 +50,51 @@ LiveMessage = TelemetryBatch | DeviceStatus
 # one as fixed-width UTC ISO 8601 with milliseconds, which sorts chronologically.
 # A stored value that cannot be read is replaced rather than halting the projection.
 #
+# A sample that keeps the stored value (Sample.lost_its_value) takes everything but
+# its null from the sample: the value and when it was read come from the stored
+# one. A supervisor restarted while its device is away has no value to hold, and
+# it may not read this state to find one (ADR 0031); the stored value is the last
+# known one, and an operator needs it most then. It is done here, in the same
+# script, so that the value kept is the one the compare-and-set saw. Its JSON text
+# is copied as stored: cjson would re-encode a number with 14 significant digits.
+#
 # KEYS[1]: the devices set; KEYS[2..]: hashes and status keys.
-# ARGV: the number of devices, the devices, then groups of four:
-#       key index, hash field ('' for a status key), ts, JSON payload.
+# ARGV: the number of devices, the devices, then groups of five: key index, hash
+#       field ('' for a status key), ts, JSON payload, '1' if it keeps the stored value.
 _COMPARE_AND_SET = """
-local function replaceable(stored, ts)
-    if not stored then return true end
+local function readable(stored)
+    if not stored then return nil end
     local ok, old = pcall(cjson.decode, stored)
-    if not ok or type(old) ~= 'table' or type(old.ts) ~= 'string' then return true end
-    return old.ts <= ts
+    if ok and type(old) == 'table' and type(old.ts) == 'string' then return old end
+    return nil
+end
+local function keeping(payload, stored, old, ts)
+    if type(old.value) ~= 'number' and type(old.value) ~= 'boolean' then return payload end
+    -- Outside a JSON string, '"value":' can only be the key.
+    local value = string.match(stored, '"value":%s*([^,}%s]+)')
+    if not value then return payload end
+    local value_ts = old.ts
+    if type(old.value_ts) == 'string' then value_ts = old.value_ts end
+    payload = string.gsub(payload, '"value":null', '"value":' .. value, 1)
+    if value_ts == ts then return payload end
+    return string.sub(payload, 1, -2) .. ',"value_ts":' .. cjson.encode(value_ts) .. '}'
 end
 local devices = tonumber(ARGV[1])
 for i = 2, devices + 1 do
     redis.call('SADD', KEYS[1], ARGV[i])
 end
-for i = devices + 2, #ARGV, 4 do
+for i = devices + 2, #ARGV, 5 do
     local key, field, ts, payload = KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
     if field == '' then
-        if replaceable(redis.call('GET', key), ts) then redis.call('SET', key, payload) end
-    elseif replaceable(redis.call('HGET', key, field), ts) then
-        redis.call('HSET', key, field, payload)
+        local old = readable(redis.call('GET', key))
+        if not old or old.ts <= ts then redis.call('SET', key, payload) end
+    else
+        local stored = redis.call('HGET', key, field)
+        local old = readable(stored)
+        if not old or old.ts <= ts then
+            if old and ARGV[i + 4] == '1' then payload = keeping(payload, stored, old, ts) end
+            redis.call('HSET', key, field, payload)
+        end
     end
 end
 return 0
@@ -67,16 +102,10 @@ return 0
 
 
 def sample_json(sample: Sample) -> str:
-    """A hash value: the sample without its tag, which is the field."""
-    return json.dumps(
-        {
-            "value": sample.value,
-            "quality": sample.quality.value,
-            "unit": sample.unit,
-            "ts": format_ts(sample.ts),
-        },
-        separators=(",", ":"),
-    )
+    """A hash value: the sample as on the wire, without its tag, which is the field."""
+    stored = sample.to_json()
+    del stored["tag"]
+    return json.dumps(stored, separators=(",", ":"))
 
 
 def decode_live(subject: str, data: bytes) -> LiveMessage | None:
@@ -106,11 +135,11 @@ class LiveState:
         key_index: dict[str, int] = {}
         writes: list[str | int] = []
 
-        def add(key: str, field: str, ts: str, payload: str) -> None:
+        def add(key: str, field: str, ts: str, payload: str, keeps: bool = False) -> None:
             if key not in key_index:
                 keys.append(key)
                 key_index[key] = len(keys)  # Lua counts from 1
-            writes.extend((key_index[key], field, ts, payload))
+            writes.extend((key_index[key], field, ts, payload, "1" if keeps else ""))
 
         for message in messages:
             if isinstance(message, DeviceStatus):
@@ -119,7 +148,8 @@ class LiveState:
             else:
                 key = LIVE_KEY.format(device=message.device)
                 for sample in message.samples:
-                    add(key, sample.tag, format_ts(sample.ts), sample_json(sample))
+                    ts = format_ts(sample.ts)
+                    add(key, sample.tag, ts, sample_json(sample), sample.lost_its_value)
         devices = sorted({m.device for m in messages})
         await self._script(keys=keys, args=[len(devices), *devices, *writes])
 
@@ -131,7 +161,7 @@ LIVE_STATE_FEED: Feed[LiveMessage] = Feed(
     durable="live-state",
     filter_subject="plant.>",
     decode=decode_live,
-    transient=(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
+    transient=REDIS_UNAVAILABLE,
     # Redis stores any bytes: only what cannot be encoded on the way is refused
     # (a value JSON or the client cannot encode).
     refused=(ValueError, OverflowError, redis.exceptions.DataError),

@@ -60,7 +60,10 @@ def check_telemetry(batch: TelemetryBatch, now: datetime) -> TelemetryBatch:
         _name("tag", sample.tag, _TAG)
         where = f"sample {sample.tag}"
         _text(f"{where}: unit", sample.unit)
+        _text(f"{where}: reason", sample.reason)
         _time(f"{where}: ts", sample.ts, now)
+        if sample.value_ts is not None:
+            _time(f"{where}: value_ts", sample.value_ts, now)
         _number(f"{where}: value", sample.value)
     return batch
 

@@ -23,9 +23,13 @@ import asyncpg
 
 from domain.application import PlantApplication
 from eventstore.executor import TRANSIENT_STORE_ERRORS, StoreExecutor
+from projections.store_outage import POSTGRES_UNAVAILABLE
 from support.clock import utc_now
 
 log = logging.getLogger(__name__)
+
+# The event store and the read models' PostgreSQL: the next tick tries again.
+_STORES_UNAVAILABLE: tuple[type[Exception], ...] = (*TRANSIENT_STORE_ERRORS, *POSTGRES_UNAVAILABLE)
 
 
 class AlarmClock:
@@ -48,7 +52,7 @@ class AlarmClock:
         while True:
             try:
                 await self.tick()
-            except (*TRANSIENT_STORE_ERRORS, OSError, asyncpg.PostgresConnectionError) as exc:
+            except _STORES_UNAVAILABLE as exc:
                 log.warning("alarm clock: store unavailable, retrying: %r", exc)
             await asyncio.sleep(self._interval)
 

@@ -24,8 +24,9 @@ For every releasing notification it loads the command and acts on its
   by NATS request to ``plant.write.<device>``. A reply is recorded as
   ``WriteSucceeded(read_back)`` or ``WriteFailed``; no responders as
   ``WriteFailed("device supervisor not reachable")``. A reply
-  ``outcome_unknown`` (the connection dropped mid-write) is settled by reading
-  back, as below. The request carries a deadline: the moment this dispatcher
+  ``outcome_unknown`` (the connection dropped mid-write, or the device's answer
+  came late or did not say whether it wrote) is settled by reading back, as
+  below. The request carries a deadline: the moment this dispatcher
   stops waiting, less the clock skew allowed between hosts. A supervisor
   refuses it from then on, so a write held up on the way (a NATS outage, a
   backed-up device queue) is never executed after the dispatcher gave up.

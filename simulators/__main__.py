@@ -1,12 +1,15 @@
 """Run one simulated press until interrupted, in the protocol asked for::
 
     python -m simulators modbus --port 5020
+    python -m simulators modbus --port 5020 --write-log var/writes.jsonl --write-reply-delay-ms 2000
     python -m simulators s7 --port 10102
     python -m simulators enip --port 44818
     python -m simulators opcua --port 4840 --cert-dir var/opcua
     python -m simulators mqtt --port 1883 --prefix plantcore/demo   (publishes to a broker)
 
-Each module is imported only for its own protocol: the EtherNet/IP server is
+The Modbus press can log every write it applied and answer writes late, for
+fault drills (:mod:`simulators.modbus_server`). Each module is imported only
+for its own protocol: the EtherNet/IP server is
 built on cpppo (GPL), which only this process may load, never the plant core.
 """
 
@@ -36,9 +39,29 @@ def main(argv: list[str] | None = None) -> None:
             sub.add_argument("--cert-dir", type=Path, default=Path("var/opcua"))
         if protocol == "mqtt":
             sub.add_argument("--prefix", default="plantcore/demo", help="topic prefix")
+        if protocol == "modbus":
+            sub.add_argument(
+                "--write-log", type=Path, help="append every applied write to this JSONL file"
+            )
+            sub.add_argument(
+                "--write-reply-delay-ms",
+                type=_milliseconds,
+                default=0,
+                help="answer each applied write this much later, as a slow PLC",
+            )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     asyncio.run(_until_signalled(_serve(args)))
+
+
+def _milliseconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of ms") from None
+    if not 0 <= value <= 60_000:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and 60000 ms")
+    return value
 
 
 async def _until_signalled(serving: Coroutine[Any, Any, None]) -> None:
@@ -61,7 +84,12 @@ def _serve(args: argparse.Namespace) -> Coroutine[Any, Any, None]:
     if args.protocol == "modbus":
         from simulators.modbus_server import serve as serve_modbus
 
-        return serve_modbus(host, port)
+        return serve_modbus(
+            host,
+            port,
+            write_log=args.write_log,
+            write_reply_delay_seconds=args.write_reply_delay_ms / 1000,
+        )
     if args.protocol == "s7":
         from simulators.s7_server import serve as serve_s7
 

@@ -9,6 +9,17 @@ request is answered from that image. A write to a writable register is checked
 against its limits (``ILLEGAL_VALUE`` otherwise, as a PLC would refuse it) and
 applied to the model; read-only registers refuse writes with
 ``ILLEGAL_ADDRESS``, as do addresses outside the map.
+
+For fault drills it also serves :data:`READ_SEQUENCE`, a read-only register
+that answers the next number at each read of it (a per-device sequence for
+every poll), and, when given a ``write_log``, appends every write it applied
+to that file (:mod:`simulators.write_log`) before answering; a
+``write_reply_delay_seconds`` holds the answer back after the write is applied,
+as a slow PLC does, so a drill can stop the plant core between the write and
+the recording of its outcome. A ``write_exception`` answers each write it
+applied with that exception code, as a device that failed while writing
+(``DEVICE_FAILURE``) or a gateway whose device did not answer it in time
+(``GATEWAY_NO_RESPONSE``) does: an answer that says nothing of the write.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
@@ -24,7 +36,8 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from plantfile.protocols.modbus import ModbusTag, raw_to_registers, registers_to_raw
 from plantfile.tags import TagValue, to_engineering, to_raw
 from simulators.lifecycle import Simulator
-from simulators.model import Point, PressModel, press_model
+from simulators.model import Point, PressModel, ReadCounter, press_model
+from simulators.write_log import WriteLog
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +66,17 @@ PRESS_REGISTERS: tuple[Register, ...] = (
     Register(ModbusTag(name="produced_count", address=5, type="int32", unit="parts"), 0),
 )
 
+# Not one of the press's values: the count of reads of it (see the module's docstring).
+READ_SEQUENCE = Register(
+    ModbusTag(
+        name="read_sequence",
+        address=7,
+        type="int32",
+        description="counts the reads of it: each poll answers the next number",
+    ),
+    0,
+)
+
 
 class ModbusSimulator(Simulator):
     """``async with ModbusSimulator(port=...) as sim``; ``sim.model`` is the live press.
@@ -69,14 +93,21 @@ class ModbusSimulator(Simulator):
         model: PressModel | None = None,
         registers: Sequence[Register] = PRESS_REGISTERS,
         tick_seconds: float = 0.1,
+        write_log: Path | None = None,
+        write_reply_delay_seconds: float = 0.0,
+        write_exception: ExcCodes | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self._registers = tuple(registers)
         self._tick_seconds = tick_seconds
         self.model = model or press_model(self._registers)
+        self.read_sequence = ReadCounter()
+        self._write_log = WriteLog(write_log) if write_log is not None else None
+        self._write_reply_delay = write_reply_delay_seconds
+        self._write_exception = write_exception
         self._image: dict[int, int] = {}
-        for register in self._registers:
+        for register in (*self._registers, READ_SEQUENCE):
             self._store(register.tag, register.initial)
         self._refresh()
         self._server: ModbusTcpServer | None = None
@@ -89,7 +120,7 @@ class ModbusSimulator(Simulator):
                 datatype=DataType.REGISTERS,
                 readonly=not register.tag.writable,
             )
-            for register in self._registers
+            for register in (*self._registers, READ_SEQUENCE)
         ]
         # id 0 answers every unit id, like a gateway-less TCP device.
         device = SimDevice(id=0, simdata=simdata, action=self._on_request)
@@ -135,7 +166,14 @@ class ModbusSimulator(Simulator):
         if function_code in _BIT_FUNCTIONS:
             return ExcCodes.ILLEGAL_FUNCTION
         if set_values is not None:
-            return self._apply_write(address, [int(word) for word in set_values])
+            refused = self._apply_write(address, [int(word) for word in set_values])
+            if refused is not None:
+                return refused
+            if self._write_reply_delay > 0:
+                await asyncio.sleep(self._write_reply_delay)
+            return self._write_exception
+        if _overlaps(READ_SEQUENCE.tag, address, count):
+            self._store(READ_SEQUENCE.tag, self.read_sequence.read())
         for register_address, word in self._image.items():
             registers[register_address - start_address] = word
         return None
@@ -158,6 +196,8 @@ class ModbusSimulator(Simulator):
         self._image = staged
         for name, value in changes.items():
             self.model.set_input(name, value)
+            if self._write_log is not None:
+                self._write_log.record(name, value)
         return None
 
 
@@ -171,7 +211,18 @@ def _within(tag: ModbusTag, value: TagValue) -> bool:
     return (tag.low is None or value >= tag.low) and (tag.high is None or value <= tag.high)
 
 
-async def serve(host: str = "127.0.0.1", port: int = 5020) -> None:
+async def serve(
+    host: str = "127.0.0.1",
+    port: int = 5020,
+    *,
+    write_log: Path | None = None,
+    write_reply_delay_seconds: float = 0.0,
+) -> None:
     """Run the demo press as a Modbus TCP server until cancelled."""
-    async with ModbusSimulator(host=host, port=port):
+    async with ModbusSimulator(
+        host=host,
+        port=port,
+        write_log=write_log,
+        write_reply_delay_seconds=write_reply_delay_seconds,
+    ):
         await asyncio.Event().wait()

@@ -71,6 +71,23 @@ class PressModel:
             raise ValueError(f"{name!r} is not a writable input of the press (value {value!r})")
 
 
+@dataclass
+class ReadCounter:
+    """A value that counts the reads of it: each read answers the next number.
+
+    Polled with a device's other tags, it gives each of the device's samples a
+    sequence number, so a sample lost or stored twice on the way to the history
+    shows as a gap or a repeat (the fault drills check both). It wraps like
+    ``produced_count``, in an int32.
+    """
+
+    count: int = 0
+
+    def read(self) -> int:
+        self.count = (self.count + 1) % COUNTER_WRAP
+        return self.count
+
+
 T = TypeVar("T", bound=TagConfig)
 
 

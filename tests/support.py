@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import socket
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -22,20 +19,17 @@ from psycopg import sql
 from eventstore.roles import PlantRoles
 from plantcore import embedded
 from projections.dead_letter import DEADLETTER_STREAM, DEADLETTER_SUBJECT_PREFIX
+from tests.private_services import PrivateNats
 
 T = TypeVar("T")
+
+# A spare loopback port: the demo's embedded servers and the tests share one way to find it.
+free_port = embedded.free_port
 
 
 def unique(prefix: str) -> str:
     """A fresh id per test, so tests never see each other's devices, users or rows."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def nats_server_executable() -> str:
-    beside = Path(sys.executable).parent / "nats-server"
-    found = str(beside) if beside.exists() else shutil.which("nats-server")
-    assert found, "nats-server is not installed (make test installs it)"
-    return found
 
 
 @contextlib.contextmanager
@@ -45,9 +39,7 @@ def nats_server(port: int, store_dir: Path) -> Iterator[None]:
     Stopped by its PID when the block ends, so a test can take NATS away and bring
     it back without touching the machine's own server.
     """
-    args = [nats_server_executable(), "-a", "127.0.0.1", "-p", str(port), "-js"]
-    args += ["-sd", str(store_dir)]
-    with embedded.process(args, port, "test NATS", store_dir.parent / "nats.log"):
+    with PrivateNats(store_dir, port):
         yield
 
 
@@ -64,13 +56,6 @@ def fresh_database(database_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def eventually(

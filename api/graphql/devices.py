@@ -2,15 +2,19 @@
 
 Values: a tag's ``value`` is a ``Float`` (integers as floats, booleans as 1.0
 and 0.0, so every tag can be plotted); ``boolValue`` is set, in addition, only
-when the sample is a boolean. Both are null when the device has no value (bad
-quality after a lost connection).
+when the sample is a boolean. A tag that cannot be read keeps its last known
+value with quality ``BAD``: ``qualityReason`` says why (``comm_loss``,
+``read_failed``, ``invalid_value``) and ``valueTimestamp`` when the value was
+read; both values are null only for a tag never read.
 
 ``tagUpdates(device)`` first sends a snapshot of every tag from Redis
 (``snapshot: true``), then each sample of ``plant.telemetry.<device>`` read by
 a core NATS subscription that opens *before* the snapshot is read, so nothing
 is missed in between. Every sample is sent, changed or not; only samples not
 newer than what was already sent for a tag are dropped (the overlap between the
-snapshot and the stream). A subscriber too slow for the stream loses the
+snapshot and the stream), and a sample that lost its value (its supervisor was
+restarted while the device was away) holds the one sent before, as the live
+state in Redis does. A subscriber too slow for the stream loses the
 oldest pending messages (the NATS client's pending limit below), never the
 connection.
 """
@@ -60,6 +64,15 @@ def _boolean(value: float | int | bool | None) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
+_QUALITY_REASON = (
+    "Why the quality is not good (comm_loss, read_failed, invalid_value); null when good."
+)
+_VALUE_TIMESTAMP = (
+    "When the value was read good: ts for a good value, earlier for a value held"
+    " while the tag cannot be read; null without a value."
+)
+
+
 @strawberry.type(name="DeviceStatus")
 class DeviceStatusType:
     state: ConnectionState
@@ -80,8 +93,10 @@ class Tag:
     value: float | None
     bool_value: bool | None
     quality: Quality | None
+    quality_reason: str | None = strawberry.field(description=_QUALITY_REASON)
     unit: str
     ts: datetime | None
+    value_timestamp: datetime | None = strawberry.field(description=_VALUE_TIMESTAMP)
     writable: bool
     kind: str | None
     low: float | None
@@ -102,8 +117,10 @@ class Tag:
             value=_number(value),
             bool_value=_boolean(value),
             quality=sample.quality if sample is not None else None,
+            quality_reason=(sample.reason or None) if sample is not None else None,
             unit=sample.unit if sample is not None else (limits.unit if limits else ""),
             ts=sample.ts if sample is not None else None,
+            value_timestamp=sample.value_time if sample is not None else None,
             writable=limits.writable if limits is not None else False,
             kind=limits.kind.value if limits is not None else None,
             low=limits.low if limits is not None else None,
@@ -143,8 +160,10 @@ class TagUpdate:
     value: float | None
     bool_value: bool | None
     quality: Quality
+    quality_reason: str | None = strawberry.field(description=_QUALITY_REASON)
     unit: str
     ts: datetime
+    value_timestamp: datetime | None = strawberry.field(description=_VALUE_TIMESTAMP)
     snapshot: bool
 
     @classmethod
@@ -155,8 +174,10 @@ class TagUpdate:
             value=_number(sample.value),
             bool_value=_boolean(sample.value),
             quality=sample.quality,
+            quality_reason=sample.reason or None,
             unit=sample.unit,
             ts=sample.ts,
+            value_timestamp=sample.value_time,
             snapshot=snapshot,
         )
 
@@ -185,15 +206,20 @@ async def _tag_updates(services: Services, device: str) -> AsyncGenerator[TagUpd
     subject = TELEMETRY_SUBJECT.format(device=device)
     subscription = await services.nats.subscribe(subject, pending_msgs_limit=PENDING_MESSAGES_LIMIT)
     try:
-        last_sent: dict[str, datetime] = {}
+        last_sent: dict[str, Sample] = {}
         for sample in await read_device(services.redis, device):
-            last_sent[sample.tag] = sample.ts
+            last_sent[sample.tag] = sample
             yield TagUpdate.from_model(device, sample, snapshot=True)
         async for message in subscription.messages:
             for sample in _samples(message):
-                if sample.tag in last_sent and sample.ts <= last_sent[sample.tag]:
-                    continue
-                last_sent[sample.tag] = sample.ts
+                previous = last_sent.get(sample.tag)
+                if previous is not None:
+                    if sample.ts <= previous.ts:
+                        continue
+                    # As the live state does: a publisher restarted while its device is
+                    # away does not know the last value, the subscriber does.
+                    sample = sample.holding(previous)  # noqa: PLW2901
+                last_sent[sample.tag] = sample
                 yield TagUpdate.from_model(device, sample, snapshot=False)
     finally:
         await subscription.unsubscribe()

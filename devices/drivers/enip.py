@@ -13,8 +13,17 @@ encoded with the declared type, and every read reply is checked against it.
 
 One read request covers every tag (pycomm3 packs them into Multiple Service
 Packets); a tag the controller refuses (unknown, or of another type than declared)
-reads bad and is logged while the others read good. A socket failure is a lost
-connection and raises :class:`DeviceConnectionError`; the driver never reconnects.
+reads bad while the others read good; it is logged when it starts failing and
+again when it reads (with how often it failed), not at every poll. A socket
+failure is a lost connection and raises :class:`DeviceConnectionError`; the
+driver never reconnects.
+
+A write is refused (:class:`DeviceRequestError`) when the controller answers
+it with an error status (a CIP general status such as "invalid attribute
+value" or "not settable"), or when pycomm3 never sends it (a value it cannot
+encode). A reply that cannot be parsed raises :class:`WriteOutcomeUnknown`
+(:func:`write_unconfirmed`), and a timeout, being a socket failure, is a lost
+connection: either way the controller may have written the value.
 """
 
 from __future__ import annotations
@@ -34,10 +43,11 @@ from pycomm3.packets.logix import (
     ReadTagFragmentedResponsePacket,
     ReadTagResponsePacket,
     WriteTagRequestPacket,
+    WriteTagResponsePacket,
 )
 from pycomm3.tag import Tag
 
-from devices.device_errors import DeviceConnectionError, DeviceRequestError
+from devices.device_errors import DeviceConnectionError, DeviceRequestError, WriteOutcomeUnknown
 from devices.driver import BAD_READING, Reading, TagIndex
 from domain.messages import Quality
 from plantfile.protocols.enip import (
@@ -49,12 +59,18 @@ from plantfile.protocols.enip import (
     declared_path,
 )
 from plantfile.tags import RawValue, TagConfig
+from support.repeated_log import RepeatedLog
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 _TYPE_NAMES = {DataTypes[name].code: name for name in LOGIX_TYPES.values()}
+
+
+class UnconfirmedWrite(Exception):
+    """A write went out and its reply says neither that the controller wrote nor that it
+    refused. Not one of pycomm3's errors, which its ``write`` would turn into a tag's error."""
 
 
 class LogixClient(LogixDriver):
@@ -66,7 +82,8 @@ class LogixClient(LogixDriver):
       appended to its value; :meth:`_write_build_single_request` sends it once.
 
     Reply types are checked in :meth:`send`, since pycomm3 decodes a reply with the
-    declared type whatever the controller says it holds.
+    declared type whatever the controller says it holds, and so are write replies that
+    confirm nothing (:class:`UnconfirmedWrite`), which pycomm3 reports as a refusal.
     """
 
     def __init__(self, connection: EnipConnection, declarations: Mapping[str, str]) -> None:
@@ -94,6 +111,8 @@ class LogixClient(LogixDriver):
 
     def send(self, request: RequestPacket) -> ResponsePacket:
         response: ResponsePacket = super().send(request)
+        if isinstance(response, WriteTagResponsePacket) and write_unconfirmed(response):
+            raise UnconfirmedWrite(response.error)
         replies = [response]
         if isinstance(response, MultiServiceResponsePacket):
             replies = response.responses
@@ -124,6 +143,15 @@ def _tag_info(path: str, logix_type: str) -> dict[str, Any]:
     }
 
 
+def write_unconfirmed(reply: WriteTagResponsePacket) -> bool:
+    """Whether a write's reply leaves what the controller did unknown: the write was sent
+    and the reply could not be parsed. A parsed reply that is not a success carries the
+    status by which the controller refused; no reply means the request was never sent."""
+    sent = reply.raw is not None
+    parsed = reply._error is None and reply.command is not None
+    return sent and not parsed and not reply.is_valid()
+
+
 def _check_reply_type(reply: ReadTagResponsePacket) -> None:
     """Turn a read reply whose CIP type differs from the declared one into an error."""
     data: bytes = reply.data or b""
@@ -147,6 +175,7 @@ class EnipDriver:
         self._client: LogixClient | None = None
         self._worker: ThreadPoolExecutor | None = None
         self._lost = False
+        self._failing_reads = RepeatedLog(log, f"device {device.id}: read of")
 
     @property
     def connected(self) -> bool:
@@ -189,14 +218,13 @@ class EnipDriver:
             return {}
         client = self._require_client()
         names = [tag.tag for tag in wanted]
+        where = f"tags {','.join(tag.name for tag in wanted)}"
         try:
             answer = await self._request("read", lambda: client.read(*names))
         except DeviceRequestError as exc:
-            log.warning(
-                "device %s: read failed, tags %s bad: %s",
-                self._device, ",".join(tag.name for tag in wanted), exc.reason,
-            )  # fmt: skip
+            self._failing_reads.happened(where, exc.reason)
             return dict.fromkeys((tag.name for tag in wanted), BAD_READING)
+        self._failing_reads.ended(where)
         results = answer if isinstance(answer, list) else [answer]
         return {
             tag.name: self._reading(tag, result)
@@ -207,19 +235,23 @@ class EnipDriver:
         tag = self._tags[neutral]
         client = self._require_client()
         what = f"write {tag.name} ({tag.tag})"
-        answer = await self._request(what, lambda: client.write(tag.tag, _encode(tag, value)))
-        error = answer.error if isinstance(answer, Tag) else "no result"
-        if error is not None:
-            raise DeviceRequestError(self._device, f"{what}: {error}")
+        try:
+            answer = await self._request(what, lambda: client.write(tag.tag, _encode(tag, value)))
+        except UnconfirmedWrite as exc:
+            raise WriteOutcomeUnknown(self._device, f"{what}: {exc}") from exc
+        if not isinstance(answer, Tag):
+            raise WriteOutcomeUnknown(self._device, f"{what}: no result")
+        if answer.error is not None:
+            raise DeviceRequestError(self._device, f"{what}: {answer.error}")
 
     def _reading(self, tag: EnipTag, result: Tag) -> Reading:
         raw = _decode(tag, result.value) if result.error is None else None
+        where = f"tag {tag.name} ({tag.tag})"
         if raw is None:
             reason = result.error or f"unexpected value {result.value!r}"
-            log.warning(
-                "device %s: tag %s (%s) read bad: %s", self._device, tag.name, tag.tag, reason
-            )
+            self._failing_reads.happened(where, reason)
             return BAD_READING
+        self._failing_reads.ended(where)
         return Reading(raw, Quality.GOOD)
 
     async def _request(self, what: str, call: Callable[[], T]) -> T:

@@ -4,8 +4,16 @@ Reads are planned by :func:`plan_reads` (pure): tags of one area at contiguous
 or overlapping addresses share one request, up to the protocol's limits of 125
 registers or 2000 bits. A request that fails (exception response such as an
 illegal address, an answer with fewer values than asked for, or a timeout
-while the socket stays open) makes only its own tags bad; a closed socket
-raises :class:`DeviceConnectionError`.
+while the socket stays open) makes only its own tags bad, logged when it
+starts failing and when it reads again; a closed socket raises
+:class:`DeviceConnectionError`.
+
+A write is refused (:class:`DeviceRequestError`) only by an exception code
+that says the device did not carry it out (:data:`WRITE_REFUSALS`). A write
+left without an answer in time, with an answer pymodbus cannot match to it, or
+with any other exception code raises :class:`WriteOutcomeUnknown`: the device
+may have applied it. A late answer then arrives under an old transaction id,
+which pymodbus drops, so the connection stays in use.
 
 pymodbus's own reconnect is disabled (``reconnect_delay=0``) and its retries
 set to zero: the supervisor decides when and how often to reconnect.
@@ -19,10 +27,16 @@ from dataclasses import dataclass
 from itertools import groupby
 
 from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
-from devices.device_errors import DeviceConnectionError, DeviceRequestError
+from devices.device_errors import (
+    DeviceConnectionError,
+    DeviceError,
+    DeviceRequestError,
+    WriteOutcomeUnknown,
+)
 from devices.driver import BAD_READING, Reading, TagIndex
 from domain.messages import Quality
 from plantfile.protocols.modbus import (
@@ -34,11 +48,27 @@ from plantfile.protocols.modbus import (
     registers_to_raw,
 )
 from plantfile.tags import RawValue, TagConfig
+from support.repeated_log import RepeatedLog
 
 log = logging.getLogger(__name__)
 
 MAX_READ_REGISTERS = 125
 MAX_READ_BITS = 2000
+
+# The exception codes by which a device says it did not carry a request out (Modbus
+# Application Protocol 1.1b3, section 7). Any other leaves a write's outcome unknown:
+# 4 (the device failed while carrying it out), 5 (accepted, still being carried out),
+# 8 (memory parity error), 0x0B (a gateway's target did not answer: it may have it).
+WRITE_REFUSALS = frozenset(
+    {
+        ExcCodes.ILLEGAL_FUNCTION,
+        ExcCodes.ILLEGAL_ADDRESS,
+        ExcCodes.ILLEGAL_VALUE,
+        ExcCodes.DEVICE_BUSY,
+        ExcCodes.NEGATIVE_ACKNOWLEDGE,
+        ExcCodes.GATEWAY_PATH_UNAVIABLE,  # the gateway could not route it: never sent on
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +112,7 @@ class ModbusDriver:
         self._tags = TagIndex(device.id, device.tags)
         self._plans: dict[tuple[str, ...], list[ReadBlock]] = {}
         self._client: AsyncModbusTcpClient | None = None
+        self._failing_reads = RepeatedLog(log, f"device {device.id}: read of")
 
     @property
     def connected(self) -> bool:
@@ -111,16 +142,14 @@ class ModbusDriver:
     async def read(self, tags: Sequence[TagConfig]) -> dict[str, Reading]:
         readings: dict[str, Reading] = {}
         for block in self._plan(tags):
+            where = f"tags {','.join(tag.name for tag in block.tags)}"
             try:
                 words = await self._read_block(block)
             except DeviceRequestError as exc:
-                log.warning(
-                    "device %s: read of %s %d+%d failed, tags %s bad: %s",
-                    self._device, block.area, block.start, block.count,
-                    ",".join(tag.name for tag in block.tags), exc.reason,
-                )  # fmt: skip
+                self._failing_reads.happened(where, exc.reason)
                 readings.update((tag.name, BAD_READING) for tag in block.tags)
                 continue
+            self._failing_reads.ended(where)
             for tag in block.tags:
                 offset = tag.address - block.start
                 raw = _decode(tag, words[offset : offset + tag.register_count])
@@ -142,7 +171,9 @@ class ModbusDriver:
         what = f"write {tag.name}"
         if tag.area == "coil":
             await self._execute(
-                what, lambda: client.write_coil(tag.address, bool(value), device_id=unit)
+                what,
+                lambda: client.write_coil(tag.address, bool(value), device_id=unit),
+                write=True,
             )
             return
         if tag.area != "holding":
@@ -150,11 +181,15 @@ class ModbusDriver:
         words = raw_to_registers(value, tag.type, tag.word_order)
         if len(words) == 1:
             await self._execute(
-                what, lambda: client.write_register(tag.address, words[0], device_id=unit)
+                what,
+                lambda: client.write_register(tag.address, words[0], device_id=unit),
+                write=True,
             )
         else:
             await self._execute(
-                what, lambda: client.write_registers(tag.address, words, device_id=unit)
+                what,
+                lambda: client.write_registers(tag.address, words, device_id=unit),
+                write=True,
             )
 
     async def _read_block(self, block: ReadBlock) -> Sequence[int] | Sequence[bool]:
@@ -179,8 +214,11 @@ class ModbusDriver:
             )
         return values
 
-    async def _execute(self, what: str, request: Callable[[], Awaitable[ModbusPDU]]) -> ModbusPDU:
+    async def _execute(
+        self, what: str, request: Callable[[], Awaitable[ModbusPDU]], *, write: bool = False
+    ) -> ModbusPDU:
         """Run one request, translating pymodbus's failures into the device errors."""
+        failure: type[DeviceError]
         try:
             response = await request()
         except ConnectionException as exc:
@@ -188,11 +226,14 @@ class ModbusDriver:
         except ModbusIOException as exc:
             if not self.connected:
                 raise DeviceConnectionError(self._device, f"{what}: connection lost") from exc
-            raise DeviceRequestError(self._device, f"{what}: no response") from exc
+            # Sent, and no answer came back that belongs to it.
+            failure = WriteOutcomeUnknown if write else DeviceRequestError
+            raise failure(self._device, f"{what}: no response") from exc
         if response.isError():
-            raise DeviceRequestError(
-                self._device, f"{what}: exception code {response.exception_code}"
-            )
+            code = response.exception_code
+            refused = not write or code in WRITE_REFUSALS
+            failure = DeviceRequestError if refused else WriteOutcomeUnknown
+            raise failure(self._device, f"{what}: exception code {code}")
         return response
 
     def _require_client(self) -> AsyncModbusTcpClient:

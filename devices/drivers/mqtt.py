@@ -39,6 +39,12 @@ command. So ``write`` then waits, at most ``read_back_seconds``, for a state
 message showing the written value; if none comes (the device refused or clamped
 the value, or publishes its state rarely) it returns anyway and the read-back
 reports the device's actual state, which is the truth the caller needs.
+
+A command is refused (:class:`DeviceRequestError`) only when it never left:
+the tag has no command topic, the device reports offline, or paho would not
+queue it (:data:`NOT_SENT`). No PUBACK within ``timeout_seconds`` on a
+connection that stays up raises :class:`WriteOutcomeUnknown`: the broker may
+have the command and pass it on, and the device act on it.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ from dataclasses import dataclass
 import aiomqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from devices.device_errors import DeviceConnectionError, DeviceRequestError
+from devices.device_errors import DeviceConnectionError, DeviceRequestError, WriteOutcomeUnknown
 from devices.driver import BAD_READING, Reading, TagIndex
 from domain.messages import Quality
 from plantfile.protocols.mqtt import (
@@ -73,6 +79,8 @@ from support.secret_source import SecretSourceError, device_secret
 log = logging.getLogger(__name__)
 
 _CONNECTION_GONE = frozenset({MQTTErrorCode.MQTT_ERR_NO_CONN, MQTTErrorCode.MQTT_ERR_CONN_LOST})
+# paho's refusals to take a message on: it was never sent.
+NOT_SENT = frozenset({MQTTErrorCode.MQTT_ERR_QUEUE_SIZE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,10 +186,15 @@ class MqttDriver:
         try:
             await client.publish(tag.command_topic, command_payload(tag, value), qos=1)
         except aiomqtt.MqttError as exc:
-            gone = isinstance(exc, aiomqtt.MqttCodeError) and exc.rc in _CONNECTION_GONE
-            if gone or not self.connected:
+            code = exc.rc if isinstance(exc, aiomqtt.MqttCodeError) else None
+            if code in _CONNECTION_GONE or not self.connected:
                 raise DeviceConnectionError(self._device, f"{what}: {exc}") from exc
-            raise DeviceRequestError(self._device, f"{what}: no PUBACK: {exc}") from exc
+            if code in NOT_SENT:
+                raise DeviceRequestError(self._device, f"{what}: not sent: {exc}") from exc
+            # Sent, and no PUBACK in time (or a failure paho does not explain): the broker
+            # may have it and pass it on.
+            reason = "no PUBACK" if code is None else "not confirmed"
+            raise WriteOutcomeUnknown(self._device, f"{what}: {reason}: {exc}") from exc
         await self._await_state(tag, value)
 
     # -- the cache -----------------------------------------------------------------------

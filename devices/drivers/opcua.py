@@ -23,14 +23,23 @@ the write. Latest values are ordered by their source (else server) timestamp:
 a notification older than what a direct read returned does not replace it.
 
 A node the server does not have, a bad or uncertain status, or a value whose
-type does not fit the tag makes that tag's reading bad or uncertain and logs a
-line naming it (again only when its reason changes), never an exception. A
+type does not fit the tag makes that tag's reading bad or uncertain, never an
+exception; it is logged when it starts and again when the tag reads good (with
+how often it was not), and so is a failed read request, not at every poll. A
 lost session (socket closed, keep-alive probe failed, a service fault saying
 the session or channel is gone, subscription ended by the server) raises
 :class:`DeviceConnectionError` from the next read or write: a value in memory
 is only served while the session that delivered it lives. asyncua's own
 reconnect is off; after ``close()`` and ``connect()`` the subscription is
 created anew.
+
+A write is refused (:class:`DeviceRequestError`) only by a status that says
+the server did not write (:data:`WRITE_REFUSALS`: an unknown node, a value out
+of range or of another type, no access, ...). A write left without an answer in
+time, or answered with any other bad status (``BadTimeout`` or
+``BadCommunicationError`` from a server in front of a device, an uncertain
+status, ...), raises :class:`WriteOutcomeUnknown`: the value may have been
+written. A lost session raises :class:`DeviceConnectionError`, as for a read.
 """
 
 from __future__ import annotations
@@ -58,11 +67,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from devices.device_errors import DeviceConnectionError, DeviceRequestError
+from devices.device_errors import DeviceConnectionError, DeviceRequestError, WriteOutcomeUnknown
 from devices.driver import BAD_READING, Reading, TagIndex
 from domain.messages import Quality
 from plantfile.protocols.opcua import VARIANT_TYPES, OpcUaDevice, OpcUaTag
 from plantfile.tags import FLOAT32_MAX, INTEGER_RANGES, RawValue, TagConfig
+from support.repeated_log import RepeatedLog
 from support.secret_source import SecretSourceError, device_secret
 
 log = logging.getLogger(__name__)
@@ -95,6 +105,35 @@ _SESSION_GONE = frozenset(
         StatusCodes.BadShutdown,
     }
 )
+
+# The statuses by which a server says it did not write (OPC UA Part 4: the Write
+# service's results and the service results common to every request).
+WRITE_REFUSALS = frozenset(
+    {
+        StatusCodes.BadNodeIdInvalid,
+        StatusCodes.BadNodeIdUnknown,
+        StatusCodes.BadAttributeIdInvalid,
+        StatusCodes.BadIndexRangeInvalid,
+        StatusCodes.BadIndexRangeNoData,
+        StatusCodes.BadDataEncodingInvalid,
+        StatusCodes.BadDataEncodingUnsupported,
+        StatusCodes.BadNotWritable,
+        StatusCodes.BadUserAccessDenied,
+        StatusCodes.BadOutOfRange,
+        StatusCodes.BadTypeMismatch,
+        StatusCodes.BadWriteNotSupported,
+        StatusCodes.BadNotSupported,
+        StatusCodes.BadLocked,
+        StatusCodes.BadNothingToDo,
+        StatusCodes.BadTooManyOperations,
+        StatusCodes.BadServiceUnsupported,
+        StatusCodes.BadRequestTooLarge,
+        StatusCodes.BadEncodingLimitsExceeded,
+        StatusCodes.BadSecurityChecksFailed,
+    }
+)
+# A status code's upper 16 bits name it; the lower ones carry flags.
+_STATUS_NAME_BITS = 0xFFFF0000
 
 LostCallback = Callable[[Exception], Coroutine[Any, Any, None]]
 
@@ -151,7 +190,7 @@ class OpcUaDriver:
         self._monitored: set[str] = set()  # subscribed tags whose monitored item exists
         self._latest: dict[str, _Latest] = {}
         self._read_back: set[str] = set()  # written since their last direct read
-        self._reported: dict[str, str] = {}  # why each tag was last logged bad
+        self._failing_reads = RepeatedLog(log, f"device {device.id}: read of")
 
     @property
     def connected(self) -> bool:
@@ -253,11 +292,15 @@ class OpcUaDriver:
             (status,) = await client.uaclient.write_attributes(
                 [node_id], [ua.DataValue(Value=variant)], AttributeIds.Value
             )
-        except (UaStatusCodeError, OSError, TimeoutError) as exc:
+        except UaStatusCodeError as exc:
             self._raise_if_session_gone(exc)
-            raise DeviceRequestError(self._device, f"{what}: {_reason(exc)}") from exc
+            raise self._failed_write(what, ua.StatusCode(exc.code)) from exc
+        except (UaError, OSError, TimeoutError) as exc:
+            # Sent, and no answer that says what the server did with it.
+            self._raise_if_session_gone(exc)
+            raise WriteOutcomeUnknown(self._device, f"{what}: {_reason(exc)}") from exc
         if not status.is_good():
-            raise DeviceRequestError(self._device, f"{what}: {status.name}")
+            raise self._failed_write(what, status)
 
     # -- connecting ----------------------------------------------------------------------
 
@@ -392,15 +435,14 @@ class OpcUaDriver:
     async def _read_directly(self, client: Client, tags: list[OpcUaTag]) -> dict[str, Reading]:
         """Read ``tags`` in one request; a failed request makes them bad, a lost session raises."""
         node_ids = [self._node_ids[tag.name] for tag in tags]
+        where = f"tags {','.join(tag.name for tag in tags)}"
         try:
             values = await client.uaclient.read_attributes(node_ids, AttributeIds.Value)
         except (UaStatusCodeError, OSError, TimeoutError) as exc:
             self._raise_if_session_gone(exc)
-            log.warning(
-                "device %s: read of %s failed, tags bad: %s",
-                self._device, ",".join(tag.name for tag in tags), _reason(exc),
-            )  # fmt: skip
+            self._failing_reads.happened(where, _reason(exc))
             return {tag.name: BAD_READING for tag in tags}
+        self._failing_reads.ended(where)
         readings: dict[str, Reading] = {}
         for tag, value in zip(tags, values, strict=True):
             readings[tag.name] = self._reading(tag, value)
@@ -432,16 +474,11 @@ class OpcUaDriver:
             kind = variant.VariantType.name if variant is not None else "no value"
             shown = variant.Value if variant is not None else None
             return self._not_good(tag, BAD_READING, f"{kind} {shown!r} does not fit {tag.type}")
-        self._reported.pop(tag.name, None)
+        self._failing_reads.ended(_tag_key(tag))
         return Reading(raw, Quality.GOOD)
 
     def _not_good(self, tag: OpcUaTag, reading: Reading, reason: str) -> Reading:
-        if self._reported.get(tag.name) != reason:
-            self._reported[tag.name] = reason
-            log.warning(
-                "device %s: tag %s (%s) is %s: %s",
-                self._device, tag.name, tag.node_id, reading.quality, reason,
-            )  # fmt: skip
+        self._failing_reads.happened(_tag_key(tag), f"{reading.quality}: {reason}")
         return reading
 
     # -- the session ---------------------------------------------------------------------
@@ -471,8 +508,25 @@ class OpcUaDriver:
     def _refused(self, reason: str) -> DeviceConnectionError:
         return DeviceConnectionError(self._device, reason)
 
+    def _failed_write(
+        self, what: str, status: ua.StatusCode
+    ) -> DeviceRequestError | WriteOutcomeUnknown:
+        reason = f"{what}: {status.name}"
+        if write_refused(status):
+            return DeviceRequestError(self._device, reason)
+        return WriteOutcomeUnknown(self._device, reason)
+
 
 # -- values -------------------------------------------------------------------------------
+
+
+def write_refused(status: ua.StatusCode) -> bool:
+    """Whether a server answering a write with ``status`` says it did not write."""
+    return (status.value & _STATUS_NAME_BITS) in WRITE_REFUSALS
+
+
+def _tag_key(tag: OpcUaTag) -> str:
+    return f"tag {tag.name} ({tag.node_id})"
 
 
 def _fit(tag: TagConfig, value: object) -> RawValue | None:

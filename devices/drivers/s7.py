@@ -20,13 +20,21 @@ between two tags can always be read with them; the price is that a tag
 addressed past the end of its block makes the tags read with it bad too, which
 the log line naming them shows at once. A request the PLC refuses (a data
 block that does not exist, an address past its end) makes only its own tags
-bad, with that log line; a lost socket raises :class:`DeviceConnectionError`.
+bad, with that log line, written when the request starts failing and again
+when it reads (with how often it failed), not at every poll; a lost socket
+raises :class:`DeviceConnectionError`.
 snap7 drops a connection after a receive timeout (a late answer would put its
 stream out of step), so a timeout is a connection loss too, never one bad tag.
 
 A bit is written with the bit transport size: the CPU changes that bit alone,
 so the other bits of its byte, which the PLC program may be setting at the same
 time, are never read and written back by the driver.
+
+A write is refused (:class:`DeviceRequestError`) only by the CPU's answer that
+it did not write (:func:`write_refused`: an error in the answer's header, or a
+return code for the item). An answer snap7 cannot read raises
+:class:`WriteOutcomeUnknown`, and a timeout, as above, is a lost connection:
+either way the CPU may have written the value.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -43,11 +52,17 @@ from itertools import groupby
 from typing import Any, TypeVar
 
 import snap7
-from snap7.error import S7ConnectionError, S7Error, S7PacketLostError, S7TimeoutError
+from snap7.error import (
+    S7ConnectionError,
+    S7Error,
+    S7PacketLostError,
+    S7ProtocolError,
+    S7TimeoutError,
+)
 from snap7.type import Area as Snap7Area
 from snap7.type import WordLen
 
-from devices.device_errors import DeviceConnectionError, DeviceRequestError
+from devices.device_errors import DeviceConnectionError, DeviceRequestError, WriteOutcomeUnknown
 from devices.driver import BAD_READING, Reading, TagIndex
 from domain.messages import Quality
 from plantfile.protocols.s7 import (
@@ -60,6 +75,7 @@ from plantfile.protocols.s7 import (
     encode,
 )
 from plantfile.tags import RawValue, TagConfig
+from support.repeated_log import RepeatedLog
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +87,9 @@ READ_OVERHEAD = 18
 MAX_READ_BYTES = 240 - READ_OVERHEAD
 # Long enough for a goodbye to the PLC; close() never waits longer for its thread.
 CLOSE_SECONDS = 2.0
+
+# How snap7 3.3 words the return code a CPU gives a written item other than success (0xFF).
+_ITEM_REFUSED = re.compile(r"Write operation failed: .* \(0x[0-9a-f]{2}\)")
 
 SNAP7_AREAS: dict[Area, Snap7Area] = {
     "DB": Snap7Area.DB, "M": Snap7Area.MK, "I": Snap7Area.PE, "Q": Snap7Area.PA,
@@ -126,6 +145,7 @@ class S7Driver:
         self._last_call: Future[Any] | None = None
         self._connected = False
         self._max_read_bytes = MAX_READ_BYTES
+        self._failing_reads = RepeatedLog(log, f"device {device.id}: read of")
 
     @property
     def connected(self) -> bool:
@@ -175,13 +195,14 @@ class S7Driver:
             request = partial(
                 client.read_area, SNAP7_AREAS[block.area], block.db, block.start, block.size
             )
+            where = f"tags {','.join(tag.name for tag in block.tags)}"
             try:
                 data = await self._call(f"read {block}", request)
             except DeviceRequestError as exc:
-                names = ",".join(tag.name for tag in block.tags)
-                log.warning("device %s: tags %s bad: %s", self._device, names, exc.reason)
+                self._failing_reads.happened(where, exc.reason)
                 readings.update((tag.name, BAD_READING) for tag in block.tags)
                 continue
+            self._failing_reads.ended(where)
             for tag in block.tags:
                 readings[tag.name] = Reading(decode(tag, data, block.start), Quality.GOOD)
         return readings
@@ -201,9 +222,9 @@ class S7Driver:
         else:
             data = bytearray(encode(value, tag.type))
             request = partial(client.write_area, area, location.db, location.byte, data)
-        await self._call(what, request)
+        await self._call(what, request, write=True)
 
-    async def _call(self, what: str, request: Callable[[], T]) -> T:
+    async def _call(self, what: str, request: Callable[[], T], *, write: bool = False) -> T:
         """Run one client call on the device's thread within the deadline, translating
         snap7's failures into the device errors."""
         if self._thread is None:
@@ -224,12 +245,23 @@ class S7Driver:
             self._connected = False
             raise DeviceConnectionError(self._device, f"{what}: {exc}") from exc
         except S7Error as exc:
+            if write and not write_refused(exc):
+                raise WriteOutcomeUnknown(self._device, f"{what}: {exc}") from exc
             raise DeviceRequestError(self._device, f"{what}: {exc}") from exc
 
     def _require_client(self) -> snap7.Client:
         if self._client is None or not self._connected:
             raise DeviceConnectionError(self._device, "not connected")
         return self._client
+
+
+def write_refused(error: S7Error) -> bool:
+    """Whether snap7's failure of a write is the CPU's answer that it did not write: an
+    error class and code in the answer's header, or a return code for the item. Anything
+    else (an answer too short, of another function, out of sequence) says nothing."""
+    if not isinstance(error, S7ProtocolError):
+        return False
+    return bool(error.error_code) or _ITEM_REFUSED.fullmatch(str(error)) is not None
 
 
 def _open(client: snap7.Client, conn: S7Connection) -> int:

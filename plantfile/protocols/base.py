@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from plantfile.alarm_conditions import CommLossAlarm, check_device_alarms
 from plantfile.tags import TagConfig
@@ -23,6 +23,8 @@ class DeviceConfig(BaseModel):
     id: str = Field(pattern=DEVICE_ID_PATTERN)
     protocol: str  # each protocol's subclass narrows it to its name
     poll_seconds: float | None = Field(None, gt=0, description="overrides the plant's")
+    reconnect_delay_seconds: float | None = Field(None, gt=0, description="overrides the plant's")
+    reconnect_max_seconds: float | None = Field(None, gt=0, description="overrides the plant's")
     area: str = Field("", description="plant area, for alarms and permissions")
     simulate: bool = Field(
         False,
@@ -36,6 +38,12 @@ class DeviceConfig(BaseModel):
     def tag(self, name: str) -> TagConfig | None:
         return next((tag for tag in self.tags if tag.name == name), None)
 
+    @field_validator("reconnect_max_seconds")
+    @classmethod
+    def _max_not_below_delay(cls, longest: float | None, info: ValidationInfo) -> float | None:
+        check_reconnect(info.data.get("reconnect_delay_seconds"), longest)
+        return longest
+
     @model_validator(mode="after")
     def _unique_tags(self) -> Self:
         refuse_duplicates("tag name", (tag.name for tag in self.tags))
@@ -45,6 +53,15 @@ class DeviceConfig(BaseModel):
     def _consistent_alarms(self) -> Self:
         check_device_alarms(self)
         return self
+
+
+def check_reconnect(delay: float | None, longest: float | None) -> None:
+    """Refuse a reconnect maximum shorter than the delay it grows from."""
+    if delay is not None and longest is not None and longest < delay:
+        raise ValueError(
+            f"reconnect_max_seconds {longest:g} s is shorter than reconnect_delay_seconds"
+            f" {delay:g} s: the delay only grows up to the maximum"
+        )
 
 
 def refuse_duplicates(what: str, names: Iterable[str]) -> None:

@@ -282,6 +282,9 @@ async def test_setpoint_round_trip_through_every_component(stack: Stack) -> None
     assert value("plantcore_device_samples_published", published, device=stack.device) > 0
     cycles = "plantcore_device_poll_cycle_seconds_count"
     assert value("plantcore_device_poll_cycle_seconds", cycles, device=stack.device) > 0
+    # Everything went through the buffer, and none of it was given up.
+    assert value("plantcore_buffer_forwarded", "plantcore_buffer_forwarded_total") > 0
+    assert not [s for s in scraped["plantcore_buffer_dropped"].samples if s.value]
 
 
 ALARM_EVENTS = "subscription { alarmEvents { alarmId device condition event state actor } }"

@@ -10,14 +10,14 @@ import redis.asyncio as aioredis
 
 from api.credentials import TokenSettings, issue_token
 from api.graphql.login import LOGIN_REFUSED
-from domain.messages import ConnectionState, DeviceStatus, Quality, Sample
+from domain.messages import ConnectionState, DeviceStatus, Quality, QualityReason, Sample
 from projections.live_state import LIVE_KEY, STATUS_KEY, sample_json
 from tests.integration.api.conftest import PASSWORD, TOKENS, PlantFactory
 
 pytestmark = pytest.mark.integration
 
-DEVICES = """{ devices { id status { state detail }
-  tags { name value boolValue quality unit writable kind low high } } }"""
+DEVICES = """{ devices { id status { state detail } tags {
+  name value boolValue quality qualityReason valueTimestamp unit writable kind low high } } }"""
 
 
 async def test_login_gives_a_token_and_refuses_bad_credentials_alike(
@@ -47,13 +47,17 @@ async def test_devices_lists_the_catalogue_with_live_values_from_redis(
 ) -> None:
     plant = await make_plant(dispatcher=False)
     token = await plant.login()
-    now = datetime.now(UTC)
+    now = datetime.now(UTC).replace(microsecond=0)
+    read_at = now - timedelta(seconds=30)
     key = LIVE_KEY.format(device=plant.device)
     await redis_client.hset(
         key,
         mapping={
             "speed": sample_json(Sample("speed", 1184, Quality.GOOD, "rpm", now)),
-            "running": sample_json(Sample("running", True, Quality.GOOD, "", now)),
+            # The device went away: its last known value, held.
+            "running": sample_json(
+                Sample("running", True, Quality.BAD, "", now, QualityReason.COMM_LOSS, read_at)
+            ),
         },
     )
     status = DeviceStatus(plant.device, ConnectionState.CONNECTED, now)
@@ -71,15 +75,23 @@ async def test_devices_lists_the_catalogue_with_live_values_from_redis(
         "value": 1184.0,
         "boolValue": None,
         "quality": "GOOD",
+        "qualityReason": None,
+        "valueTimestamp": now.isoformat(),
         "unit": "rpm",
         "writable": False,
         "kind": "number",
         "low": None,
         "high": None,
     }
-    assert (tags["running"]["value"], tags["running"]["boolValue"]) == (1.0, True)
+    running = tags["running"]
+    assert (running["value"], running["boolValue"], running["quality"]) == (1.0, True, "BAD")
+    assert (running["qualityReason"], running["valueTimestamp"]) == (
+        "comm_loss",
+        read_at.isoformat(),
+    )
     setpoint = tags["speed_setpoint"]
     assert (setpoint["value"], setpoint["quality"], setpoint["writable"]) == (None, None, True)
+    assert (setpoint["qualityReason"], setpoint["valueTimestamp"]) == (None, None)
     assert (setpoint["low"], setpoint["high"]) == (0.0, 1800.0)
 
 

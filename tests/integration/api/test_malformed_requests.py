@@ -11,14 +11,18 @@ without a close frame, each with a traceback in the log.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+from datetime import UTC, datetime
 
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from domain.messages import TELEMETRY_SUBJECT, Quality, Sample, TelemetryBatch
 from tests.integration.api.conftest import Plant, PlantFactory
 
 pytestmark = pytest.mark.integration
@@ -69,6 +73,97 @@ async def test_a_socket_message_of_json_that_is_not_an_object_closes_the_socket_
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == MALFORMED
     assert [record.getMessage() for record in caplog.records] == []
+
+
+# Messages whose fields are of the wrong kind: strawberry read them as they came and
+# failed with a TypeError, dropping the socket without a close frame (found by
+# test_fuzz.py: a subscribe whose payload was an array).
+WRONG_FIELDS = {
+    "type not a text": {"type": ["subscribe"]},
+    "payload an array": {"id": "1", "type": "subscribe", "payload": [1, 2]},
+    "payload a text": {"id": "1", "type": "subscribe", "payload": "{ me { username } }"},
+    "query not a text": {"id": "1", "type": "subscribe", "payload": {"query": 5}},
+    "variables an array": {
+        "id": "1",
+        "type": "subscribe",
+        "payload": {"query": "{ me { username } }", "variables": []},
+    },
+    "operation name a number": {
+        "id": "1",
+        "type": "subscribe",
+        "payload": {"query": "{ me { username } }", "operationName": 1},
+    },
+    "id an array": {"id": [1], "type": "subscribe", "payload": {"query": "{ me { username } }"}},
+    "id a number": {"id": 7, "type": "subscribe", "payload": {"query": "{ me { username } }"}},
+    "complete with an object id": {"id": {"a": 1}, "type": "complete"},
+}
+
+
+@pytest.mark.parametrize("message", WRONG_FIELDS.values(), ids=WRONG_FIELDS.keys())
+async def test_a_socket_message_with_fields_of_the_wrong_kind_closes_the_socket_4400(
+    plant: Plant, message: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    async with websockets.connect(
+        plant.ws_url, subprotocols=[Subprotocol("graphql-transport-ws")]
+    ) as socket:
+        await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
+        assert json.loads(await socket.recv())["type"] == "connection_ack"
+        await socket.send(json.dumps(message))
+        with pytest.raises(ConnectionClosed) as closed:
+            await socket.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == MALFORMED
+    assert [record.getMessage() for record in caplog.records] == []
+
+
+async def test_a_subscription_answering_as_its_socket_closes_for_a_bad_message_is_no_fault(
+    plant: Plant, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by test_fuzz.py: a sample sent after the 4400 close was logged as a fault."""
+    caplog.set_level(logging.WARNING)
+    subject = TELEMETRY_SUBJECT.format(device=plant.device)
+
+    async def flood() -> None:
+        while True:  # cancelled below, once every socket has closed
+            now = datetime.now(UTC)
+            batch = TelemetryBatch(plant.device, now, (Sample("speed", 1, Quality.GOOD, "", now),))
+            await plant.nc.publish(subject, batch.encode())
+            await asyncio.sleep(0)
+
+    token = await plant.login()
+    publisher = asyncio.create_task(flood())
+    try:
+        for _ in range(20):  # each socket is one chance for the race
+            async with websockets.connect(
+                plant.ws_url, subprotocols=[Subprotocol("graphql-transport-ws")]
+            ) as socket:
+                init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+                await socket.send(json.dumps(init))
+                assert json.loads(await socket.recv())["type"] == "connection_ack"
+                query = f'subscription {{ tagUpdates(device: "{plant.device}") {{ tag }} }}'
+                await socket.send(
+                    json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}})
+                )
+                assert json.loads(await socket.recv())["type"] == "next"
+                await socket.send(json.dumps({"type": "subscribe", "id": "2", "payload": []}))
+                closed = await until_closed(socket)
+            assert closed.rcvd is not None
+            assert closed.rcvd.code == MALFORMED
+    finally:
+        publisher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await publisher
+    assert [record.getMessage() for record in caplog.records] == []
+
+
+async def until_closed(socket: websockets.ClientConnection) -> ConnectionClosed:
+    """Read (and drop) what the server sends until it closes the socket."""
+    while True:
+        try:
+            await socket.recv()
+        except ConnectionClosed as closed:
+            return closed
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from domain.command import CommandStatus
 from domain.messages import (
     TELEMETRY_SUBJECT,
     Quality,
+    QualityReason,
     Sample,
     TelemetryBatch,
     WriteReply,
@@ -27,7 +28,8 @@ from tests.support import eventually
 pytestmark = pytest.mark.integration
 
 TAG_UPDATES = """subscription($d: String!) {
-    tagUpdates(device: $d) { device tag value boolValue quality unit snapshot } }"""
+    tagUpdates(device: $d) {
+        device tag value boolValue quality qualityReason unit valueTimestamp snapshot } }"""
 STATUS = """subscription($id: ID!) { commandStatus(commandId: $id) { step status } }"""
 
 
@@ -51,7 +53,9 @@ async def test_tag_updates_send_a_snapshot_then_live_samples(
             "value": 1000.0,
             "boolValue": None,
             "quality": "GOOD",
+            "qualityReason": None,
             "unit": "rpm",
+            "valueTimestamp": on_the_wire(then).isoformat(),
             "snapshot": True,
         }
         now = datetime.now(UTC)
@@ -61,7 +65,8 @@ async def test_tag_updates_send_a_snapshot_then_live_samples(
             (
                 Sample("speed", 1000, Quality.GOOD, "rpm", then),  # already sent: dropped
                 Sample("speed", 1184.5, Quality.UNCERTAIN, "rpm", now),
-                Sample("running", False, Quality.GOOD, "", now),
+                # The device went away: its last known value, held since ``then``.
+                Sample("running", False, Quality.BAD, "", now, QualityReason.COMM_LOSS, then),
             ),
         )
         await plant.nc.publish(TELEMETRY_SUBJECT.format(device=plant.device), batch.encode())
@@ -71,8 +76,48 @@ async def test_tag_updates_send_a_snapshot_then_live_samples(
         await redis_client.delete(key)
     assert [(u["tag"], u["value"], u["boolValue"], u["quality"], u["snapshot"]) for u in live] == [
         ("speed", 1184.5, None, "UNCERTAIN", False),
-        ("running", 0.0, False, "GOOD", False),
+        ("running", 0.0, False, "BAD", False),
     ]
+    assert [(u["qualityReason"], u["valueTimestamp"]) for u in live] == [
+        (None, on_the_wire(now).isoformat()),
+        ("comm_loss", on_the_wire(then).isoformat()),
+    ]
+
+
+async def test_a_tag_update_that_lost_its_value_holds_the_one_sent_before(
+    make_plant: PlantFactory, redis_client: aioredis.Redis
+) -> None:
+    """A supervisor restarted while its device is away no longer knows the last value."""
+    plant = await make_plant(dispatcher=False)
+    token = await plant.login()
+    then = datetime.now(UTC) - timedelta(seconds=5)
+    key = LIVE_KEY.format(device=plant.device)
+    await redis_client.hset(
+        key, "speed", sample_json(Sample("speed", 1184, Quality.GOOD, "rpm", then))
+    )
+    socket = await GraphQLSocket.open(plant.ws_url, token)
+    try:
+        await socket.subscribe(TAG_UPDATES, d=plant.device)
+        await socket.receive()  # the snapshot
+        now = datetime.now(UTC)
+        lost = Sample("speed", None, Quality.BAD, "rpm", now, QualityReason.COMM_LOSS)
+        batch = TelemetryBatch(plant.device, now, (lost,))
+        await plant.nc.publish(TELEMETRY_SUBJECT.format(device=plant.device), batch.encode())
+        update = (await socket.receive())["payload"]["data"]["tagUpdates"]
+    finally:
+        await socket.close()
+        await redis_client.delete(key)
+    assert (update["value"], update["quality"], update["qualityReason"]) == (
+        1184.0,
+        "BAD",
+        "comm_loss",
+    )
+    assert update["valueTimestamp"] == on_the_wire(then).isoformat()
+
+
+def on_the_wire(ts: datetime) -> datetime:
+    """``ts`` at the millisecond resolution of NATS payloads."""
+    return ts.replace(microsecond=ts.microsecond // 1000 * 1000)
 
 
 async def test_a_subscription_ends_when_its_token_expires(make_plant: PlantFactory) -> None:

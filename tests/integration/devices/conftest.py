@@ -6,8 +6,11 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
+from nats.aio.client import Client as NatsClient
 
 from devices.driver import Reading
+from devices.nats_bridge import NatsTelemetrySink, OutboxForwarder, forwarding
+from devices.outbox import Outbox
 from domain.messages import Quality
 from plantfile.loader import load_plant_file
 from plantfile.protocols.modbus import ModbusDevice, ModbusTag
@@ -25,6 +28,31 @@ async def simulator() -> AsyncIterator[ModbusSimulator]:
     press = PressModel(running=True, speed_setpoint=STEADY_RPM, speed=STEADY_RPM)
     async with ModbusSimulator(port=free_port(), model=press) as sim:
         yield sim
+
+
+@pytest.fixture
+async def press() -> AsyncIterator[ModbusSimulator]:
+    """A running press whose motor temperature stays where the test puts it."""
+    model = PressModel(
+        running=True,
+        speed_setpoint=STEADY_RPM,
+        speed=STEADY_RPM,
+        motor_temperature=40.0,
+        thermal_time_constant_seconds=1e9,
+    )
+    async with ModbusSimulator(port=free_port(), model=model) as sim:
+        yield sim
+
+
+@pytest.fixture
+async def nats_sink(nc: NatsClient, tmp_path: Path) -> AsyncIterator[NatsTelemetrySink]:
+    """A sink into an outbox of the test's own, forwarded to the machine's NATS."""
+    outbox = Outbox.open(tmp_path / "buffer", max_bytes=16 * 1024 * 1024)
+    try:
+        async with forwarding(OutboxForwarder(outbox, nc)) as sink:
+            yield sink
+    finally:
+        outbox.close()
 
 
 def press_config(port: int, *extra_tags: ModbusTag) -> ModbusDevice:

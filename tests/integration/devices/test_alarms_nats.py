@@ -25,9 +25,8 @@ from plantcore.streams import ensure_alarm_stream
 from plantfile.alarm_conditions import CommLossAlarm
 from plantfile.protocols.modbus import ModbusDevice
 from simulators.modbus_server import ModbusSimulator
-from simulators.model import PressModel
-from tests.integration.devices.conftest import STEADY_RPM, press_config
-from tests.support import eventually, free_port, unique
+from tests.integration.devices.conftest import press_config
+from tests.support import eventually, unique
 
 pytestmark = pytest.mark.integration
 
@@ -40,20 +39,6 @@ HI, HIHI = "motor_temperature_hi", "motor_temperature_hihi"
 async def alarm_js(js: JetStreamContext) -> JetStreamContext:
     await ensure_alarm_stream(js)
     return js
-
-
-@pytest.fixture
-async def press() -> AsyncIterator[ModbusSimulator]:
-    """A running press whose motor temperature stays where the test puts it."""
-    model = PressModel(
-        running=True,
-        speed_setpoint=STEADY_RPM,
-        speed=STEADY_RPM,
-        motor_temperature=40.0,
-        thermal_time_constant_seconds=1e9,
-    )
-    async with ModbusSimulator(port=free_port(), model=model) as sim:
-        yield sim
 
 
 @asynccontextmanager
@@ -77,8 +62,10 @@ async def alarms_of(js: JetStreamContext, device: str) -> AsyncIterator[list[Ala
 
 
 @asynccontextmanager
-async def supervised(js: JetStreamContext, config: ModbusDevice) -> AsyncIterator[DeviceSupervisor]:
-    supervisor = DeviceSupervisor(config, ModbusDriver(config), NatsTelemetrySink(js), policy=FAST)
+async def supervised(
+    sink: NatsTelemetrySink, config: ModbusDevice
+) -> AsyncIterator[DeviceSupervisor]:
+    supervisor = DeviceSupervisor(config, ModbusDriver(config), sink, policy=FAST)
     task = asyncio.create_task(supervisor.run())
     try:
         yield supervisor
@@ -115,10 +102,10 @@ async def stored(js: JetStreamContext, device: str) -> int:
 
 
 async def test_a_temperature_over_the_hi_limit_raises_the_alarm_and_it_clears_when_it_drops(
-    alarm_js: JetStreamContext, press: ModbusSimulator
+    alarm_js: JetStreamContext, nats_sink: NatsTelemetrySink, press: ModbusSimulator
 ) -> None:
     config = press_config(press.port)  # the demo press's alarms: hi 48 °C, hihi 70 °C
-    async with alarms_of(alarm_js, config.id) as received, supervised(alarm_js, config):
+    async with alarms_of(alarm_js, config.id) as received, supervised(nats_sink, config):
         await until(lambda: is_active(received, HI) is False and is_active(received, HIHI) is False)
         assert is_active(received, "comm_loss") is False
 
@@ -150,10 +137,10 @@ async def test_a_temperature_over_the_hi_limit_raises_the_alarm_and_it_clears_wh
 
 
 async def test_a_stopped_press_suppresses_its_hi_alarm(
-    alarm_js: JetStreamContext, press: ModbusSimulator
+    alarm_js: JetStreamContext, nats_sink: NatsTelemetrySink, press: ModbusSimulator
 ) -> None:
     config = press_config(press.port)
-    async with alarms_of(alarm_js, config.id) as received, supervised(alarm_js, config):
+    async with alarms_of(alarm_js, config.id) as received, supervised(nats_sink, config):
         await until(lambda: is_active(received, HI) is False)
         press.model.running = False
         await until(lambda: is_suppressed(received, HI) is True)
@@ -166,14 +153,14 @@ async def test_a_stopped_press_suppresses_its_hi_alarm(
 
 
 async def test_losing_the_device_raises_comm_loss_and_its_return_clears_it(
-    alarm_js: JetStreamContext, press: ModbusSimulator
+    alarm_js: JetStreamContext, nats_sink: NatsTelemetrySink, press: ModbusSimulator
 ) -> None:
     config = press_config(press.port).model_copy(
         update={"comm_loss_alarm": CommLossAlarm(priority=AlarmPriority.CRITICAL, on_delay=0.5)}
     )
     async with (
         alarms_of(alarm_js, config.id) as received,
-        supervised(alarm_js, config) as supervisor,
+        supervised(nats_sink, config) as supervisor,
     ):
         await until(lambda: is_active(received, "comm_loss") is False)
         await press.stop()
@@ -194,7 +181,9 @@ async def test_losing_the_device_raises_comm_loss_and_its_return_clears_it(
         await until(lambda: is_active(received, "comm_loss") is False)
 
 
-async def test_a_transition_published_twice_is_stored_once(alarm_js: JetStreamContext) -> None:
+async def test_a_transition_published_twice_is_stored_once_under_its_id(
+    alarm_js: JetStreamContext, nats_sink: NatsTelemetrySink
+) -> None:
     device = unique("press")
     transition = AlarmTransition(
         transition_id=unique("transition"),
@@ -212,11 +201,12 @@ async def test_a_transition_published_twice_is_stored_once(alarm_js: JetStreamCo
         message="Motor winding temperature high",
         ts=datetime(2026, 11, 23, 9, 15, 2, 120000, tzinfo=UTC),
     )
-    sink = NatsTelemetrySink(alarm_js)
     async with alarms_of(alarm_js, device) as received:
-        await sink.publish_alarm(transition)
-        await sink.publish_alarm(transition)
+        await nats_sink.publish_alarm(transition)
+        await nats_sink.publish_alarm(transition)
         await until(lambda: len(received) == 1)
         assert received == [transition]
+        last = await alarm_js.get_last_msg(STREAM, ALARM_SUBJECT.format(device=device))
+        assert last.headers is not None
+        assert last.headers["Nats-Msg-Id"] == transition.transition_id
         assert await stored(alarm_js, device) == 1
-        assert (sink.published, sink.publish_failures) == (2, 0)

@@ -78,7 +78,9 @@ def assert_lawful(batches: list[TelemetryBatch], tags: dict[str, TagConfig]) -> 
         for sample in batch.samples:
             qualities[sample.quality] += 1
             if sample.quality is Quality.BAD:
-                assert sample.value is None, sample
+                # It holds the tag's last good value (none before the first) and says why.
+                assert sample.reason, sample
+                assert sample.value is None or holds(tags[sample.tag], sample.value), sample
             else:
                 assert holds(tags[sample.tag], sample.value), sample
     return qualities

@@ -10,8 +10,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -21,10 +21,11 @@ from devices.device_errors import DeviceConnectionError, DeviceRequestError
 from devices.driver import BAD_READING, Reading
 from devices.drivers.mqtt import MqttDriver
 from devices.supervisor import DeviceSupervisor, SupervisionPolicy
-from domain.messages import ConnectionState, Quality, WriteRequest
+from domain.messages import ConnectionState, Quality, WriteErrorKind, WriteRequest
 from plantfile.protocols.mqtt import MqttConnection, MqttDevice, MqttTag
 from simulators.model import PressModel
 from simulators.mqtt_sensor import MqttSensorSimulator, press_tags
+from tests.private_services import private_mosquitto
 from tests.support import eventually, free_port, unique
 from tests.unit.devices.fakes import RecordingSink
 
@@ -33,6 +34,8 @@ pytestmark = pytest.mark.integration
 BROKER_HOST, BROKER_PORT = "127.0.0.1", 1883
 STEADY_RPM = 1200
 LOGGER = "devices.drivers.mqtt"
+# A bound on a wait that must end: a guard against a hang, far above any normal wait.
+HANG_GUARD_SECONDS = 30.0
 
 
 @pytest.fixture
@@ -178,18 +181,20 @@ async def test_a_command_the_device_ignores_reads_back_its_actual_state(
     await driver.connect()
     try:
         await eventually(all_with(Quality.GOOD, driver, config), timeout=5)
-        started = time.monotonic()
         with caplog.at_level(logging.INFO, logger=LOGGER):
             # Above the sensor's limit of 3000: it logs and keeps its setpoint.
-            await driver.write(tag(config, "speed_setpoint"), 4000)
-        assert 0.3 <= time.monotonic() - started < 2.0
+            async with asyncio.timeout(HANG_GUARD_SECONDS):
+                await driver.write(tag(config, "speed_setpoint"), 4000)
+        # The write returned only once its read-back window had passed with no state
+        # showing 4000 (it says so), and what the states showed is what reads back.
+        assert any(
+            "no state showing speed_setpoint = 4000 within 0.3 s" in r.getMessage()
+            for r in caplog.records
+        )
         assert simulator.model.speed_setpoint == STEADY_RPM
         assert await driver.read([tag(config, "speed_setpoint")]) == {
             "speed_setpoint": Reading(STEADY_RPM, Quality.GOOD)
         }
-        assert any(
-            "no state showing speed_setpoint = 4000" in r.getMessage() for r in caplog.records
-        )
     finally:
         await driver.close()
 
@@ -412,3 +417,46 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.write(data)
             await writer.drain()
     writer.close()
+
+
+async def test_a_command_the_broker_acknowledges_too_late_is_an_unknown_outcome_though_applied(
+    prefix: str, tmp_path: Path
+) -> None:
+    # A broker of the test's own, frozen with SIGSTOP: the shared one must keep answering.
+    with private_mosquitto(tmp_path) as broker:
+        press = PressModel(running=True, speed_setpoint=STEADY_RPM, speed=STEADY_RPM)
+        async with MqttSensorSimulator(
+            host=BROKER_HOST, port=broker.port, prefix=prefix, model=press
+        ):
+            config = press_device(prefix, port=broker.port, timeout_seconds=0.5)
+            policy = SupervisionPolicy(poll_seconds=0.1)
+            supervisor = DeviceSupervisor(
+                config, MqttDriver(config), RecordingSink(), policy=policy
+            )
+            task = asyncio.create_task(supervisor.run())
+            try:
+
+                async def connected() -> None:
+                    assert supervisor.state is ConnectionState.CONNECTED
+
+                await eventually(connected, timeout=5)
+                broker.freeze()  # the command goes out on the open connection, no PUBACK comes
+                try:
+                    request = WriteRequest(
+                        tag="speed_setpoint", command_id=unique("cmd"), value=1500
+                    )
+                    reply = await supervisor.submit_write(request)
+                finally:
+                    broker.thaw()
+
+                assert (reply.ok, reply.kind) == (False, WriteErrorKind.OUTCOME_UNKNOWN), reply
+                assert reply.error.startswith("outcome unknown: write speed_setpoint: no PUBACK")
+
+                async def applied() -> None:
+                    assert press.speed_setpoint == 1500
+
+                # The broker passes the command on once it runs: "write_failed" would be false.
+                await eventually(applied, timeout=5)
+            finally:
+                task.cancel()
+                await asyncio.wait({task})

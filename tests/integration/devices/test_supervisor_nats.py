@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import TypeVar
 
-import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -61,10 +59,10 @@ async def collect(
 
 @asynccontextmanager
 async def supervised(
-    nc: NatsClient, js: JetStreamContext, config: ModbusDevice
+    nc: NatsClient, sink: NatsTelemetrySink, config: ModbusDevice
 ) -> AsyncIterator[DeviceSupervisor]:
     driver = ModbusDriver(config)
-    supervisor = DeviceSupervisor(config, driver, NatsTelemetrySink(js), policy=FAST)
+    supervisor = DeviceSupervisor(config, driver, sink, policy=FAST)
     task = asyncio.create_task(supervisor.run())
     subscription = await serve_writes(nc, supervisor)
     try:
@@ -88,11 +86,11 @@ def value(batch: TelemetryBatch, tag: str) -> tuple[object, Quality]:
 
 
 def all_bad(batch: TelemetryBatch) -> bool:
-    return all(s.quality is Quality.BAD and s.value is None for s in batch.samples)
+    return all(s.quality is Quality.BAD and s.reason == "comm_loss" for s in batch.samples)
 
 
 async def test_batches_with_the_simulator_speed_reach_the_stream(
-    nc: NatsClient, js: JetStreamContext, simulator: ModbusSimulator
+    nc: NatsClient, js: JetStreamContext, nats_sink: NatsTelemetrySink, simulator: ModbusSimulator
 ) -> None:
     config = press_config(simulator.port)
     telemetry = TELEMETRY_SUBJECT.format(device=config.id)
@@ -100,7 +98,7 @@ async def test_batches_with_the_simulator_speed_reach_the_stream(
     async with (
         collect(js, telemetry, TelemetryBatch.decode) as batches,
         collect(js, status, DeviceStatus.decode) as statuses,
-        supervised(nc, js, config) as supervisor,
+        supervised(nc, nats_sink, config) as supervisor,
     ):
         await until(lambda: len(batches) >= 2)
         assert value(batches[0], "speed") == (STEADY_RPM, Quality.GOOD)
@@ -116,13 +114,13 @@ async def test_batches_with_the_simulator_speed_reach_the_stream(
 
 
 async def test_an_address_the_device_lacks_gives_a_bad_sample_and_nothing_else(
-    nc: NatsClient, js: JetStreamContext, simulator: ModbusSimulator
+    nc: NatsClient, js: JetStreamContext, nats_sink: NatsTelemetrySink, simulator: ModbusSimulator
 ) -> None:
     config = press_config(simulator.port, GHOST)
     subject = TELEMETRY_SUBJECT.format(device=config.id)
     async with (
         collect(js, subject, TelemetryBatch.decode) as batches,
-        supervised(nc, js, config) as supervisor,
+        supervised(nc, nats_sink, config) as supervisor,
     ):
         await until(lambda: len(batches) >= 3)
         assert value(batches[-1], "ghost") == (None, Quality.BAD)
@@ -132,11 +130,11 @@ async def test_an_address_the_device_lacks_gives_a_bad_sample_and_nothing_else(
 
 
 async def test_a_write_over_nats_changes_the_register_and_replies_with_the_read_back(
-    nc: NatsClient, js: JetStreamContext, simulator: ModbusSimulator
+    nc: NatsClient, nats_sink: NatsTelemetrySink, simulator: ModbusSimulator
 ) -> None:
     config = press_config(simulator.port)
     subject = WRITE_SUBJECT.format(device=config.id)
-    async with supervised(nc, js, config) as supervisor:
+    async with supervised(nc, nats_sink, config) as supervisor:
         await until(lambda: supervisor.state is ConnectionState.CONNECTED)
         request = WriteRequest(tag="speed_setpoint", command_id=unique("cmd"), value=2200)
         reply = WriteReply.decode((await nc.request(subject, request.encode(), timeout=5)).data)
@@ -157,7 +155,7 @@ async def test_a_write_over_nats_changes_the_register_and_replies_with_the_read_
 
 
 async def test_losing_the_device_reports_bad_quality_and_it_recovers_when_it_returns(
-    nc: NatsClient, js: JetStreamContext, simulator: ModbusSimulator
+    nc: NatsClient, js: JetStreamContext, nats_sink: NatsTelemetrySink, simulator: ModbusSimulator
 ) -> None:
     config = press_config(simulator.port)
     telemetry = TELEMETRY_SUBJECT.format(device=config.id)
@@ -165,13 +163,18 @@ async def test_losing_the_device_reports_bad_quality_and_it_recovers_when_it_ret
     async with (
         collect(js, telemetry, TelemetryBatch.decode) as batches,
         collect(js, status, DeviceStatus.decode) as statuses,
-        supervised(nc, js, config) as supervisor,
+        supervised(nc, nats_sink, config) as supervisor,
     ):
         await until(lambda: any(value(b, "speed")[1] is Quality.GOOD for b in batches))
 
         await simulator.stop()
         await until(lambda: any(all_bad(b) for b in batches))
         await until(lambda: statuses[-1].state is ConnectionState.DISCONNECTED)
+        (lost,) = [b for b in batches if all_bad(b)]
+        # The last values are held, with the time they were read.
+        last_good = batches[batches.index(lost) - 1]
+        assert value(lost, "speed") == (STEADY_RPM, Quality.BAD)
+        assert {s.value_ts for s in lost.samples} == {last_good.ts}
         assert len([s for s in statuses if s.state is ConnectionState.DISCONNECTED]) == 1
 
         write = WriteRequest(tag="running", command_id=unique("cmd"), value=False)
@@ -188,12 +191,3 @@ async def test_losing_the_device_reports_bad_quality_and_it_recovers_when_it_ret
         # One bad batch for the outage, not one per failed reconnect attempt.
         assert sum(all_bad(b) for b in batches) == 1
         assert statuses[-1].reconnects == supervisor.counters.reconnects == 1
-
-
-async def test_a_publish_failure_is_counted_not_raised(nats_url: str) -> None:
-    client = await nats.connect(nats_url, max_reconnect_attempts=0)
-    sink = NatsTelemetrySink(client.jetstream(), timeout_seconds=1.0)
-    await client.close()
-    status = DeviceStatus(unique("press"), ConnectionState.CONNECTED, datetime.now(UTC))
-    await sink.publish_status(status)
-    assert (sink.published, sink.publish_failures) == (0, 1)

@@ -12,6 +12,7 @@ from domain.messages import (
     ConnectionState,
     DeviceStatus,
     Quality,
+    QualityReason,
     Sample,
     TagValue,
     TelemetryBatch,
@@ -20,7 +21,6 @@ from projections.consumer import DurableConsumer
 from projections.dead_letter import DeadLetters
 from projections.history import (
     HISTORY_FEED,
-    TRANSIENT_ERRORS,
     HistoryPoint,
     HistoryWriter,
     decode_history,
@@ -98,6 +98,29 @@ async def test_telemetry_is_written_and_status_ignored(
     assert rows == 6
 
 
+async def test_an_unreachable_device_is_a_row_holding_the_last_value_with_quality_bad(
+    js: JetStreamContext, pool: asyncpg.Pool, history: History, consumers: Consumers
+) -> None:
+    device = unique("press")
+    subject = f"plant.telemetry.{device}"
+    writer = HistoryWriter(pool, history.partitions, table=history.table)
+    durable = unique("history")
+    await consumers.start(
+        HISTORY_FEED.consumer(js, writer.write, durable=durable, filter_subject=subject)
+    )
+    lost = T0 + timedelta(milliseconds=1)  # the next instant the wire can tell apart
+    held = Sample("speed", 1184, Quality.BAD, "", lost, QualityReason.COMM_LOSS, T0)
+
+    await publish(js, subject, batch(device, T0, speed=1184).encode())
+    last = await publish(js, subject, TelemetryBatch(device, lost, (held,)).encode())
+
+    await wait_consumed(js, durable, last)
+    assert [(p.time, p.value, p.quality) for p in await points(pool, history, device, "speed")] == [
+        (T0, 1184.0, Quality.GOOD),
+        (lost, 1184.0, Quality.BAD),
+    ]
+
+
 async def test_malformed_messages_are_dead_lettered_and_do_not_block(
     js: JetStreamContext,
     pool: asyncpg.Pool,
@@ -155,7 +178,7 @@ async def test_resumes_with_exactly_the_missed_batches(
             subject,
             recording,
             decode=decode_history,
-            transient=TRANSIENT_ERRORS,
+            transient=HISTORY_FEED.transient,
             batch=2,
         )
 

@@ -58,6 +58,7 @@ class FakeDriver:
         self.values = dict(values)
         self.connected = False
         self.connects = 0
+        self.connect_times: list[float] = []  # on the fake clock, when it has one
         self.refuse_connects = 0  # how many of the next connect attempts fail
         self.bad_tags: set[str] = set()
         self.drop_on_next_read = False
@@ -75,6 +76,8 @@ class FakeDriver:
 
     async def connect(self) -> None:
         self.connects += 1
+        if self._clock is not None:
+            self.connect_times.append(self._clock.now)
         if self.connect_gate is not None:
             await self.connect_gate.wait()
         if self.refuse_connects:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,15 @@ from tests.unit.devices.fakes import FakeClock
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 BAD = object()  # a sample of bad quality
+
+
+@dataclass(frozen=True)
+class Held:
+    """A bad sample holding the tag's last known value, as a supervisor sends while it
+    cannot read the tag."""
+
+    value: TagValue
+
 
 HI: dict[str, Any] = {"kind": "hi", "limit": 48, "deadband": 1, "priority": "high"}
 
@@ -63,15 +73,11 @@ class Rig:
         self.evaluator = AlarmEvaluator(device, self.clock)
 
     def feed(self, at: float, **values: object) -> list[AlarmTransition]:
-        """A batch at ``at`` seconds with these tags (``BAD`` for a bad sample)."""
+        """A batch at ``at`` seconds with these tags (``BAD`` for a bad sample, ``Held``
+        for a bad one holding a value)."""
         self.clock.now = at
         ts = T0 + timedelta(seconds=at)
-        samples = tuple(
-            Sample(tag, None, Quality.BAD, "", ts)
-            if value is BAD
-            else Sample(tag, _tag_value(value), Quality.GOOD, "", ts)
-            for tag, value in values.items()
-        )
+        samples = tuple(_sample(tag, value, ts) for tag, value in values.items())
         return self.evaluator.evaluate(TelemetryBatch("press-1", ts, samples))
 
     def tick(self, at: float) -> list[AlarmTransition]:
@@ -81,6 +87,15 @@ class Rig:
     def connection(self, at: float, connected: bool) -> list[AlarmTransition]:
         self.clock.now = at
         return self.evaluator.connection(connected, T0 + timedelta(seconds=at))
+
+
+def _sample(tag: str, value: object, ts: datetime) -> Sample:
+    if value is BAD:
+        return Sample(tag, None, Quality.BAD, "", ts)
+    if isinstance(value, Held):
+        earlier = ts - timedelta(seconds=30)
+        return Sample(tag, value.value, Quality.BAD, "", ts, reason="comm_loss", value_ts=earlier)
+    return Sample(tag, _tag_value(value), Quality.GOOD, "", ts)
 
 
 def _tag_value(value: object) -> TagValue:
@@ -312,6 +327,16 @@ def test_bad_quality_neither_raises_nor_clears() -> None:
     assert rig.tick(20) == []  # the off-delay stopped with the bad sample
     assert rig.feed(21, temperature=40.0) == []  # and starts again from here
     assert not one(rig.tick(22)).active
+
+
+def test_a_held_value_is_not_fresh_it_neither_raises_clears_nor_suppresses() -> None:
+    hi = {**HI, "suppress_when": {"tag": "running", "equals": False}}
+    rig = Rig(press([hi]))
+    rig.feed(0, running=True, temperature=40.0)
+    assert rig.feed(1, running=Held(False), temperature=Held(50.0)) == []
+    assert states(rig.feed(2, running=True, temperature=50.0)) == [("temperature_hi", True, False)]
+    assert rig.feed(3, temperature=Held(40.0)) == []
+    assert rig.tick(10) == []
 
 
 def test_an_on_delay_interrupted_by_a_bad_sample_starts_over() -> None:

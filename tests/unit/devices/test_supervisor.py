@@ -9,18 +9,33 @@ import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
 
-from devices.backoff import Backoff
-from devices.device_errors import DeviceConnectionError, DeviceRequestError
+from devices.device_errors import (
+    DeviceConnectionError,
+    DeviceRequestError,
+    WriteOutcomeUnknown,
+)
 from devices.supervisor import DeviceSupervisor, SupervisionPolicy, next_tick
-from domain.messages import ConnectionState, Quality, WriteErrorKind, WriteReply, WriteRequest
+from domain.messages import (
+    ConnectionState,
+    Quality,
+    QualityReason,
+    Sample,
+    TelemetryBatch,
+    WriteErrorKind,
+    WriteReply,
+    WriteRequest,
+    format_ts,
+)
 from plantfile.plant import PlantConfig
 from plantfile.protocols.modbus import ModbusDevice
 from tests.support import eventually, unique
 from tests.unit.devices.fakes import FakeClock, FakeDriver, RecordingSink
+from tests.unit.devices.test_backoff import Highest
 
 CONNECTING, CONNECTED, DISCONNECTED = (
     ConnectionState.CONNECTING,
@@ -52,6 +67,7 @@ class Rig:
     device: str = field(default_factory=lambda: unique("press"))
     # The wall clock deadlines are read on; moved by the tests that need it.
     wall: datetime = WALL_T0
+    rng: random.Random = field(default_factory=lambda: random.Random(SEED))
     task: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
@@ -64,7 +80,7 @@ class Rig:
         )
         return DeviceSupervisor(
             config, self.driver, self.sink, policy=policy, clock=self.clock,
-            sleep=self.clock.sleep, rng=random.Random(SEED), wall_clock=lambda: self.wall,
+            sleep=self.clock.sleep, rng=self.rng, wall_clock=lambda: self.wall,
         )  # fmt: skip
 
     def start(self, policy: SupervisionPolicy | None = None) -> None:
@@ -100,12 +116,29 @@ async def until(condition: Callable[[], bool]) -> None:
     async def probe() -> None:
         assert condition()
 
-    await eventually(probe, timeout=5.0)
+    # The supervisor runs on the fake clock: a short interval only keeps the test quick.
+    await eventually(probe, timeout=5.0, interval=0.002)
 
 
-def expected_delays(count: int) -> list[float]:
-    backoff = Backoff(rng=random.Random(SEED))
-    return [backoff.next_delay() for _ in range(count)]
+async def connect_after_refusals(rig: Rig, refusals: int) -> None:
+    """Refuse the next ``refusals`` connects, waking the supervisor at each retry it waits for,
+    until it polls good values again."""
+    rig.driver.refuse_connects = refusals
+    connects = rig.driver.connects + refusals + 1
+    while rig.driver.connects < connects:
+        await until(lambda: rig.clock.sleeping or rig.driver.connects == connects)
+        if rig.driver.connects < connects:
+            rig.clock.advance_to_next_wake()
+    await until(lambda: rig.sink.batches[-1].samples[0].quality is Quality.GOOD)
+
+
+def waits_between_connects(rig: Rig) -> list[float]:
+    times = rig.driver.connect_times
+    return [later - earlier for earlier, later in pairwise(times)]
+
+
+def by_tag(batch: TelemetryBatch) -> dict[str, Sample]:
+    return {sample.tag: sample for sample in batch.samples}
 
 
 # -- polling ------------------------------------------------------------------------------
@@ -181,55 +214,135 @@ def test_a_slow_cycle_skips_ticks_instead_of_drifting(
     assert next_tick(previous, 1.0, now) == pytest.approx(expected)
 
 
-async def test_a_non_finite_float_is_a_bad_sample(rig: Rig) -> None:
+async def test_a_non_finite_float_is_a_bad_sample_holding_the_last_good_value(rig: Rig) -> None:
     rig.driver.values["temperature"] = math.nan
     rig.start()
-    await until(lambda: len(rig.sink.batches) == 1)
-    (temperature,) = [s for s in rig.sink.batches[0].samples if s.tag == "temperature"]
-    assert (temperature.value, temperature.quality) == (None, Quality.BAD)
+    await until(lambda: len(rig.sink.batches) == 1 and rig.clock.sleeping)
+    never_read = by_tag(rig.sink.batches[0])["temperature"]
+    assert (never_read.value, never_read.quality, never_read.reason, never_read.value_ts) == (
+        None, Quality.BAD, QualityReason.INVALID_VALUE, None,
+    )  # fmt: skip
     rig.sink.batches[0].encode()  # still valid JSON
+
+    rig.driver.values["temperature"] = 61.5
+    await rig.next_cycle()
+    await until(lambda: len(rig.sink.batches) == 2 and rig.clock.sleeping)
+    rig.driver.values["temperature"] = math.inf
+    await rig.next_cycle()
+    await until(lambda: len(rig.sink.batches) == 3)
+    held = by_tag(rig.sink.batches[2])["temperature"]
+    assert (held.value, held.quality, held.reason) == (61.5, Quality.BAD, "invalid_value")
+    assert held.value_ts == rig.sink.batches[1].ts
 
 
 # -- losing and regaining the connection --------------------------------------------------
 
 
-async def test_a_lost_connection_publishes_bad_quality_then_reconnects_with_backoff(
+async def test_a_lost_connection_holds_the_last_values_as_bad_and_is_retried_at_once(
     rig: Rig,
 ) -> None:
     rig.start()
     await until(lambda: len(rig.sink.batches) == 1 and rig.clock.sleeping)
+    good = rig.sink.batches[0]
     rig.driver.drop_on_next_read = True
     rig.clock.advance_to_next_wake()
 
-    await until(lambda: rig.clock.sleeping and rig.published_state() is DISCONNECTED)
-    lost = rig.sink.batches[-1]
-    assert [(s.tag, s.value, s.quality) for s in lost.samples] == [
-        (tag["name"], None, Quality.BAD) for tag in TAGS
-    ]
-    assert "reset by peer" in rig.sink.statuses[-1].detail
-    assert rig.clock.sleeps[-1] == pytest.approx(expected_delays(1)[0])
-
-    rig.clock.advance_to_next_wake()
     await until(lambda: rig.published_state() is CONNECTED and len(rig.sink.batches) == 3)
-    assert all(s.quality is Quality.GOOD for s in rig.sink.batches[-1].samples)
+    lost = rig.sink.batches[1]
+    assert lost.ts > good.ts  # a change of quality: a row of its own in the history
+    assert [(s.tag, s.value, s.quality, s.reason, s.value_ts) for s in lost.samples] == [
+        (s.tag, s.value, Quality.BAD, "comm_loss", good.ts) for s in good.samples
+    ]
     assert rig.states() == [CONNECTING, CONNECTED, DISCONNECTED, CONNECTED]
+    assert "reset by peer" in rig.sink.statuses[2].detail
+    assert rig.driver.connect_times == [0.0, 1.0]  # the first retry did not wait
+    assert all(s.quality is Quality.GOOD and not s.reason for s in rig.sink.batches[2].samples)
     assert rig.supervisor.counters.reconnects == 1
     assert rig.sink.statuses[-1].reconnects == 1
 
 
-async def test_refused_connects_back_off_and_report_the_loss_once(rig: Rig) -> None:
-    rig.driver.refuse_connects = 3
+async def test_a_tag_never_read_is_published_without_a_value_while_unreachable(
+    rig: Rig,
+) -> None:
+    rig.driver.refuse_connects = 1_000
     rig.start()
-    for delay in expected_delays(3):
-        await until(lambda: rig.clock.sleeping)
-        assert rig.clock.sleeps[-1] == pytest.approx(delay)
-        rig.clock.advance_to_next_wake()
-    await until(lambda: rig.published_state() is CONNECTED)
+    await until(lambda: rig.published_state() is DISCONNECTED and rig.clock.sleeping)
+    (lost,) = rig.sink.batches
+    assert {(s.value, s.quality, s.reason, s.value_ts) for s in lost.samples} == {
+        (None, Quality.BAD, "comm_loss", None)
+    }
+
+
+async def test_refused_connects_are_retried_at_once_then_every_five_seconds_by_default(
+    rig: Rig,
+) -> None:
+    rig.start(replace(POLICY, backoff_base=5.0, backoff_cap=5.0))
+    await connect_after_refusals(rig, 4)
+    assert waits_between_connects(rig) == [0.0, 5.0, 5.0, 5.0]
     assert rig.states() == [CONNECTING, DISCONNECTED, CONNECTED]
-    assert len(rig.sink.all_bad()) == 1
-    assert rig.driver.connects == 4
-    # Connected at last, but backoff only resets after a good poll.
+    assert len(rig.sink.all_bad()) == 1  # the loss is published once, not at every retry
     assert rig.supervisor.counters.reconnects == 0
+
+
+def test_the_plant_file_defaults_are_the_seeds_five_seconds() -> None:
+    plant = PlantConfig.model_validate({"plant_id": "p", "devices": []})
+    policy = SupervisionPolicy.for_device(plant, rig_device("press-1"))
+    assert (policy.backoff_base, policy.backoff_cap) == (5.0, 5.0)
+    assert (SupervisionPolicy().backoff_base, SupervisionPolicy().backoff_cap) == (5.0, 5.0)
+
+
+def test_a_device_s_reconnect_keys_override_the_plant_s() -> None:
+    plant = PlantConfig.model_validate(
+        {"plant_id": "p", "reconnect_delay_seconds": 2, "reconnect_max_seconds": 30, "devices": []}
+    )
+    device = rig_device("press-1").model_copy(update={"reconnect_delay_seconds": 0.5})
+    plant_wide = SupervisionPolicy.for_device(plant, rig_device("press-2"))
+    own = SupervisionPolicy.for_device(plant, device)
+    assert (plant_wide.backoff_base, plant_wide.backoff_cap) == (2.0, 30.0)
+    assert (own.backoff_base, own.backoff_cap) == (0.5, 30.0)
+
+
+async def test_the_delay_between_refused_connects_grows_up_to_the_maximum() -> None:
+    rig = Rig(rng=Highest())
+    rig.start(replace(POLICY, backoff_base=1.0, backoff_cap=8.0))
+    try:
+        await connect_after_refusals(rig, 6)
+    finally:
+        await rig.stop()
+    assert waits_between_connects(rig) == [0.0, 1.0, 2.0, 4.0, 8.0, 8.0]
+
+
+async def test_a_good_poll_starts_the_delays_again_from_an_immediate_retry() -> None:
+    rig = Rig(rng=Highest())
+    rig.start(replace(POLICY, backoff_base=1.0, backoff_cap=8.0))
+    try:
+        await connect_after_refusals(rig, 3)
+        await until(lambda: rig.clock.sleeping)
+        rig.driver.drop_on_next_read = True
+        rig.clock.advance_to_next_wake()
+        await connect_after_refusals(rig, 2)
+    finally:
+        await rig.stop()
+    # Lost at the poll a second after connecting and retried in that instant; then the
+    # delays start again from the shortest.
+    assert rig.driver.connect_times == [0.0, 0.0, 1.0, 3.0, 4.0, 5.0, 7.0]
+
+
+async def test_an_outage_is_logged_when_it_starts_and_when_it_ends_not_at_every_attempt(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="devices.supervisor")
+    rig.start(replace(POLICY, backoff_base=5.0, backoff_cap=5.0))
+    await connect_after_refusals(rig, 50)
+
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, f"outage of device {rig.device}: connection refused"),
+        (
+            logging.INFO,
+            f"outage of device {rig.device} is over after 245.0 s, 50 times;"
+            " last: connection refused",
+        ),
+    ]
 
 
 async def test_an_unknown_driver_failure_is_logged_and_treated_as_a_loss(
@@ -238,13 +351,11 @@ async def test_an_unknown_driver_failure_is_logged_and_treated_as_a_loss(
     rig.driver.crash_on_next_read = RuntimeError("driver bug")
     with caplog.at_level(logging.ERROR, logger="devices.supervisor"):
         rig.start()
-        await until(lambda: rig.clock.sleeping and rig.published_state() is DISCONNECTED)
+        await until(lambda: rig.published_state() is CONNECTED and rig.clock.sleeping)
     assert any(rig.device in r.getMessage() and r.exc_info for r in caplog.records)
-    assert "driver bug" in rig.sink.statuses[-1].detail
+    assert rig.states() == [CONNECTING, CONNECTED, DISCONNECTED, CONNECTED]  # retried at once
+    assert "driver bug" in rig.sink.statuses[2].detail
     assert len(rig.sink.all_bad()) == 1
-
-    rig.clock.advance_to_next_wake()
-    await until(lambda: rig.published_state() is CONNECTED and not rig.driver.crash_on_next_read)
     assert rig.task is not None
     assert not rig.task.done()
 
@@ -254,13 +365,50 @@ async def test_consecutive_polls_without_a_good_value_force_a_reconnect(rig: Rig
     rig.start()
     for _ in range(POLICY.max_consecutive_fails - 1):
         await rig.next_cycle()
-    await until(lambda: rig.published_state() is DISCONNECTED)
-    assert "3 consecutive polls" in rig.sink.statuses[-1].detail
-    assert rig.supervisor.counters.failed_cycles == 3
+    await until(lambda: rig.driver.connects == 2 and rig.clock.sleeping)
+    assert rig.states() == [CONNECTING, CONNECTED, DISCONNECTED, CONNECTED]
+    assert "3 consecutive polls" in rig.sink.statuses[2].detail
+    # Three polls in the first session, then the first of the new one, made at once.
+    assert rig.supervisor.counters.failed_cycles == 4
     rig.driver.bad_tags = set()
     await rig.next_cycle()
-    await until(lambda: rig.published_state() is CONNECTED)
-    assert rig.driver.connects == 2
+    await until(lambda: rig.supervisor.counters.cycles == 5)
+    assert rig.supervisor.counters.failed_cycles == 4
+
+
+async def test_a_loss_right_after_a_poll_still_has_a_time_of_its_own_on_the_wire(
+    rig: Rig,
+) -> None:
+    rig.driver.bad_tags = {tag["name"] for tag in TAGS}
+    rig.start(replace(POLICY, max_consecutive_fails=1))  # the poll's batch, then at once the loss's
+    await until(lambda: len(rig.sink.batches) >= 2)
+    polled, lost = rig.sink.batches[:2]
+    assert {s.reason for s in polled.samples} == {"read_failed"}
+    assert {s.reason for s in lost.samples} == {"comm_loss"}
+    # Else the history's unique (device, tag, time) would keep the first and drop the change.
+    assert format_ts(lost.ts) > format_ts(polled.ts)
+
+
+async def test_a_tag_that_fails_to_read_holds_its_last_value_as_bad(rig: Rig) -> None:
+    rig.start()
+    await until(lambda: len(rig.sink.batches) == 1 and rig.clock.sleeping)
+    rig.driver.bad_tags = {"pressure"}
+    await rig.next_cycle()
+    await until(lambda: len(rig.sink.batches) == 2 and rig.clock.sleeping)
+    rig.driver.bad_tags = set()
+    await rig.next_cycle()
+    await until(lambda: len(rig.sink.batches) == 3)
+
+    first, failed, again = (by_tag(batch) for batch in rig.sink.batches)
+    held = failed["pressure"]
+    assert (held.value, held.quality, held.reason) == (
+        first["pressure"].value, Quality.BAD, QualityReason.READ_FAILED,
+    )  # fmt: skip
+    assert held.value == pytest.approx(123.4)
+    assert (held.ts, held.value_ts) == (rig.sink.batches[1].ts, first["pressure"].ts)
+    assert (failed["speed"].quality, failed["speed"].reason) == (Quality.GOOD, "")
+    assert (again["pressure"].quality, again["pressure"].reason) == (Quality.GOOD, "")
+    assert again["pressure"].value_ts is None
 
 
 async def test_a_healthy_connection_is_rotated_on_schedule(rig: Rig) -> None:
@@ -411,6 +559,24 @@ async def test_a_write_whose_outcome_is_unknown_says_so(
 
     assert reply.kind is WriteErrorKind.OUTCOME_UNKNOWN
     assert reason in reply.error
+
+
+async def test_a_write_left_unanswered_is_an_unknown_outcome_and_the_connection_goes_on(
+    rig: Rig,
+) -> None:
+    await connected(rig)
+    rig.driver.write_error = WriteOutcomeUnknown(rig.device, "write running: no response")
+
+    reply = await rig.supervisor.submit_write(write("running", False))
+
+    assert (reply.kind, reply.error) == (
+        WriteErrorKind.OUTCOME_UNKNOWN,
+        "outcome unknown: write running: no response",
+    )
+    # Late is not lost: the dispatcher's read-back is served on the same connection.
+    read_back = await rig.supervisor.submit_write(write("running", op="read"))
+    assert (read_back.ok, read_back.read_back) == (True, True)
+    assert (rig.driver.connects, rig.supervisor.state) == (1, CONNECTED)
 
 
 async def test_stopping_answers_queued_writes_and_closes_the_driver(rig: Rig) -> None:

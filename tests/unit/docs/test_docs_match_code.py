@@ -43,7 +43,13 @@ from domain.errors import (
     SecondPersonRequired,
     SessionInvalid,
 )
-from domain.messages import AlarmKind, AlarmPriority, AlarmTransition, WriteErrorKind
+from domain.messages import (
+    AlarmKind,
+    AlarmPriority,
+    AlarmTransition,
+    QualityReason,
+    WriteErrorKind,
+)
 from domain.plant_mode import Mode
 from plantcore.settings import Settings
 
@@ -396,6 +402,14 @@ def test_nats_md_documents_every_write_error_kind() -> None:
     nats_md = _read("nats.md")
     missing = sorted(kind.value for kind in WriteErrorKind if f"`{kind.value}`" not in nats_md)
     assert not missing, f"docs/nats.md lacks the write error kinds {missing}"
+
+
+def test_nats_md_documents_every_quality_reason() -> None:
+    nats_md = _read("nats.md")
+    missing = sorted(
+        reason.value for reason in QualityReason if f"| `{reason.value}` |" not in nats_md
+    )
+    assert not missing, f"docs/nats.md lacks a row for the quality reasons {missing}"
 
 
 # -- README.md ------------------------------------------------------------------------------

@@ -115,3 +115,25 @@ def test_a_bad_value_is_refused_naming_the_setting(
 
     with pytest.raises(ValidationError, match=name.lower()):
         Settings()
+
+
+def test_the_buffer_lies_in_the_state_directory_unless_set_and_holds_100_mib(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("BUFFER_DIR", "BUFFER_MAX_MB"):
+        monkeypatch.delenv(f"PLANTCORE_{name}", raising=False)
+    monkeypatch.setenv("PLANTCORE_STATE_DIR", str(tmp_path / "state"))
+
+    default = runtime_config(Settings(), plant=PLANT)
+    monkeypatch.setenv("PLANTCORE_BUFFER_DIR", str(tmp_path / "buffer"))
+    monkeypatch.setenv("PLANTCORE_BUFFER_MAX_MB", "5")
+    chosen = runtime_config(Settings(), plant=PLANT)
+
+    assert (default.buffer_dir, default.buffer_max_bytes) == (
+        tmp_path / "state" / "buffer",
+        100 << 20,
+    )
+    assert (chosen.buffer_dir, chosen.buffer_max_bytes) == (tmp_path / "buffer", 5 << 20)
+    monkeypatch.setenv("PLANTCORE_BUFFER_MAX_MB", "0")
+    with pytest.raises(ValidationError, match="buffer_max_mb"):
+        Settings()

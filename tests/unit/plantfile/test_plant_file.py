@@ -3,8 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from plantfile.loader import PlantConfigError, load_plant_file, read_plant_file
+from plantfile.plant import PlantConfig, Reconnect, reconnect_of
 
 VALID = """
 plant_id: 1
@@ -136,3 +138,113 @@ def test_unreadable_files_are_named(tmp_path: Path, text: str, reason: str) -> N
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(PlantConfigError, match="cannot read"):
         load_plant_file(tmp_path / "nope.yaml")
+
+
+def with_device_keys(text: str, keys: str) -> str:
+    """``text`` with ``keys`` (``key: value`` lines) added to the press-1 block."""
+    return text.replace("    protocol: modbus\n", f"    protocol: modbus\n{keys}", 1)
+
+
+def test_reconnect_defaults_to_the_seeds_fixed_five_seconds(tmp_path: Path) -> None:
+    plant = load_plant_file(write(tmp_path, VALID))
+    assert (plant.reconnect_delay_seconds, plant.reconnect_max_seconds) == (5.0, None)
+    assert reconnect_of(plant, plant.devices[0]) == Reconnect(delay=5.0, longest=5.0)
+
+
+@pytest.mark.parametrize(
+    ("plant_keys", "device_keys", "expected"),
+    [
+        ("reconnect_delay_seconds: 2\n", "", Reconnect(2.0, 2.0)),  # the maximum is the delay
+        ("reconnect_max_seconds: 60\n", "", Reconnect(5.0, 60.0)),
+        ("reconnect_delay_seconds: 1\nreconnect_max_seconds: 30\n", "", Reconnect(1.0, 30.0)),
+        ("", "    reconnect_delay_seconds: 10\n", Reconnect(10.0, 10.0)),
+        ("reconnect_max_seconds: 30\n", "    reconnect_delay_seconds: 10\n", Reconnect(10.0, 30.0)),
+        (
+            "reconnect_max_seconds: 30\n",
+            "    reconnect_delay_seconds: 0.5\n    reconnect_max_seconds: 4\n",
+            Reconnect(0.5, 4.0),
+        ),
+    ],
+)
+def test_a_device_s_reconnect_keys_override_the_plant_s(
+    tmp_path: Path, plant_keys: str, device_keys: str, expected: Reconnect
+) -> None:
+    plant = load_plant_file(write(tmp_path, with_device_keys(VALID, device_keys) + plant_keys))
+    assert reconnect_of(plant, plant.devices[0]) == expected
+
+
+@pytest.mark.parametrize(
+    ("plant_keys", "field", "reason"),
+    [
+        ("reconnect_delay_seconds: 0\n", "reconnect_delay_seconds", "greater than 0"),
+        ("reconnect_max_seconds: -1\n", "reconnect_max_seconds", "greater than 0"),
+        (
+            "reconnect_delay_seconds: 10\nreconnect_max_seconds: 4\n",
+            "reconnect_max_seconds",
+            "reconnect_max_seconds 4 s is shorter than reconnect_delay_seconds 10 s",
+        ),
+    ],
+)
+def test_bad_plant_wide_reconnect_keys_fail_the_whole_file(
+    tmp_path: Path, plant_keys: str, field: str, reason: str
+) -> None:
+    text = VALID + plant_keys
+    with pytest.raises(PlantConfigError) as caught:
+        read_plant_file(write(tmp_path, text))
+    assert (caught.value.field, caught.value.line) == (field, line_of(text, field))
+    assert reason in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("plant_keys", "device_keys", "key", "reason"),
+    [
+        ("", "    reconnect_delay_seconds: 0\n", "reconnect_delay_seconds", "greater than 0"),
+        (
+            "",
+            "    reconnect_delay_seconds: 10\n    reconnect_max_seconds: 4\n",
+            "reconnect_max_seconds",
+            "reconnect_max_seconds 4 s is shorter than reconnect_delay_seconds 10 s",
+        ),
+        (
+            "reconnect_max_seconds: 8\n",
+            "    reconnect_delay_seconds: 10\n",
+            "reconnect_delay_seconds",
+            "10 s is longer than the plant's reconnect_max_seconds 8 s",
+        ),
+        (
+            "",
+            "    reconnect_max_seconds: 2\n",
+            "reconnect_max_seconds",
+            "2 s is shorter than the plant's reconnect_delay_seconds 5 s",
+        ),
+    ],
+)
+def test_a_device_whose_reconnect_keys_do_not_fit_is_left_out_saying_why(
+    tmp_path: Path, plant_keys: str, device_keys: str, key: str, reason: str
+) -> None:
+    other = (
+        "  - {id: oven-1, protocol: modbus, modbus: {host: oven},"
+        " tags: [{name: t, address: 0, type: uint16}]}\n"
+    )
+    text = with_device_keys(VALID, device_keys) + other + plant_keys
+    loaded = read_plant_file(write(tmp_path, text))
+
+    assert [device.id for device in loaded.plant.devices] == ["oven-1"]
+    assert loaded.rejected_ids == {"press-1"}
+    (problem,) = loaded.problems
+    assert (problem.field, problem.line) == (f"devices[press-1].{key}", line_of(text, f"    {key}"))
+    assert reason in problem.reason
+
+
+def test_a_plant_built_in_code_is_held_to_the_same_reconnect_rule() -> None:
+    device = {
+        "id": "press-1",
+        "protocol": "modbus",
+        "modbus": {"host": "plc"},
+        "tags": [{"name": "t", "address": 0, "type": "uint16"}],
+        "reconnect_delay_seconds": 10,
+    }
+    with pytest.raises(ValidationError, match="device press-1: reconnect_delay_seconds 10 s"):
+        PlantConfig.model_validate(
+            {"plant_id": "p", "reconnect_max_seconds": 8, "devices": [device]}
+        )

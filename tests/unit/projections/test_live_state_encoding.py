@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,6 +12,7 @@ from domain.messages import (
     DeviceStatus,
     MalformedMessage,
     Quality,
+    QualityReason,
     Sample,
     TelemetryBatch,
 )
@@ -27,6 +28,19 @@ def test_a_hash_value_is_the_sample_without_its_tag() -> None:
         "quality": "uncertain",
         "unit": "°C",
         "ts": "2026-11-23T09:15:02.120Z",
+    }
+
+
+def test_a_held_value_is_stored_with_its_reason_and_when_it_was_read() -> None:
+    lost = T0 + timedelta(seconds=4)
+    held = Sample("speed", 1184, Quality.BAD, "rpm", lost, QualityReason.COMM_LOSS, T0)
+    assert json.loads(sample_json(held)) == {
+        "value": 1184,
+        "quality": "bad",
+        "unit": "rpm",
+        "ts": "2026-11-23T09:15:06.120Z",
+        "reason": "comm_loss",
+        "value_ts": "2026-11-23T09:15:02.120Z",
     }
 
 

@@ -139,3 +139,18 @@ def test_a_reason_names_the_field_and_shows_a_long_value_shortened() -> None:
         Unstorable, match=r"unit 'N\\x00m' holds the control character U\+0000 at 1"
     ):
         check_telemetry(batch(unit="N\x00m"), NOW)
+
+
+def test_a_held_value_s_reason_and_time_are_checked_like_the_rest() -> None:
+    def held(reason: str, value_ts: datetime) -> TelemetryBatch:
+        sample = Sample("speed", 1184, Quality.BAD, "rpm", NOW, reason, value_ts)
+        return TelemetryBatch("press-1", NOW, (sample,))
+
+    earlier = NOW - timedelta(hours=1)
+    assert check_telemetry(held("comm_loss", earlier), NOW) == held("comm_loss", earlier)
+    with pytest.raises(Unstorable, match="sample speed: reason 'comm\\\\x00loss'") as control:
+        check_telemetry(held("comm\x00loss", earlier), NOW)
+    with pytest.raises(Unstorable, match="sample speed: value_ts 1969") as too_early:
+        check_telemetry(held("comm_loss", EARLIEST - timedelta(days=1)), NOW)
+    assert control.value.kind is RefusalKind.CONTROL_CHARACTER
+    assert too_early.value.kind is RefusalKind.TIMESTAMP_OUT_OF_RANGE
