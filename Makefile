@@ -47,7 +47,7 @@ bench: $(STAMP)
 
 # Re-pin after changing dependencies in pyproject.toml.
 lock: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,embedded,simulators]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded,parquet,simulators]'
 	{ echo "# Exact versions every install uses (make installs from this file). Regenerate with: make lock"; \
 	  $(BIN)/python -m pip freeze --exclude-editable | grep -vi '^plantcore'; } > requirements.lock
 

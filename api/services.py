@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from api.credentials import TokenSettings
 from api.graphql.limits import DEFAULT_MAX_VARIABLES_BYTES
+from api.history_limits import HistoryLimits
 from api.login_lane import LoginLane
 from api.rate_limit import CommandRateCounter, LoginThrottle
 from api.secrets import SecretBox
@@ -67,6 +68,8 @@ class Services:
     # Queries deeper or costlier than these are refused before they run.
     max_query_depth: int = DEFAULT_MAX_QUERY_DEPTH
     max_query_cost: int = DEFAULT_MAX_QUERY_COST
+    # Rows and time span of one history request; how long each resolution is kept.
+    history_limits: HistoryLimits = field(default_factory=HistoryLimits)
     # What a client may send: an HTTP body, the variables of one operation, a WebSocket message.
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_variables_bytes: int = DEFAULT_MAX_VARIABLES_BYTES

@@ -1,4 +1,7 @@
-"""Progress of a long verification: done of total, events per second, time left (on stderr)."""
+"""Progress of a long run: done of total, items per second, time left (on stderr).
+
+``plantcore audit verify`` counts events; ``plantcore history export`` counts rows.
+"""
 
 from __future__ import annotations
 
@@ -26,11 +29,13 @@ class Progress:
         self,
         label: str,
         *,
+        unit: str = "events",
         out: TextIO | None = None,
         every: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.label = label
+        self.unit = unit
         self.out = out if out is not None else sys.stderr
         self.every = every
         self.clock = clock
@@ -40,11 +45,11 @@ class Progress:
     def line(self, done: int, total: int) -> str:
         elapsed = self.clock() - self.started
         rate = done / elapsed if elapsed > 0 else 0.0
-        text = f"{self.label}: {done} of {total} events"
+        text = f"{self.label}: {done} of {total} {self.unit}"
         if total > 0:
             text += f" ({100 * done / total:.0f}%)"
         if rate > 0:
-            text += f", {rate:,.0f} events/s"
+            text += f", {rate:,.0f} {self.unit}/s"
             if total > done:
                 text += f", about {_duration((total - done) / rate)} left"
         return text

@@ -267,6 +267,15 @@ class AuditRecord:
     payload: dict[str, JsonValue]
 
 
+# Each event's state as jsonb, for filters on its fields. JSON may escape a NUL
+# (``\u0000``: a refused request records the text it was sent), which jsonb refuses;
+# read as U+FFFD, it still matches no name the plant knows, and the event stays listed.
+EVENT_DOC = sql.SQL(
+    "CROSS JOIN LATERAL (SELECT replace(convert_from(e.state, 'UTF8'), '\\u0000', '\\ufffd')"
+    "::jsonb AS doc) AS j"
+)
+
+
 def select_events(
     app: Application[UUID], where: EventFilter, *, after: int = 0, limit: int = 100
 ) -> list[AuditRecord]:
@@ -321,11 +330,7 @@ def _select_postgres(
     ).format(
         schema=sql.Identifier(recorder.datastore.schema),
         table=sql.Identifier(recorder.events_table_name),
-        lateral=sql.SQL(
-            " CROSS JOIN LATERAL (SELECT convert_from(e.state, 'UTF8')::jsonb AS doc) AS j"
-            if needs_json
-            else ""
-        ),
+        lateral=sql.SQL(" {}").format(EVENT_DOC) if needs_json else sql.SQL(""),
         conditions=sql.SQL(" AND ").join(conditions),
     )
     with recorder.datastore.get_connection() as conn, conn.cursor() as curs:

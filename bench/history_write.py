@@ -24,7 +24,7 @@ import asyncpg
 from bench.common import BenchConfig, Figures, Laps, Run, interleaved, ratio, unique_name
 from domain.messages import Quality, Sample, TelemetryBatch
 from projections.history import COLUMNS, HistoryWriter, Row, sample_rows
-from projections.history_schema import ensure_history_schema
+from projections.history_schema import ensure_history_schema, hours_table, minutes_table
 
 SAMPLES_PER_BATCH = 20
 BATCHES_PER_FETCH = 256
@@ -32,7 +32,7 @@ ROWS_PER_TRANSACTION = SAMPLES_PER_BATCH * BATCHES_PER_FETCH
 
 _PLAIN_TABLE = (
     "CREATE TABLE {table} (time timestamptz NOT NULL, device text NOT NULL,"
-    " tag text NOT NULL, value double precision, quality text NOT NULL)"
+    " tag text NOT NULL, value double precision, quality text NOT NULL, unit text NOT NULL)"
 )
 _UNIQUE_INDEX = "CREATE UNIQUE INDEX ON {table} (device, tag, time)"
 
@@ -101,7 +101,9 @@ async def run(config: BenchConfig) -> Figures:
 
     pool = await asyncpg.create_pool(config.database_url, min_size=1, max_size=2)
     try:
-        async with dropped_after(pool, history, plain, indexed):
+        async with dropped_after(
+            pool, history, minutes_table(history), hours_table(history), plain, indexed
+        ):
             writer = HistoryWriter(
                 pool, await ensure_history_schema(pool, table=history), table=history
             )

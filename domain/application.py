@@ -77,6 +77,7 @@ from domain.errors import (
     SecondFactorRefused,
     SecondPersonRequired,
 )
+from domain.history_retention import HistoryPartition
 from domain.messages import AlarmTransition
 from domain.operator import LoginPolicy, Operator
 from domain.operator_directory import OperatorDirectory
@@ -179,6 +180,31 @@ class PlantApplication(CheckedSnapshots, EnrolmentUseCases):
         )
         self.save(configuration)
         return change
+
+    def record_history_partition_dropped(
+        self,
+        *,
+        table: str,
+        partition: str,
+        start: datetime,
+        end: datetime,
+        rows: int,
+        retention_days: int,
+        at: datetime,
+    ) -> UUID:
+        """Record that the retention policy dropped ``partition`` of ``table``; its record's id."""
+        dropped = HistoryPartition(
+            table=table,
+            partition=partition,
+            start=utc(start),
+            end=utc(end),
+            rows=rows,
+            retention_days=retention_days,
+            actor=SYSTEM,
+            at=utc(at),
+        )
+        self.save(dropped)
+        return dropped.id
 
     def plant_configuration(self, plant_id: str) -> PlantConfiguration | None:
         try:

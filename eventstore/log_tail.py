@@ -18,6 +18,10 @@ next poll). Each batch, in log order, goes to:
   tail reads while they are subscribed; they read the history themselves first
   and drop duplicates by version. A queue holds one aggregate's events (a
   command has about ten), so it is unbounded.
+- its *watchers*: a flag per watch of one kind of aggregate, set when the
+  tail reads any of its events (``pendingApprovals`` watches the commands to
+  read them again). However many events arrive, a watcher has one flag to
+  clear: nothing queues up behind a slow one.
 
 Positions are stored with the eventsourcing library's tracking recorder
 (:class:`~eventstore.tracking.TrackedPosition`): one row per follower name in
@@ -36,6 +40,7 @@ from uuid import UUID
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import Notification
+from eventsourcing.utils import get_topic
 
 from eventstore.executor import StoreExecutor
 from eventstore.notification_reader import NotificationReader
@@ -77,6 +82,7 @@ class LogTail:
             retry_delay=retry_delay,
         )
         self._subscribers: dict[UUID, set[asyncio.Queue[Notification]]] = defaultdict(set)
+        self._watchers: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._position: int | None = None
 
     @property
@@ -105,6 +111,20 @@ class LogTail:
             if not queues:
                 del self._subscribers[originator_id]
 
+    @asynccontextmanager
+    async def watch(self, aggregate: type) -> AsyncIterator[asyncio.Event]:
+        """A flag set whenever an event of ``aggregate`` is read; the watcher clears it."""
+        prefix = get_topic(aggregate) + "."
+        changed = asyncio.Event()
+        self._watchers[prefix].add(changed)
+        try:
+            yield changed
+        finally:
+            flags = self._watchers[prefix]
+            flags.discard(changed)
+            if not flags:
+                del self._watchers[prefix]
+
     async def run(self) -> None:
         """Follow the log until cancelled."""
         position = await self._start_position()
@@ -127,6 +147,10 @@ class LogTail:
         for notification in batch:
             for queue in self._subscribers.get(originator_uuid(notification), ()):
                 queue.put_nowait(notification)
+            for prefix, flags in self._watchers.items():
+                if notification.topic.startswith(prefix):
+                    for changed in flags:
+                        changed.set()
 
 
 def _log_store_failure(exc: Exception) -> None:

@@ -1,6 +1,6 @@
 """Database roles, each with the least privilege its use of the plant's database needs.
 
-Three roles, named from a prefix (``plantcore`` by default):
+Four roles, named from a prefix (``plantcore`` by default):
 
 - ``<prefix>_owner`` (NOLOGIN) owns the tables, their triggers and functions.
   Nobody logs in as it; an administrator acts for it through ``plantcore db init``.
@@ -9,6 +9,8 @@ Three roles, named from a prefix (``plantcore`` by default):
   table; on the record it may only INSERT and SELECT.
 - ``<prefix>_auditor`` (LOGIN) may only SELECT: ``plantcore audit`` and the
   checkpoint signer need nothing more.
+- ``<prefix>_analyst`` (LOGIN) may only SELECT from the views made for
+  analysts (history, the alarm journal, the command list): no table at all.
 
 This module makes the roles, hands objects to the owner and sets each role's
 privileges on them to exactly what it is told (whatever else a role held on
@@ -51,20 +53,21 @@ class PlantRoles:
     owner: str
     runtime: str
     auditor: str
+    analyst: str
 
     @classmethod
     def named(cls, prefix: str = DEFAULT_PREFIX) -> PlantRoles:
-        """The three roles of ``prefix`` (a plain lower-case identifier)."""
+        """The four roles of ``prefix`` (a plain lower-case identifier)."""
         if not _PREFIX.fullmatch(prefix):
             raise ValueError(
                 f"a role prefix is a plain lower-case identifier (letters, digits, _): {prefix!r}"
             )
-        return cls(f"{prefix}_owner", f"{prefix}_runtime", f"{prefix}_auditor")
+        return cls(f"{prefix}_owner", f"{prefix}_runtime", f"{prefix}_auditor", f"{prefix}_analyst")
 
     @property
-    def logins(self) -> tuple[str, str]:
+    def logins(self) -> tuple[str, str, str]:
         """The roles that connect, and so whose privileges are granted, never implied."""
-        return self.runtime, self.auditor
+        return self.runtime, self.auditor, self.analyst
 
 
 @dataclass(frozen=True)

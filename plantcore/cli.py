@@ -16,6 +16,8 @@
 - ``plantcore secrets-key``: print a new key for ``PLANTCORE_SECRETS_KEY``.
 - ``plantcore audit``: verify, export and sign the event log, and run the
   checkpoint signer (see :mod:`plantcore.audit_cli`).
+- ``plantcore history export``: one device's tags over a time range to a CSV or
+  Parquet file, for analysts (see :mod:`plantcore.history_cli`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from plantcore.audit_cli import add_audit_commands, run_audit
 from plantcore.database_role import DatabaseNotInitialised, RunsAsOwner
 from plantcore.db_init import AdminRequired, initialise_database
 from plantcore.demo import run_demo
+from plantcore.history_cli import add_history_commands, run_history
 from plantcore.open_application import EventStoreNotPrepared, open_application
 from plantcore.operators import create_operator
 from plantcore.runtime import PlantRuntime, runtime_config
@@ -73,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     init.add_argument(
         "--role-prefix",
-        help="the roles are <prefix>_owner, _runtime and _auditor (PLANTCORE_DB_ROLE_PREFIX)",
+        help="the roles are <prefix>_owner, _runtime, _auditor and _analyst"
+        " (PLANTCORE_DB_ROLE_PREFIX)",
     )
     commands.add_parser("demo", help="plant-in-a-box: simulator, plant core, demo operator")
     users = commands.add_parser("users", help="operators").add_subparsers(
@@ -99,12 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands.add_parser("secrets-key", help="print a new key for PLANTCORE_SECRETS_KEY")
     add_audit_commands(commands)
+    add_history_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "secrets-key":
         print(generate_key())
         return 0
     if args.command == "audit":
         return run_audit(args)
+    if args.command == "history":
+        return run_history(args)
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -148,6 +155,7 @@ def _db_init(settings: Settings, args: argparse.Namespace) -> int:
             for role, variable in (
                 (roles.runtime, "PLANTCORE_DB_RUNTIME_PASSWORD"),
                 (roles.auditor, "PLANTCORE_DB_AUDITOR_PASSWORD"),
+                (roles.analyst, "PLANTCORE_DB_ANALYST_PASSWORD"),
             )
             if (password := environment_secret(variable))
         }
@@ -159,6 +167,7 @@ def _db_init(settings: Settings, args: argparse.Namespace) -> int:
     print(f"database ready; {roles.owner} owns its tables")
     print(f"runtime: {role_url(admin_url, roles.runtime)}")
     print(f"auditor: {role_url(admin_url, roles.auditor)}")
+    print(f"analyst: {role_url(admin_url, roles.analyst)}")
     return 0
 
 

@@ -5,14 +5,15 @@ roles and hands objects to the owner), and again after each upgrade: every
 step is idempotent, and on a database from before the roles it takes the
 objects over from whoever made them. In order:
 
-1. the owner, runtime and auditor roles (:mod:`eventstore.roles`);
+1. the owner, runtime, auditor and analyst roles (:mod:`eventstore.roles`);
 2. every object plantcore uses, created if missing: the event store (events,
    snapshots and tracking tables, the append-only guard, the hash chain, the
    write lock), the history table with its partition function and the next
-   days' partitions, the alarm views;
+   days' partitions, the alarm views; then the analysts' SQL views over them
+   (:mod:`projections.history_views`), made again each time;
 3. all of them handed to the owner, partitions included, and each login role's
    privileges set to exactly :data:`RUNTIME_TABLES` and :data:`AUDITOR_TABLES`
-   say (ADR 0023).
+   say, the analyst's to SELECT on the views alone (ADR 0023).
 """
 
 from __future__ import annotations
@@ -44,9 +45,18 @@ from plantcore.open_application import (
     open_application,
 )
 from projections.alarm_views import ensure_alarm_schema
-from projections.history_schema import ADD_PARTITION_FUNCTION, ensure_history_schema
+from projections.history_schema import (
+    ADD_PARTITION_FUNCTION,
+    DROP_PARTITION_FUNCTION,
+    ensure_history_schema,
+    hours_table,
+    minutes_table,
+)
+from projections.history_views import ensure_analyst_views
 
 HISTORY_TABLE = "samples"
+# The partitioned history tables: the raw samples and their rollups.
+HISTORY_TABLES = [HISTORY_TABLE, minutes_table(HISTORY_TABLE), hours_table(HISTORY_TABLE)]
 
 # Every table plantcore makes, with what the runtime may do to it: nothing else.
 RUNTIME_TABLES: Mapping[str, tuple[str, ...]] = {
@@ -56,6 +66,9 @@ RUNTIME_TABLES: Mapping[str, tuple[str, ...]] = {
     TRACKING_TABLE: ("SELECT", "INSERT", "UPDATE"),
     # Rows reach a day's partition through the parent: the partitions need no grant.
     HISTORY_TABLE: ("SELECT", "INSERT"),
+    # Its rollups, upserted in the same transaction (ADR 0036).
+    minutes_table(HISTORY_TABLE): ("SELECT", "INSERT", "UPDATE"),
+    hours_table(HISTORY_TABLE): ("SELECT", "INSERT", "UPDATE"),
     "alarm_current": ("SELECT", "INSERT", "UPDATE"),
     "alarm_journal": ("SELECT", "INSERT"),
 }
@@ -76,6 +89,7 @@ class InitialisedDatabase:
     roles: PlantRoles
     runtime_url: str
     auditor_url: str
+    analyst_url: str
 
 
 async def initialise_database(
@@ -94,13 +108,15 @@ async def initialise_database(
     try:
         await ensure_history_schema(pool, table=HISTORY_TABLE)
         await ensure_alarm_schema(pool)
+        views = await ensure_analyst_views(pool, events_table=EVENTS_TABLE)
     finally:
         await pool.close()
-    await asyncio.to_thread(_hand_over, admin_url, roles)
+    await asyncio.to_thread(_hand_over, admin_url, roles, views)
     return InitialisedDatabase(
         roles,
         runtime_url=role_url(admin_url, roles.runtime, passwords.get(roles.runtime)),
         auditor_url=role_url(admin_url, roles.auditor, passwords.get(roles.auditor)),
+        analyst_url=role_url(admin_url, roles.analyst, passwords.get(roles.analyst)),
     )
 
 
@@ -124,14 +140,14 @@ def _create_event_store(admin_url: str) -> None:
         app.close()
 
 
-def _hand_over(admin_url: str, roles: PlantRoles) -> None:
+def _hand_over(admin_url: str, roles: PlantRoles, views: list[str]) -> None:
     with psycopg.connect(admin_url) as conn:  # one transaction: all of it or none
         partitions = [
             name
             for (name,) in conn.execute(
                 "SELECT inhrelid::regclass::text FROM pg_inherits"
-                " WHERE inhparent = to_regclass(%s) ORDER BY 1",
-                (HISTORY_TABLE,),
+                " WHERE inhparent = ANY(%s::regclass[]) ORDER BY 1",
+                (HISTORY_TABLES,),
             )
         ]
         functions = [
@@ -163,30 +179,40 @@ def _hand_over(admin_url: str, roles: PlantRoles) -> None:
             [
                 *((Kind.TABLE, _quoted(conn, table)) for table in RUNTIME_TABLES),
                 *((Kind.TABLE, partition) for partition in partitions),
+                *((Kind.TABLE, _quoted(conn, view)) for view in views),
                 *((Kind.FUNCTION, function) for function in functions),
                 (Kind.TYPE, _quoted(conn, _STORED_EVENT_TYPE)),
             ],
         )
-        grant_exactly(conn, _grants(conn, roles, partitions, sequence[0]), roles.logins)
+        grants = _grants(conn, roles, partitions, sequence[0], views)
+        grant_exactly(conn, grants, roles.logins)
 
 
 def _grants(
-    conn: psycopg.Connection[TupleRow], roles: PlantRoles, partitions: list[str], sequence: str
+    conn: psycopg.Connection[TupleRow],
+    roles: PlantRoles,
+    partitions: list[str],
+    sequence: str,
+    views: list[str],
 ) -> list[Grant]:
     database = _quoted(conn, conn.info.dbname)
     grants = [
         Grant(Kind.DATABASE, database, roles.runtime, ("CONNECT", "TEMPORARY")),
         Grant(Kind.DATABASE, database, roles.auditor, ("CONNECT",)),
+        Grant(Kind.DATABASE, database, roles.analyst, ("CONNECT",)),
         Grant(Kind.SCHEMA, "public", roles.runtime, ("USAGE",)),
         Grant(Kind.SCHEMA, "public", roles.auditor, ("USAGE",)),
+        Grant(Kind.SCHEMA, "public", roles.analyst, ("USAGE",)),
         # The positions handed out when an event is inserted (and by the chain's trigger).
         Grant(Kind.SEQUENCE, sequence, roles.runtime, ("USAGE",)),
         Grant(Kind.SEQUENCE, sequence, roles.auditor, ()),
         # Runs as the owner, to take the lock the library takes before it inserts.
         Grant(Kind.FUNCTION, f"{lock_function_name(EVENTS_TABLE)}()", roles.runtime, ("EXECUTE",)),
     ]
-    if partitions:  # natively partitioned: a new day's partition comes from this function
+    if partitions:  # natively partitioned: a new partition comes from this function
         grants.append(Grant(Kind.FUNCTION, ADD_PARTITION_FUNCTION, roles.runtime, ("EXECUTE",)))
+        # The retention policy's drops of whole dated partitions, each recorded as an event.
+        grants.append(Grant(Kind.FUNCTION, DROP_PARTITION_FUNCTION, roles.runtime, ("EXECUTE",)))
     for role, tables in ((roles.runtime, RUNTIME_TABLES), (roles.auditor, AUDITOR_TABLES)):
         grants += [
             Grant(Kind.TABLE, _quoted(conn, table), role, rights)
@@ -194,6 +220,14 @@ def _grants(
         ]
         # Whatever a role was granted on a partition directly is taken back.
         grants += [Grant(Kind.TABLE, partition, role, ()) for partition in partitions]
+    # The analyst reads the views and nothing else: each runs with its owner's rights.
+    for view in views:
+        grants += [
+            Grant(
+                Kind.TABLE, _quoted(conn, view), role, ("SELECT",) if role == roles.analyst else ()
+            )
+            for role in roles.logins
+        ]
     return grants
 
 

@@ -33,6 +33,7 @@ from nats.js.api import DeliverPolicy
 from api.app import create_app
 from api.credentials import TokenSettings
 from api.graphql.limits import DEFAULT_MAX_VARIABLES_BYTES
+from api.history_limits import DEFAULT_MAX_ROWS, DEFAULT_MAX_SPAN_DAYS, HistoryLimits
 from api.login_lane import DEFAULT_LOGIN_QUEUE, LoginLane
 from api.metrics import DeviceFigures, PlantCollector, plant_registry
 from api.rate_limit import CommandRateCounter, LoginThrottle
@@ -78,6 +79,8 @@ from projections.alarm_views import AlarmViews, ensure_alarm_schema
 from projections.command_metrics import CommandMetrics
 from projections.dead_letter import DeadLetters
 from projections.history import HISTORY_FEED, HistoryWriter
+from projections.history_filter import HistoryFilter, history_policies
+from projections.history_retention import DroppedPartition, RetentionPolicy, keep_retention
 from projections.history_schema import ensure_history_schema, open_history
 from projections.live_state import LIVE_STATE_FEED, LiveState
 from projections.store_outage import read_model_pool
@@ -85,6 +88,7 @@ from reactors.alarm_clock import AlarmClock
 from reactors.alarm_recorder import ALARM_FEED, AlarmRecorder
 from reactors.command_dispatcher import CommandDispatcher
 from reactors.command_expiry import ExpirySweeper
+from support.clock import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +108,10 @@ class RuntimeConfig:
     http_port: int
     telemetry_stream: str = "TELEMETRY"
     telemetry_max_age_hours: int = 72
+    history_retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    # Rows per answer and days from `from` to `to` of one GraphQL history request.
+    history_max_rows: int = DEFAULT_MAX_ROWS
+    history_max_span_days: int = DEFAULT_MAX_SPAN_DAYS
     # Prepended to the durable consumer names, so that two plant cores (or a
     # test) can share one NATS without sharing, and so splitting, a consumer.
     consumer_prefix: str = ""
@@ -150,6 +158,16 @@ class RuntimeConfig:
     # create the schema as before; without it the runtime refuses such a role (ADR 0023).
     allow_owner: bool = False
 
+    @property
+    def history_limits(self) -> HistoryLimits:
+        """The history query's limits: raw samples and minutes asked for only as long as kept."""
+        return HistoryLimits(
+            max_rows=self.history_max_rows,
+            max_span_days=self.history_max_span_days,
+            raw_days=self.history_retention.raw_days,
+            minute_days=self.history_retention.minute_days,
+        )
+
 
 def runtime_config(
     settings: Settings,
@@ -177,6 +195,13 @@ def runtime_config(
         http_port=settings.http_port if http_port is None else http_port,
         telemetry_stream=settings.telemetry_stream,
         telemetry_max_age_hours=settings.telemetry_max_age_hours,
+        history_retention=RetentionPolicy(
+            raw_days=settings.history_raw_days,
+            minute_days=settings.history_minute_days,
+            hour_days=settings.history_hour_days,
+        ),
+        history_max_rows=settings.history_max_rows,
+        history_max_span_days=settings.history_max_span_days,
         consumer_prefix=settings.consumer_prefix,
         audit_signing_key=audit_signing_key(settings),
         audit_checkpoint_file=settings.audit_checkpoint_file,
@@ -211,6 +236,22 @@ async def _log_end(app: PlantApplication, store_executor: StoreExecutor) -> int:
     return await store_executor.call(app.recorder.max_notification_id) or 0
 
 
+async def _record_drop(
+    app: PlantApplication, store_executor: StoreExecutor, drop: DroppedPartition
+) -> None:
+    """The history retention's record of a partition it drops (``HistoryPartitionDropped``)."""
+    await store_executor.call(
+        app.record_history_partition_dropped,
+        table=drop.table,
+        partition=drop.partition,
+        start=drop.start,
+        end=drop.end,
+        rows=drop.rows,
+        retention_days=drop.retention_days,
+        at=utc_now(),
+    )
+
+
 class _ApiServer(uvicorn.Server):
     # The runtime owns SIGINT/SIGTERM and stops every part in order; uvicorn must
     # not take the signals for itself.
@@ -230,6 +271,8 @@ class PlantRuntime:
         self.outbox: Outbox | None = None
         self.simulations = Simulations(config.state_dir)
         self._plant = config.plant  # as configured; the fleet runs it with simulators resolved
+        # The history's thinning of tags with a `history:` policy, edited with the plant file.
+        self._history_filter = HistoryFilter(history_policies(config.plant))
         self._store_executor: StoreExecutor | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
@@ -316,6 +359,12 @@ class PlantRuntime:
             self._spawn("buffer forwarder", forwarder.run())
 
             await self._start_projections(js, redis, pool, dead_letters)
+            self._spawn(
+                "history retention",
+                keep_retention(
+                    pool, config.history_retention, partial(_record_drop, app, store_executor)
+                ),
+            )
             tracking = await store_executor.call(app.factory.tracking_recorder)
             relay = EventRelay(
                 app,
@@ -350,6 +399,7 @@ class PlantRuntime:
                 login_lane=login_lane,
                 max_query_depth=config.max_query_depth,
                 max_query_cost=config.max_query_cost,
+                history_limits=config.history_limits,
                 graphiql=config.graphiql,
                 introspection=config.introspection,
                 max_body_bytes=config.max_body_bytes,
@@ -413,7 +463,7 @@ class PlantRuntime:
         )
         history = HISTORY_FEED.consumer(
             js,
-            HistoryWriter(pool, partitions).write,
+            HistoryWriter(pool, partitions, history_filter=self._history_filter).write,
             dead_letters=dead_letters,
             stream=stream,
             durable=f"{prefix}history",
@@ -535,13 +585,14 @@ class PlantRuntime:
             )
 
     async def _apply_plant(self, plant: PlantConfig, problems: Sequence[PlantConfigError]) -> None:
-        """Run ``plant`` from now on: its simulators, its devices, its command catalogue."""
+        """Run ``plant`` from now on: simulators, devices, command catalogue, history policies."""
         assert self.app is not None
         assert self.fleet is not None
         served = await self.simulations.apply(plant)
         await self.fleet.apply(served)
         self._plant = plant
         self.app.catalog = tag_catalog(plant)
+        self._history_filter.follow(history_policies(plant))
         await self._record_configuration(plant, [str(problem) for problem in problems])
 
     def _device_figures(self) -> list[DeviceFigures]:

@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.credentials import TokenSettings
 from api.graphql.limits import DEFAULT_MAX_VARIABLES_BYTES
+from api.history_limits import DEFAULT_MAX_ROWS, DEFAULT_MAX_SPAN_DAYS
 from api.login_lane import DEFAULT_LOGIN_QUEUE
 from api.secrets import SecretBox
 from api.size_limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_WS_MESSAGE_BYTES
@@ -111,6 +112,14 @@ class Settings(BaseSettings):
     telemetry_stream: str = "TELEMETRY"
     # How long the TELEMETRY stream keeps samples for projections that were down.
     telemetry_max_age_hours: int = Field(default=72, ge=1)
+    # How long the history keeps raw samples, minute and hour rollups; older partitions
+    # are dropped whole, each drop recorded as a HistoryPartitionDropped event.
+    history_raw_days: int = Field(default=30, ge=1)
+    history_minute_days: int = Field(default=365, ge=1)
+    history_hour_days: int = Field(default=1825, ge=1)
+    # What one GraphQL `history` request may ask: rows per answer, days from `from` to `to`.
+    history_max_rows: int = Field(default=DEFAULT_MAX_ROWS, ge=1)
+    history_max_span_days: int = Field(default=DEFAULT_MAX_SPAN_DAYS, ge=1)
     state_dir: Path = Path("var")
     # The supervisors' store-and-forward buffer: where (by default <state_dir>/buffer; one
     # plant core per directory) and how many MiB of messages it holds for NATS at most.

@@ -48,6 +48,32 @@ class TagValueError(ValueError):
         self.reason = reason
 
 
+class HistoryPolicy(BaseModel):
+    """Which samples of a tag the history stores; without one, every sample is stored.
+
+    A sample is stored when its value moves more than ``deadband`` (in the
+    tag's unit) from the last stored one, when ``max_interval_seconds`` have
+    passed since it, or when its quality differs; a change of quality is
+    always stored.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    deadband: float = Field(
+        0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="a sample within this distance of the last stored value is not stored"
+        " (0: only an unchanged value is skipped)",
+    )
+    max_interval_seconds: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="a sample this long after the last stored one is stored, moved or not",
+    )
+
+
 class TagConfig(BaseModel):
     """One named value of a device, as declared in the plant file, whatever the protocol."""
 
@@ -72,6 +98,11 @@ class TagConfig(BaseModel):
         (),
         description="writing one of these values is an emergency action (a stop): it needs"
         " a login but no second factor, approval or rate limit",
+    )
+    history: HistoryPolicy | None = Field(
+        None,
+        description="store only the samples that move or are due (deadband, interval);"
+        " by default every sample is stored",
     )
 
     @property

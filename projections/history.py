@@ -1,11 +1,15 @@
-"""The history projection: every telemetry sample into the ``samples`` table.
+"""The history projection: telemetry samples into the ``samples`` table and its rollups.
 
 Each fetched batch of messages is written in one transaction: its rows are
 COPYed into a temporary staging table, then inserted with ``ON CONFLICT DO
 NOTHING`` on the unique ``(device, tag, time)``, so a redelivered batch adds
-nothing twice. Status messages share the stream; this projection ignores them.
-A batch that cannot be stored is dead-lettered (:mod:`projections.consumer`):
-checked first (:mod:`projections.storable`), or refused by PostgreSQL.
+nothing twice; the minutes and hours the added rows fall in are computed
+again in the same transaction (:mod:`projections.rollups`). Samples of tags
+with a history policy are thinned first (:mod:`projections.history_filter`).
+Each sample keeps its quality and unit. Status messages share the stream;
+this projection ignores them. A batch that cannot be stored is dead-lettered
+(:mod:`projections.consumer`): checked first (:mod:`projections.storable`), or
+refused by PostgreSQL.
 """
 
 from __future__ import annotations
@@ -13,18 +17,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 
 import asyncpg
 
 from domain.messages import MalformedMessage, Quality, TagValue, TelemetryBatch
 from projections.consumer import Feed
-from projections.history_schema import DailyPartitions, check_table_name
+from projections.history_filter import HistoryFilter, Row, SampleKey, Stored
+from projections.history_schema import (
+    Partitions,
+    Period,
+    check_table_name,
+    hours_table,
+    minutes_table,
+)
+from projections.rollups import RollupStatements
 from projections.storable import check_telemetry
 from projections.store_outage import POSTGRES_UNAVAILABLE, transaction
 from support.clock import utc_now
 
-Row = tuple[datetime, str, str, float | None, str]
-COLUMNS = ("time", "device", "tag", "value", "quality")
+COLUMNS = ("time", "device", "tag", "value", "quality", "unit")
 
 # What a write fails with when PostgreSQL, or the encoding on the way to it,
 # refuses the data itself; the same batch would fail the same way at every
@@ -56,7 +68,8 @@ def stored_value(value: TagValue) -> float | None:
 
 def sample_rows(batch: TelemetryBatch) -> list[Row]:
     return [
-        (s.ts, batch.device, s.tag, stored_value(s.value), s.quality.value) for s in batch.samples
+        (s.ts, batch.device, s.tag, stored_value(s.value), s.quality.value, s.unit)
+        for s in batch.samples
     ]
 
 
@@ -70,42 +83,94 @@ def decode_history(subject: str, data: bytes) -> TelemetryBatch | None:
 
 
 class HistoryWriter:
-    """Writes batches of telemetry into the history table made by ``ensure_history_schema``."""
+    """Writes batches of telemetry into the history table made by ``ensure_history_schema``.
+
+    ``partitions`` is the raw table's keeper (None: TimescaleDB makes its own
+    chunks); ``history_filter`` thins the tags that have a history policy.
+    """
 
     def __init__(
         self,
         pool: asyncpg.Pool,
-        partitions: DailyPartitions | None,
+        partitions: Partitions | None,
         *,
         table: str = "samples",
+        history_filter: HistoryFilter | None = None,
     ) -> None:
         self._pool = pool
-        self._partitions = partitions
         self._table = check_table_name(table)
+        self._filter = history_filter
+        self._partitions = (
+            []
+            if partitions is None
+            else [
+                partitions,
+                Partitions(pool, table=minutes_table(table), period=Period.MONTH),
+                Partitions(pool, table=hours_table(table), period=Period.YEAR),
+            ]
+        )
         self._staging = f"{table}_staging"
+        self._rollups = RollupStatements(table, added=f"{table}_added_1m")
         columns = ", ".join(COLUMNS)
-        # Per connection and emptied at each commit: pooled connections reuse it.
+        # Per connection and emptied at each commit: pooled connections reuse them.
         self._create_staging = (
             f"CREATE TEMP TABLE IF NOT EXISTS {self._staging}"
             f" (LIKE {self._table}) ON COMMIT DELETE ROWS"
         )
         self._insert = (
-            f"INSERT INTO {self._table} ({columns})"  # noqa: S608 (checked names)
+            f"WITH added AS (INSERT INTO {self._table} ({columns})"  # noqa: S608 (checked names)
             f" SELECT {columns} FROM {self._staging} ON CONFLICT DO NOTHING"
+            " RETURNING *),"
+            f" noted AS ({self._rollups.note_added})"
+            " SELECT count(*) FROM added"
+        )
+        self._references = (
+            "SELECT k.device, k.tag, k.time AS at, s.time, s.value, s.quality"  # noqa: S608
+            " FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS k(device, tag, time)"
+            f" JOIN LATERAL (SELECT time, value, quality FROM {self._table}"
+            " WHERE device = k.device AND tag = k.tag AND time <= k.time"
+            " ORDER BY time DESC LIMIT 1) s ON true"
         )
 
     async def write(self, batches: Sequence[TelemetryBatch]) -> int:
         """Write every sample of ``batches`` in one transaction; returns the rows added."""
         rows = [row for batch in batches for row in sample_rows(batch)]
+        selection = None
+        if self._filter is not None:
+            references = await self._read_references(self._filter.unplaced(rows))
+            selection = self._filter.select(rows, references)
+            rows = selection.rows
         if not rows:
             return 0
-        if self._partitions is not None:
-            await self._partitions.ensure_for(row[0] for row in rows)
+        # In the order the rollups' window sorts them by (device and tag bytewise,
+        # then time): PostgreSQL's sort then finds them sorted in one pass.
+        rows.sort(key=itemgetter(1, 2, 0))
+        # A fetch's samples share a few hundred times: each keeper reads the set.
+        times = {row[0] for row in rows}
+        for partitions in self._partitions:
+            await partitions.ensure_for(times)
         async with transaction(self._pool) as conn:
             await conn.execute(self._create_staging)
+            await conn.execute(self._rollups.create_added)
             await conn.copy_records_to_table(self._staging, records=rows, columns=COLUMNS)
-            status = await conn.execute(self._insert)
-        return int(status.rsplit(" ", 1)[1])  # "INSERT 0 <rows>"
+            added = int(await conn.fetchval(self._insert))
+            if added:
+                for statement in self._rollups.in_order:
+                    await conn.execute(statement)
+        if self._filter is not None and selection is not None:
+            self._filter.remember(selection)
+        return added
+
+    async def _read_references(self, unplaced: list[SampleKey]) -> dict[SampleKey, Stored]:
+        """For each of ``unplaced``, the stored row at or before its time, if any."""
+        if not unplaced:
+            return {}
+        devices, tags, times = zip(*unplaced, strict=True)
+        found = await self._pool.fetch(self._references, list(devices), list(tags), list(times))
+        return {
+            (r["device"], r["tag"], r["at"]): Stored(r["time"], r["value"], r["quality"])
+            for r in found
+        }
 
 
 async def query_history(

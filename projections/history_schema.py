@@ -1,6 +1,6 @@
 """The history table of samples and the partitions it lives in.
 
-Table ``samples(time, device, tag, value, quality)`` with a unique index on
+Table ``samples(time, device, tag, value, quality, unit)`` with a unique index on
 ``(device, tag, time)``, so that a redelivered batch inserts nothing twice; the
 same queries work whichever way it is stored:
 
@@ -10,10 +10,12 @@ same queries work whichever way it is stored:
   next days at start-up and on demand when a batch brings a day within a window
   around today; a sample further away (a PLC with a wrong clock) goes to DEFAULT.
   A partition made for a day that DEFAULT already holds rows of takes them over.
-  A partition is made by ``plantcore_add_day_partition(table, day)``, a function
-  that runs with the table owner's rights: the role that writes samples (the
-  runtime's, which owns nothing) may call it, and do no other DDL
-  (ADR 0023).
+  A partition is made by ``plantcore_add_partition(table, period, day)``, a
+  function that runs with the table owner's rights: the role that writes
+  samples (the runtime's, which owns nothing) may call it, and
+  ``plantcore_drop_partition`` for retention, and do no other DDL (ADR 0023).
+  The rollups ``samples_1m`` (a partition per month) and ``samples_1h`` (per
+  year) are partitioned the same way (:mod:`projections.rollups`).
 - With the ``timescaledb`` extension available, a hypertable with compression
   and retention policies. That path cannot be tested here (TimescaleDB is not
   installable on these machines), so it stays a few plain statements.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
 
 import asyncpg
 from asyncpg import Record
@@ -41,65 +44,163 @@ CREATE TABLE IF NOT EXISTS {table} (
     device text NOT NULL,
     tag text NOT NULL,
     value double precision,
-    quality text NOT NULL
+    quality text NOT NULL,
+    unit text NOT NULL DEFAULT ''
 )"""
+
+# A table made before units were stored gets the column (empty for its old rows).
+_ADD_UNIT = "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS unit text NOT NULL DEFAULT ''"
 
 _UNIQUE_INDEX = (
     "CREATE UNIQUE INDEX IF NOT EXISTS {table}_device_tag_time ON {table} (device, tag, time)"
 )
 
-ADD_PARTITION_FUNCTION = "plantcore_add_day_partition(regclass, date)"
+# The rollups of a history table: one row per device, tag and minute or hour
+# (:mod:`projections.rollups` says what each column holds). ``value_count``,
+# ``sum``, ``twa_seconds`` and the last four are what a minute is merged with
+# and an hour composed from its minutes with.
+_CREATE_ROLLUP = """
+CREATE TABLE IF NOT EXISTS {rollup} (
+    bucket timestamptz NOT NULL,
+    device text NOT NULL,
+    tag text NOT NULL,
+    unit text NOT NULL DEFAULT '',
+    count integer NOT NULL,
+    good_count integer NOT NULL,
+    min double precision,
+    max double precision,
+    avg double precision,
+    first_value double precision,
+    first_time timestamptz,
+    last_value double precision,
+    last_time timestamptz,
+    twa double precision,
+    value_count integer NOT NULL,
+    sum double precision,
+    twa_seconds double precision NOT NULL,
+    first_sample_time timestamptz NOT NULL,
+    last_sample_time timestamptz NOT NULL,
+    last_held_value double precision,
+    PRIMARY KEY (device, tag, bucket)
+)"""
 
-# Made apart, filled with what DEFAULT holds of that day, then attached: attaching
-# refuses a range that DEFAULT still has rows in. It runs as its owner, so the
-# search path is pinned and every name is qualified: a caller's objects are never
-# found in their place.
+ADD_PARTITION_FUNCTION = "plantcore_add_partition(regclass, text, date)"
+
+# Made apart, filled with what DEFAULT holds of that period, then attached:
+# attaching refuses a range that DEFAULT still has rows in. It runs as its owner,
+# so the search path is pinned and every name is qualified: a caller's objects
+# are never found in their place. The range is on the table's partition key.
 _ADD_PARTITION = r"""
-CREATE OR REPLACE FUNCTION plantcore_add_day_partition(parent regclass, day date)
+CREATE OR REPLACE FUNCTION plantcore_add_partition(parent regclass, period text, day date)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     schema_name name;
     table_name name;
+    key_column name;
     part text;
-    day_start timestamptz := day::timestamp AT TIME ZONE 'UTC';
-    day_end timestamptz := (day + 1)::timestamp AT TIME ZONE 'UTC';
+    first_day date;
+    next_day date;
+    range_start timestamptz;
+    range_end timestamptz;
 BEGIN
-    SELECT n.nspname, c.relname INTO schema_name, table_name
+    SELECT n.nspname, c.relname, a.attname INTO schema_name, table_name, key_column
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.oid = parent AND c.relkind = 'p';
+      JOIN pg_partitioned_table p ON p.partrelid = c.oid
+      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = p.partattrs[0]
+     WHERE c.oid = parent;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'plantcore: % is not a partitioned table', parent;
     END IF;
-    part := table_name || '_p' || to_char(day, 'YYYYMMDD');
+    CASE period
+        WHEN 'day' THEN
+            first_day := day;
+            next_day := day + 1;
+            part := table_name || '_p' || to_char(day, 'YYYYMMDD');
+        WHEN 'month' THEN
+            first_day := date_trunc('month', day)::date;
+            next_day := (first_day + interval '1 month')::date;
+            part := table_name || '_p' || to_char(day, 'YYYYMM');
+        WHEN 'year' THEN
+            first_day := date_trunc('year', day)::date;
+            next_day := (first_day + interval '1 year')::date;
+            part := table_name || '_p' || to_char(day, 'YYYY');
+        ELSE
+            RAISE EXCEPTION 'plantcore: % is not a partition period', period;
+    END CASE;
+    range_start := first_day::timestamp AT TIME ZONE 'UTC';
+    range_end := next_day::timestamp AT TIME ZONE 'UTC';
     PERFORM pg_advisory_xact_lock({lock_key});
     IF to_regclass(format('%I.%I', schema_name, part)) IS NOT NULL THEN
         RETURN;
     END IF;
     EXECUTE format('CREATE TABLE %I.%I (LIKE %I.%I INCLUDING DEFAULTS)',
                    schema_name, part, schema_name, table_name);
-    EXECUTE format('WITH moved AS (DELETE FROM %I.%I WHERE time >= $1 AND time < $2'
+    EXECUTE format('WITH moved AS (DELETE FROM %I.%I WHERE %I >= $1 AND %I < $2'
                    ' RETURNING *) INSERT INTO %I.%I SELECT * FROM moved',
-                   schema_name, table_name || '_default', schema_name, part)
-        USING day_start, day_end;
+                   schema_name, table_name || '_default', key_column, key_column,
+                   schema_name, part)
+        USING range_start, range_end;
     EXECUTE format('ALTER TABLE %I.%I ATTACH PARTITION %I.%I FOR VALUES FROM (%L) TO (%L)',
-                   schema_name, table_name, schema_name, part, day_start, day_end);
+                   schema_name, table_name, schema_name, part, range_start, range_end);
+END
+$$
+"""
+
+DROP_PARTITION_FUNCTION = "plantcore_drop_partition(regclass, regclass)"
+
+# The retention policy's one way to remove history: a whole partition of a
+# history table (never DEFAULT, never a row), dropped by its owner. Returns the
+# rows it held.
+_DROP_PARTITION = r"""
+CREATE OR REPLACE FUNCTION plantcore_drop_partition(parent regclass, part regclass)
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    held bigint;
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         WHERE i.inhparent = parent AND i.inhrelid = part
+           AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'
+    ) THEN
+        RAISE EXCEPTION 'plantcore: % is not a dated partition of %', part, parent;
+    END IF;
+    PERFORM pg_advisory_xact_lock({lock_key});
+    EXECUTE format('SELECT count(*) FROM %s', part) INTO held;
+    EXECUTE format('DROP TABLE %s', part);
+    RETURN held;
 END
 $$
 """
 
 _NATIVE = [
     _CREATE_TABLE + " PARTITION BY RANGE (time)",
+    _ADD_UNIT,
     _UNIQUE_INDEX,
     "CREATE TABLE IF NOT EXISTS {table}_default PARTITION OF {table} DEFAULT",
+    *(
+        statement.replace("{rollup}", rollup)
+        for rollup in ("{table}_1m", "{table}_1h")
+        for statement in (
+            _CREATE_ROLLUP + " PARTITION BY RANGE (bucket)",
+            "CREATE TABLE IF NOT EXISTS {rollup}_default PARTITION OF {rollup} DEFAULT",
+        )
+    ),
+    # Its first version made days only; a database from then loses it here.
+    "DROP FUNCTION IF EXISTS plantcore_add_day_partition(regclass, date)",
     _ADD_PARTITION,
     f"REVOKE ALL ON FUNCTION {ADD_PARTITION_FUNCTION} FROM PUBLIC",
+    _DROP_PARTITION,
+    f"REVOKE ALL ON FUNCTION {DROP_PARTITION_FUNCTION} FROM PUBLIC",
 ]
 
 # TimescaleDB >= 2.13 (ON CONFLICT into compressed chunks needs >= 2.11).
 _TIMESCALE = [
     "CREATE EXTENSION IF NOT EXISTS timescaledb",
     _CREATE_TABLE,
+    _ADD_UNIT,
     _UNIQUE_INDEX,
+    _CREATE_ROLLUP.replace("{rollup}", "{table}_1m"),
+    _CREATE_ROLLUP.replace("{rollup}", "{table}_1h"),
     "SELECT create_hypertable('{table}', by_range('time', INTERVAL '1 day'),"
     " if_not_exists => TRUE)",
     "ALTER TABLE {table} SET (timescaledb.compress,"
@@ -118,20 +219,49 @@ def check_table_name(table: str) -> str:
     return table
 
 
+def minutes_table(table: str) -> str:
+    """The per-minute rollup of history table ``table``."""
+    return f"{check_table_name(table)}_1m"
+
+
+def hours_table(table: str) -> str:
+    """The per-hour rollup of history table ``table``."""
+    return f"{check_table_name(table)}_1h"
+
+
 def day_of(ts: datetime) -> date:
     return ts.astimezone(UTC).date()
 
 
 def partition_name(table: str, day: date) -> str:
-    return f"{table}_p{day:%Y%m%d}"
+    return Period.DAY.partition_name(table, day)
 
 
-class DailyPartitions:
-    """Makes the daily partitions of a natively partitioned history table.
+class Period(StrEnum):
+    """How much time one partition of a table holds (``plantcore_add_partition``'s periods)."""
 
-    A day gets a partition on demand only within ``past_days`` before and
-    ``future_days`` after today (UTC); other days are left to DEFAULT, so a bad
-    clock cannot make thousands of partitions.
+    DAY = "day"
+    MONTH = "month"
+    YEAR = "year"
+
+    def start_of(self, day: date) -> date:
+        if self is Period.DAY:
+            return day
+        if self is Period.MONTH:
+            return day.replace(day=1)
+        return day.replace(month=1, day=1)
+
+    def partition_name(self, table: str, day: date) -> str:
+        shape = {Period.DAY: "%Y%m%d", Period.MONTH: "%Y%m", Period.YEAR: "%Y"}[self]
+        return f"{table}_p{day.strftime(shape)}"
+
+
+class Partitions:
+    """Makes the partitions of a natively partitioned history table, one per ``period``.
+
+    A period gets a partition on demand only for times within ``past_days``
+    before and ``future_days`` after today (UTC); other times are left to
+    DEFAULT, so a bad clock cannot make thousands of partitions.
     """
 
     def __init__(
@@ -139,30 +269,36 @@ class DailyPartitions:
         pool: asyncpg.Pool,
         *,
         table: str = "samples",
+        period: Period = Period.DAY,
         past_days: int = 31,
         future_days: int = 7,
     ) -> None:
         self._pool = pool
         self._table = check_table_name(table)
+        self._period = period
         self._past = timedelta(days=past_days)
         self._future = timedelta(days=future_days)
         self._known: set[date] = set()
 
+    @property
+    def table(self) -> str:
+        return self._table
+
     async def ensure_for(self, times: Iterable[datetime]) -> None:
-        """Make the partitions that samples at ``times`` should go to, if missing."""
+        """Make the partitions that rows at ``times`` should go to, if missing."""
         today = datetime.now(UTC).date()
-        wanted = {day_of(ts) for ts in times} - self._known
-        await self.ensure_days(d for d in wanted if today - self._past <= d <= today + self._future)
+        days = {day_of(ts) for ts in times}
+        await self.ensure_days(d for d in days if today - self._past <= d <= today + self._future)
 
     async def ensure_days(self, days: Iterable[date]) -> None:
-        for day in sorted(set(days) - self._known):
-            await self._create(day)
-            self._known.add(day)
-
-    async def _create(self, day: date) -> None:
-        await self._pool.execute(
-            "SELECT plantcore_add_day_partition($1::text::regclass, $2)", self._table, day
-        )
+        for start in sorted({self._period.start_of(day) for day in days} - self._known):
+            await self._pool.execute(
+                "SELECT plantcore_add_partition($1::text::regclass, $2, $3)",
+                self._table,
+                self._period.value,
+                start,
+            )
+            self._known.add(start)
 
 
 async def ensure_history_schema(
@@ -172,7 +308,7 @@ async def ensure_history_schema(
     days_ahead: int = 3,
     compress_after_days: int = 7,
     retention_days: int = 365,
-) -> DailyPartitions | None:
+) -> Partitions | None:
     """Create the history table if needed (the table owner's work); idempotent.
 
     Returns :func:`open_history`'s partition keeper. The storage of an existing
@@ -200,10 +336,10 @@ class HistoryTableMissing(LookupError):
 
 async def open_history(
     pool: asyncpg.Pool, *, table: str = "samples", days_ahead: int = 3
-) -> DailyPartitions | None:
+) -> Partitions | None:
     """The partition keeper of an existing history table, the next days' partitions made.
 
-    Needs no right beyond calling ``plantcore_add_day_partition``. Returns None
+    Needs no right beyond calling ``plantcore_add_partition``. Returns None
     when the table is a TimescaleDB hypertable (TimescaleDB makes its own chunks).
     """
     kind = await pool.fetchval(
@@ -214,7 +350,7 @@ async def open_history(
         raise HistoryTableMissing(f"the history table {table!r} does not exist")
     if kind != "p":
         return None
-    partitions = DailyPartitions(pool, table=table)
+    partitions = Partitions(pool, table=table)
     today = datetime.now(UTC).date()
     await partitions.ensure_days(today + timedelta(days=n) for n in range(days_ahead + 1))
     return partitions

@@ -9,7 +9,6 @@ Reading needs a token; acting needs a role that may act on the plant.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import AsyncGenerator, Callable
 from datetime import datetime, timedelta
@@ -21,6 +20,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from api.context import PlantContext
+from api.graphql.cursors import decode_position, encode_position
 from api.graphql.error_codes import NOT_FOUND, api_error, call
 from api.graphql.limits import INVALID_NUMBER
 from api.graphql.session import for_session
@@ -32,6 +32,7 @@ from projections.alarm_views import JournalEntry, alarm_summary
 STANDING_AFTER = timedelta(hours=24)
 # The longest window alarmKpis counts over: a year (more would pass any datetime by).
 MAX_KPI_HOURS = 24 * 366
+_JOURNAL = "journal"
 
 
 @strawberry.type
@@ -150,20 +151,6 @@ def _alarm_id(raw: str) -> UUID:
         raise api_error(f"no alarm {raw!r}", NOT_FOUND) from None
 
 
-def _encode_cursor(position: int) -> str:
-    return base64.urlsafe_b64encode(f"journal:{position}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        kind, position = base64.urlsafe_b64decode(cursor.encode()).decode().split(":")
-        if kind != "journal":
-            raise ValueError(kind)
-        return int(position)
-    except (ValueError, UnicodeDecodeError):
-        raise api_error(f"not a journal cursor: {cursor!r}", "bad_cursor") from None
-
-
 # -- queries ----------------------------------------------------------------------------------
 
 
@@ -200,7 +187,7 @@ async def alarm_journal(
     await info.context.authorize(Action.VIEW)
     if not 1 <= first <= 500:
         raise api_error("first must be between 1 and 500", "bad_page")
-    start = _decode_cursor(after) if after else 0
+    start = decode_position(_JOURNAL, after) if after else 0
     rows = await _pool(info.context.services).fetch(
         "SELECT * FROM alarm_journal WHERE at >= $1 AND at < $2 AND position > $3"
         " AND ($4::text IS NULL OR device = $4) AND ($5::text IS NULL OR area = $5)"
@@ -210,7 +197,7 @@ async def alarm_journal(
     page = rows[:first]
     return AlarmJournalPage(
         events=[AlarmEvent.from_row(row) for row in page],
-        end_cursor=_encode_cursor(page[-1]["position"]) if page else after,
+        end_cursor=encode_position(_JOURNAL, page[-1]["position"]) if page else after,
         has_next_page=len(rows) > first,
     )
 

@@ -15,8 +15,7 @@ while new ones are written. Only :attr:`~domain.permissions.Action.READ_AUDIT`
 
 from __future__ import annotations
 
-import base64
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -24,7 +23,9 @@ import strawberry
 from strawberry.scalars import JSON
 
 from api.context import PlantContext
+from api.graphql.cursors import decode_position, encode_position
 from api.graphql.error_codes import NOT_FOUND, api_error
+from api.graphql.times import read_as_utc
 from audit.replay import AuditRecord, EventFilter, select_events
 from domain.permissions import Action
 
@@ -64,20 +65,6 @@ class AuditEventPage:
     has_next_page: bool
 
 
-def encode_cursor(position: int) -> str:
-    return base64.urlsafe_b64encode(f"{_CURSOR_KIND}:{position}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        kind, position = base64.urlsafe_b64decode(cursor.encode()).decode().split(":")
-        if kind != _CURSOR_KIND:
-            raise ValueError(kind)
-        return int(position)
-    except (ValueError, UnicodeDecodeError):
-        raise api_error(f"not an audit cursor: {cursor!r}", "bad_cursor") from None
-
-
 async def audit_events(
     info: strawberry.Info[PlantContext, None],
     aggregate_id: strawberry.ID | None = None,
@@ -97,13 +84,13 @@ async def audit_events(
     await info.context.authorize(Action.READ_AUDIT)
     if not 1 <= first <= MAX_PAGE:
         raise api_error(f"first must be between 1 and {MAX_PAGE}", "bad_page")
-    start = decode_cursor(after) if after else 0
+    start = decode_position(_CURSOR_KIND, after) if after else 0
     where = EventFilter(
         aggregate_id=_aggregate_id(aggregate_id) if aggregate_id is not None else None,
         actor=user,
         event_type=event_type,
-        since=_aware(since),
-        until=_aware(until),
+        since=read_as_utc(since),
+        until=read_as_utc(until),
     )
     services = info.context.services
     # One more than asked: whether another page follows, without a count.
@@ -113,14 +100,9 @@ async def audit_events(
     page = records[:first]
     return AuditEventPage(
         events=[AuditEvent.from_record(record) for record in page],
-        end_cursor=encode_cursor(page[-1].position) if page else after,
+        end_cursor=encode_position(_CURSOR_KIND, page[-1].position) if page else after,
         has_next_page=len(records) > first,
     )
-
-
-def _aware(at: datetime | None) -> datetime | None:
-    """A time without an offset is read as UTC, the log's own zone."""
-    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
 
 def _aggregate_id(raw: str) -> UUID:

@@ -7,15 +7,17 @@ value with quality ``BAD``: ``qualityReason`` says why (``comm_loss``,
 ``read_failed``, ``invalid_value``) and ``valueTimestamp`` when the value was
 read; both values are null only for a tag never read.
 
-``tagUpdates(device)`` first sends a snapshot of every tag from Redis
-(``snapshot: true``), then each sample of ``plant.telemetry.<device>`` read by
-a core NATS subscription that opens *before* the snapshot is read, so nothing
-is missed in between. Every sample is sent, changed or not; only samples not
-newer than what was already sent for a tag are dropped (the overlap between the
-snapshot and the stream), and a sample that lost its value (its supervisor was
-restarted while the device was away) holds the one sent before, as the live
-state in Redis does. A subscriber too slow for the stream loses the
-oldest pending messages (the NATS client's pending limit below), never the
+``tagUpdates`` follows one ``device``, several ``devices`` or an ``area``'s
+(:mod:`.device_selection`): it first sends a snapshot of every tag of each from
+Redis (``snapshot: true``), then each sample of their
+``plant.telemetry.<device>`` read by core NATS subscriptions that open
+*before* the snapshot is read, so nothing is missed in between
+(:mod:`.subjects_stream`). Every sample is sent, changed or not; only samples
+not newer than what was already sent for a tag are dropped (the overlap
+between the snapshot and the stream), and a sample that lost its value (its
+supervisor was restarted while the device was away) holds the one sent
+before, as the live state in Redis does. A subscriber too slow for the stream
+loses the oldest pending messages (the NATS client's pending limit), never the
 connection.
 """
 
@@ -30,8 +32,10 @@ from nats.aio.msg import Msg
 from strawberry.scalars import JSON
 
 from api.context import PlantContext
-from api.graphql.error_codes import UNKNOWN_DEVICE, api_error
+from api.graphql.device_selection import selected_devices
+from api.graphql.error_codes import INVALID_ARGUMENT, api_error
 from api.graphql.session import for_session
+from api.graphql.subjects_stream import subjects_stream
 from api.services import Services
 from domain.catalog import TagLimits
 from domain.messages import (
@@ -47,9 +51,6 @@ from domain.permissions import Action
 from projections.live_reader import read_device, read_status
 
 log = logging.getLogger(__name__)
-
-# Messages a slow tagUpdates subscriber may have waiting before NATS drops them.
-PENDING_MESSAGES_LIMIT = 1000
 
 # The wire enums become GraphQL enums as they are (values GOOD, UNCERTAIN, BAD, ...).
 strawberry.enum(Quality, name="Quality")
@@ -192,37 +193,49 @@ async def devices(info: strawberry.Info[PlantContext, None]) -> list[Device]:
 
 
 async def tag_updates(
-    info: strawberry.Info[PlantContext, None], device: str
+    info: strawberry.Info[PlantContext, None],
+    device: str | None = None,
+    devices: list[str] | None = None,
+    area: str | None = None,
 ) -> AsyncGenerator[TagUpdate, None]:
     caller = await info.context.authorize(Action.VIEW)
-    live = _tag_updates(info.context.services, device)
+    chosen = _chosen(info.context.services, device, devices, area)
+    live = _tag_updates(info.context.services, chosen)
     async for update in for_session(info.context, caller, live):
         yield update
 
 
-async def _tag_updates(services: Services, device: str) -> AsyncGenerator[TagUpdate, None]:
-    if device not in services.catalog.devices():
-        raise api_error(f"unknown device {device!r}", UNKNOWN_DEVICE)
-    subject = TELEMETRY_SUBJECT.format(device=device)
-    subscription = await services.nats.subscribe(subject, pending_msgs_limit=PENDING_MESSAGES_LIMIT)
-    try:
-        last_sent: dict[str, Sample] = {}
-        for sample in await read_device(services.redis, device):
-            last_sent[sample.tag] = sample
-            yield TagUpdate.from_model(device, sample, snapshot=True)
-        async for message in subscription.messages:
+def _chosen(
+    services: Services, device: str | None, devices: list[str] | None, area: str | None
+) -> list[str]:
+    # Every sample of every device is far more than a screen shows: a stream names its devices.
+    if device is not None and devices is not None:
+        raise api_error("give device or devices, not both", INVALID_ARGUMENT, argument="device")
+    if device is None and devices is None and area is None:
+        raise api_error("name a device, devices or an area", INVALID_ARGUMENT, argument="device")
+    return selected_devices(services.catalog, [device] if device is not None else devices, area)
+
+
+async def _tag_updates(services: Services, devices: list[str]) -> AsyncGenerator[TagUpdate, None]:
+    subjects = {TELEMETRY_SUBJECT.format(device=device): device for device in devices}
+    async with subjects_stream(services.nats, list(subjects)) as messages:
+        last_sent: dict[tuple[str, str], Sample] = {}
+        for device in devices:
+            for sample in await read_device(services.redis, device):
+                last_sent[device, sample.tag] = sample
+                yield TagUpdate.from_model(device, sample, snapshot=True)
+        async for message in messages:
+            device = subjects[message.subject]
             for sample in _samples(message):
-                previous = last_sent.get(sample.tag)
+                previous = last_sent.get((device, sample.tag))
                 if previous is not None:
                     if sample.ts <= previous.ts:
                         continue
                     # As the live state does: a publisher restarted while its device is
                     # away does not know the last value, the subscriber does.
                     sample = sample.holding(previous)  # noqa: PLW2901
-                last_sent[sample.tag] = sample
+                last_sent[device, sample.tag] = sample
                 yield TagUpdate.from_model(device, sample, snapshot=False)
-    finally:
-        await subscription.unsubscribe()
 
 
 def _samples(message: Msg) -> tuple[Sample, ...]:

@@ -20,7 +20,11 @@ code                        when
                             ``extensions.retryAfter`` (seconds)
 ``login_busy``              as many logins as the server checks at once are being
                             checked: try again in a moment
-``unknown_device``          ``tagUpdates`` or a command names no known device
+``unknown_device``          ``tagUpdates``, ``deviceStatus``, ``commands`` or a command
+                            names no known device (``extensions.argument``)
+``unknown_area``            ``tagUpdates`` or ``deviceStatus`` names no known area
+``invalid_argument``        an empty device list, or ``tagUpdates`` naming no device
+                            or both ``device`` and ``devices`` (``extensions.argument``)
 ``unknown_tag``,            a refused ``requestCommand`` (the rejection is
 ``not_writable``,           recorded; ``extensions.commandId`` names it)
 ``not_a_number``,
@@ -68,7 +72,14 @@ code                        when
 ``query_too_costly``,
 ``query_too_large``,
 ``too_many_aliases``
-``bad_cursor``, ``bad_page`` an ``alarmJournal`` cursor or page size that cannot be used
+``bad_cursor``, ``bad_page`` an ``alarmJournal`` or ``commands`` cursor or page size
+                            that cannot be used
+``invalid_time_range``,     ``commands`` with ``from`` after ``to``, or more than
+``span_too_long``           31 days apart (``extensions.argument``)
+``invalid_bucket``,         a ``history`` argument refused before any query, as are
+``unknown_aggregate``,      its ranges, cursors, pages, devices and tags with the codes
+``too_many_rows``           above (``extensions.argument`` names it; the table is in
+                            :mod:`api.graphql.history_arguments`)
 ``invalid_write``           a write the catalogue refuses, outside a recorded command
 ``domain_error``            any other refusal of the domain
 ``internal_error``          a fault of the server, not a refusal: ``extensions.errorId``
@@ -124,6 +135,10 @@ LOGIN_RATE_LIMITED = "login_rate_limited"
 LOGIN_BUSY = "login_busy"
 NOT_FOUND = "not_found"
 UNKNOWN_DEVICE = "unknown_device"
+UNKNOWN_AREA = "unknown_area"
+INVALID_ARGUMENT = "invalid_argument"
+INVALID_TIME_RANGE = "invalid_time_range"
+SPAN_TOO_LONG = "span_too_long"
 
 
 def api_error(message: str, code: str, **extensions: Any) -> GraphQLError:

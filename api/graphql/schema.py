@@ -21,13 +21,25 @@ from strawberry.types import ExecutionContext, ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from api.graphql import alarms as alarm_resolvers
-from api.graphql import audit, commands, devices, second_factor
+from api.graphql import (
+    approvals,
+    audit,
+    command_list,
+    commands,
+    device_status,
+    devices,
+    second_factor,
+)
+from api.graphql import history as history_resolvers
 from api.graphql import login as login_resolvers
 from api.graphql import operators as operator_resolvers
 from api.graphql.alarms import AlarmEvent, AlarmJournalPage, AlarmKpis, AlarmView
 from api.graphql.audit import AuditEventPage
+from api.graphql.command_list import CommandEntry, CommandPage
 from api.graphql.commands import CommandStep, CommandTicket, CommandView
+from api.graphql.device_status import DeviceStatusUpdate
 from api.graphql.devices import Device, TagUpdate
+from api.graphql.history import HistoryPage
 from api.graphql.internal_errors import hide_internal_errors, hiding_internal_errors, is_internal
 from api.graphql.limits import DEFAULT_MAX_VARIABLES_BYTES, query_limits
 from api.graphql.login import LoginResult, Me, Session
@@ -44,6 +56,16 @@ class Query:
     )
     command: CommandView = strawberry.field(
         resolver=commands.command, description="One command as it stands now. Needs a token."
+    )
+    # Named apart from the ``commands`` module the fields below take their resolvers from.
+    command_list: CommandPage = strawberry.field(
+        name="commands",
+        resolver=command_list.commands,
+        description="Recent commands, newest first, by device, status and time; paged.",
+    )
+    pending_approvals: list[CommandEntry] = strawberry.field(
+        resolver=approvals.pending_approvals,
+        description="Critical writes awaiting a second person the caller may be; not their own.",
     )
     command_timeline: list[CommandStep] = strawberry.field(
         resolver=commands.command_timeline,
@@ -73,6 +95,11 @@ class Query:
     alarm_kpis: AlarmKpis = strawberry.field(
         resolver=alarm_resolvers.alarm_kpis,
         description="Alarms per hour per area, the most frequent, chattering and standing.",
+    )
+    history: HistoryPage = strawberry.field(
+        resolver=history_resolvers.history,
+        description="A device's stored samples in [from, to): raw a page at a time, or"
+        " in buckets of any width of seconds. Needs a token.",
     )
     audit_events: AuditEventPage = strawberry.field(
         resolver=audit.audit_events,
@@ -203,7 +230,15 @@ class Mutation:
 class Subscription:
     tag_updates: AsyncGenerator[TagUpdate, None] = strawberry.subscription(
         resolver=devices.tag_updates,
-        description="A snapshot of every tag of a device, then each new sample.",
+        description="A snapshot of every tag of a device (devices, an area), then each sample.",
+    )
+    device_status: AsyncGenerator[DeviceStatusUpdate, None] = strawberry.subscription(
+        resolver=device_status.device_status,
+        description="Each device's connection state now, then every change; or an area's.",
+    )
+    pending_approvals: AsyncGenerator[list[CommandEntry], None] = strawberry.subscription(
+        resolver=approvals.pending_approval_updates,
+        description="The caller's approvals inbox now, then again at each change.",
     )
     command_status: AsyncGenerator[CommandStep, None] = strawberry.subscription(
         resolver=commands.command_status,

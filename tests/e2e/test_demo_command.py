@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +154,29 @@ async def test_demo_serves_the_simulators_live_speed_and_stops_on_ctrl_c(demo: D
 
         # Every press, one per protocol, starts at rest and ramps up to its setpoint.
         await eventually(live_speed, timeout=30)
+
+        async def speed_trend() -> None:
+            # An HMI's trend: press-1's speed over the last hour, minute by minute.
+            now = datetime.now(UTC)
+            body = await post(
+                f'{{ history(device: "press-1", tags: ["speed"], bucket: 60, first: 61,'
+                f' from: "{(now - timedelta(hours=1)).isoformat()}", to: "{now.isoformat()}",'
+                ' aggregates: ["avg"]) { source buckets { time avg quality } } }',
+                token,
+            )
+            history = body["data"]["history"]
+            assert history["source"] == "samples_1m"
+            starts = [datetime.fromisoformat(bucket["time"]) for bucket in history["buckets"]]
+            assert starts[0] <= now - timedelta(hours=1) < starts[0] + timedelta(minutes=1)
+            assert starts[-1] <= now < starts[-1] + timedelta(minutes=1)
+            assert all(b - a == timedelta(minutes=1) for a, b in itertools.pairwise(starts))
+            # The demo has run for a minute or two: its last minutes hold the ramp-up.
+            speeds = [bucket for bucket in history["buckets"] if bucket["avg"] is not None]
+            assert speeds, history
+            assert speeds[-1]["quality"] == "GOOD", speeds
+            assert speeds[-1]["avg"] > 0, speeds
+
+        await eventually(speed_trend, timeout=30)
 
     # The command the banner prints checks the log against the demo's signed checkpoints.
     async def audited() -> None:

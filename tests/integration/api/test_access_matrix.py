@@ -26,9 +26,17 @@ import redis.asyncio as aioredis
 
 from api.graphql.schema import schema
 from domain.alarm import alarm_id
-from domain.messages import AlarmKind, AlarmPriority, AlarmTransition, Quality, Sample
+from domain.messages import (
+    AlarmKind,
+    AlarmPriority,
+    AlarmTransition,
+    ConnectionState,
+    DeviceStatus,
+    Quality,
+    Sample,
+)
 from domain.permissions import ROLE_ACTIONS, Action, Role
-from projections.live_state import LIVE_KEY, sample_json
+from projections.live_state import LIVE_KEY, STATUS_KEY, sample_json
 from tests.graphql_client import GraphQLSocket
 from tests.integration.api.access import (
     APPROVE,
@@ -160,6 +168,15 @@ async def the_device(world: World, persona: Persona) -> dict[str, Any]:
     return {"d": world.plant.device}
 
 
+async def the_last_hour_of_the_device(world: World, persona: Persona) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "d": world.plant.device,
+        "from": (now - timedelta(hours=1)).isoformat(),
+        "to": now.isoformat(),
+    }
+
+
 A = Action
 OPERATOR_VIEW = "{ username roles scopes enabled }"
 ALARM_VIEW = "{ alarmId state }"
@@ -167,6 +184,10 @@ ALARM_VIEW = "{ alarmId state }"
 QUERIES: Mapping[str, Case] = {
     "devices": Case(A.VIEW, "{ devices { id area } }", no_variables),
     "command": Case(A.VIEW, "query($id: ID!) { command(commandId: $id) { status } }", the_command),
+    "commands": Case(A.VIEW, "{ commands(first: 1) { hasMore } }", no_variables),
+    "pendingApprovals": Case(
+        A.APPROVE_COMMAND, "{ pendingApprovals { requestedAt } }", no_variables
+    ),
     "commandTimeline": Case(
         A.VIEW, "query($id: ID!) { commandTimeline(commandId: $id) { step } }", the_command
     ),
@@ -182,6 +203,12 @@ QUERIES: Mapping[str, Case] = {
         journal_window,
     ),
     "alarmKpis": Case(A.VIEW, "{ alarmKpis { since } }", no_variables),
+    "history": Case(
+        A.VIEW,
+        "query($d: String!, $from: DateTime!, $to: DateTime!) {"
+        ' history(device: $d, tags: ["speed"], from: $from, to: $to, first: 1) { source } }',
+        the_last_hour_of_the_device,
+    ),
     "auditEvents": Case(A.READ_AUDIT, "{ auditEvents(first: 1) { hasNextPage } }", no_variables),
 }
 
@@ -354,7 +381,15 @@ SUBSCRIPTIONS: Mapping[str, Case] = {
     "commandStatus": Case(
         A.VIEW, "subscription($id: ID!) { commandStatus(commandId: $id) { step } }", the_command
     ),
+    "deviceStatus": Case(
+        A.VIEW,
+        "subscription($d: String!) { deviceStatus(devices: [$d]) { state } }",
+        the_device,
+    ),
     "alarmEvents": Case(A.VIEW, "subscription { alarmEvents { event } }", no_variables),
+    "pendingApprovals": Case(
+        A.APPROVE_COMMAND, "subscription { pendingApprovals { requestedAt } }", no_variables
+    ),
 }
 
 
@@ -418,6 +453,9 @@ async def _world(plant: Plant, redis_client: aioredis.Redis) -> World:
     await plant.store_executor.call(plant.app.record_alarm_transitions, [transition], now)
     sample = Sample("speed", 1000, Quality.GOOD, "rpm", now)
     await redis_client.hset(LIVE_KEY.format(device=plant.device), "speed", sample_json(sample))
+    # A status for deviceStatus's snapshot; it expires by itself, as nothing else reads it.
+    status = DeviceStatus(plant.device, ConnectionState.CONNECTED, now)
+    await redis_client.set(STATUS_KEY.format(device=plant.device), status.encode(), ex=600)
     target = await plant.add_operator(["viewer"], full_name="Target Person")
     victim = await plant.add_operator(["viewer"], full_name="Victim Person")
     return World(

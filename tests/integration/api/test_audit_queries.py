@@ -15,6 +15,7 @@ from uuid import UUID
 
 import pytest
 
+from domain.errors import CommandRefused
 from domain.operator import operator_id
 from domain.permissions import Role
 from tests.integration.api.access import codes, open_session, refusal
@@ -228,3 +229,27 @@ async def test_unusable_pages_and_ids_are_refused(make_plant: PlantFactory) -> N
     assert code(await query(plant, token, after=journal_cursor)) == "bad_cursor"
     assert code(await query(plant, token, aggregate="not-a-uuid")) == "not_found"
     assert await events(plant, token, aggregate="00000000-0000-4000-8000-000000000000") == []
+
+
+async def test_an_event_holding_a_nul_character_is_listed_by_time(
+    make_plant: PlantFactory,
+) -> None:
+    """JSON may escape a NUL that PostgreSQL's jsonb refuses: the time filter still answers."""
+    plant = await make_plant(dispatcher=False)
+    token = await auditor_token(plant)
+    at = datetime(2071, 9, 1, tzinfo=UTC) + timedelta(seconds=random.randrange(10**6))
+    with pytest.raises(CommandRefused) as refused:  # rejected, and recorded as sent
+        await plant.store_executor.call(
+            plant.app.request_command,
+            actor=plant.username,
+            device="press\u0000-1",
+            tag="speed_setpoint",
+            value=1,
+            at=at,
+        )
+    found = await events(plant, token, since=at, until=at + SECOND)
+    command_id = str(refused.value.command_id)
+    assert [(e["aggregateId"], e["type"]) for e in found] == [
+        (command_id, "Requested"),
+        (command_id, "Rejected"),
+    ]

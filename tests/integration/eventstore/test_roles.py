@@ -143,8 +143,10 @@ def test_the_runtime_role_is_nothing_more_than_a_login(
             "SELECT DISTINCT pg_get_userbyid(relowner)::text FROM pg_class"
             " WHERE relnamespace = 'public'::regnamespace"
         ).fetchall()
+    # The analyst's is a fourth login, as bare as the others (it reads the views alone).
     assert attributes == sorted(
         [
+            (roles.analyst, False, False, False, True, 0),
             (roles.auditor, False, False, False, True, 0),
             (roles.owner, False, False, False, False, 0),
             (roles.runtime, False, False, False, True, 0),
@@ -184,6 +186,9 @@ async def test_the_runtime_role_writes_the_read_models_and_a_new_days_partition(
             device, ahead, (Sample("speed", 1200.0, Quality.GOOD, "rpm", ahead),)
         )
         assert await HistoryWriter(pool, partitions).write([batch]) == 1
+        # Its rollups too, in their monthly and yearly partitions.
+        assert await pool.fetchval("SELECT count FROM samples_1m WHERE device = $1", device) == 1
+        assert await pool.fetchval("SELECT count FROM samples_1h WHERE device = $1", device) == 1
         await pool.execute(
             "INSERT INTO alarm_journal (position, device, condition, area, priority, event,"
             " actor, at, detail) VALUES (1, $1, 'hi', 'a', 'high', 'Raised', 'x', now(), '{}')",
@@ -198,6 +203,7 @@ async def test_the_runtime_role_writes_the_read_models_and_a_new_days_partition(
         )
         for refused in (
             "DELETE FROM alarm_journal",
+            "DELETE FROM samples_1m",
             "TRUNCATE alarm_current",
             "DROP TABLE samples",
             f"ALTER TABLE samples DETACH PARTITION {partition_name('samples', ahead.date())}",
@@ -206,7 +212,7 @@ async def test_the_runtime_role_writes_the_read_models_and_a_new_days_partition(
                 await pool.execute(refused)
         with pytest.raises(asyncpg.RaiseError, match="not a partitioned table"):
             await pool.execute(
-                "SELECT plantcore_add_day_partition($1::regclass, current_date)", EVENTS_TABLE
+                "SELECT plantcore_add_partition($1::regclass, 'day', current_date)", EVENTS_TABLE
             )
     finally:
         await pool.close()
@@ -237,7 +243,7 @@ def test_the_auditor_role_reads_everything_and_writes_nothing(
             "INSERT INTO plantapplication_tracking VALUES ('a-follower', 1)",
             "UPDATE alarm_current SET version = version",
             "SELECT plantcore_lock_plantapplication_events()",
-            "SELECT plantcore_add_day_partition('samples'::regclass, current_date)",
+            "SELECT plantcore_add_partition('samples'::regclass, 'day', current_date)",
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(refused)

@@ -15,7 +15,12 @@ from nats.js.errors import NotFoundError
 
 from projections.consumer import DurableConsumer
 from projections.dead_letter import DEADLETTER_STREAM, DEADLETTER_SUBJECT_PREFIX, DeadLetters
-from projections.history_schema import DailyPartitions, ensure_history_schema
+from projections.history_schema import (
+    Partitions,
+    ensure_history_schema,
+    hours_table,
+    minutes_table,
+)
 from tests.support import eventually, unique
 
 STREAM = "TELEMETRY"
@@ -84,14 +89,15 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 @dataclass
 class History:
     table: str
-    partitions: DailyPartitions
+    partitions: Partitions
 
 
 @pytest.fixture
 async def history(pool: asyncpg.Pool) -> AsyncIterator[History]:
-    """A history table of this test's own, dropped afterwards with its partitions."""
+    """A history table of this test's own, dropped afterwards with its rollups and partitions."""
     table = unique("samples").replace("-", "_")
     partitions = await ensure_history_schema(pool, table=table)
     assert partitions is not None  # no TimescaleDB on these machines
     yield History(table, partitions)
-    await pool.execute(f"DROP TABLE {table}")
+    for made in (table, minutes_table(table), hours_table(table)):
+        await pool.execute(f"DROP TABLE {made}")

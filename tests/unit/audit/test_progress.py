@@ -37,3 +37,12 @@ def test_long_estimates_read_in_minutes_and_hours() -> None:
     assert progress.line(1_000, 1_000_000).endswith("about 2h46m left")
     assert progress.line(100_000, 1_000_000).endswith("about 1m30s left")
     assert progress.line(1_000_000, 1_000_000).endswith("100,000 events/s")
+
+
+def test_the_unit_counted_is_named() -> None:
+    clock = Clock()
+    progress = Progress("history export", unit="rows", out=io.StringIO(), clock=clock)
+    clock.now += 2
+    assert progress.line(2_000, 4_000) == (
+        "history export: 2000 of 4000 rows (50%), 1,000 rows/s, about 2s left"
+    )

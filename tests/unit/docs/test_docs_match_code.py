@@ -212,6 +212,10 @@ def _every_path(app: PlantApplication) -> None:
         plant_id="demo", devices={"press": "digest"}, source="plant.yaml", problems=[],
         actor="plantcore", at=T0,
     )  # fmt: skip
+    app.record_history_partition_dropped(
+        table="samples", partition="samples_p20250101", start=T0, end=T0, rows=0,
+        retention_days=30, at=T0,
+    )  # fmt: skip
     _every_alarm_path(app)
     _every_access_path(app)
     _every_approval_path(app)

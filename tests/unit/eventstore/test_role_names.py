@@ -9,9 +9,13 @@ from eventstore.roles import PlantRoles, role_url
 
 def test_the_roles_are_named_from_the_prefix() -> None:
     assert PlantRoles.named("plant_7") == PlantRoles(
-        "plant_7_owner", "plant_7_runtime", "plant_7_auditor"
+        "plant_7_owner", "plant_7_runtime", "plant_7_auditor", "plant_7_analyst"
     )
-    assert PlantRoles.named().logins == ("plantcore_runtime", "plantcore_auditor")
+    assert PlantRoles.named().logins == (
+        "plantcore_runtime",
+        "plantcore_auditor",
+        "plantcore_analyst",
+    )
 
 
 @pytest.mark.parametrize("prefix", ["", "Plant", "plant-core", "plant core", "x;drop", "a" * 42])

@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from api.history_limits import HistoryLimits
 from api.secrets import generate_key
 from domain.application import CommandPolicy
 from domain.operator import LoginPolicy
 from plantcore.runtime import runtime_config
 from plantcore.settings import MissingSecret, Settings
 from plantfile.loader import load_plant_file
+from projections.history_retention import RetentionPolicy
 
 PLANT = load_plant_file("config/demo-plant.yaml")
 
@@ -104,9 +106,44 @@ def test_a_missing_or_bad_secrets_key_stops_the_start(
         runtime_config(Settings(), plant=PLANT)
 
 
+def test_the_history_limits_come_from_the_environment_and_agree_with_its_retention(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PLANTCORE_HISTORY_MAX_ROWS", "2000")
+    monkeypatch.setenv("PLANTCORE_HISTORY_MAX_SPAN_DAYS", "31")
+    monkeypatch.setenv("PLANTCORE_HISTORY_RAW_DAYS", "7")
+    monkeypatch.setenv("PLANTCORE_HISTORY_MINUTE_DAYS", "90")
+    monkeypatch.setenv("PLANTCORE_HISTORY_HOUR_DAYS", "730")
+
+    config = runtime_config(Settings(), plant=PLANT)
+
+    assert config.history_retention == RetentionPolicy(raw_days=7, minute_days=90, hour_days=730)
+    # A request is refused raw samples (or minutes) exactly where retention dropped them.
+    assert config.history_limits == HistoryLimits(
+        max_rows=2000, max_span_days=31, raw_days=7, minute_days=90
+    )
+
+
+def test_the_history_settings_default_to_the_limits_and_retention_they_feed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("MAX_ROWS", "MAX_SPAN_DAYS", "RAW_DAYS", "MINUTE_DAYS", "HOUR_DAYS"):
+        monkeypatch.delenv(f"PLANTCORE_HISTORY_{name}", raising=False)
+
+    config = runtime_config(Settings(), plant=PLANT)
+
+    assert config.history_limits == HistoryLimits()
+    assert config.history_retention == RetentionPolicy()
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("PROJECTIONS_START", "yesterday"), ("COMMAND_CONFIRM_SECONDS", "2")],
+    [
+        ("PROJECTIONS_START", "yesterday"),
+        ("COMMAND_CONFIRM_SECONDS", "2"),
+        ("HISTORY_MAX_ROWS", "0"),
+        ("HISTORY_MAX_SPAN_DAYS", "0"),
+    ],
 )
 def test_a_bad_value_is_refused_naming_the_setting(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str

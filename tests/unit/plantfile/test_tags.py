@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from plantfile.protocols.modbus import ModbusTag, raw_to_registers, registers_to_raw
-from plantfile.tags import TagConfig, TagValueError, to_engineering, to_raw
+from plantfile.tags import HistoryPolicy, TagConfig, TagValueError, to_engineering, to_raw
 
 INT_RANGES = {
     "int16": (-(2**15), 2**15 - 1),
@@ -201,3 +201,28 @@ def test_an_emergency_value_must_fit_the_tag(fields: dict[str, object], value: o
 def test_a_protocol_tag_carries_the_command_chain_s_rules() -> None:
     coil = tag(area="coil", type="bool", writable=True, emergency_values=[False], critical=True)
     assert (coil.critical, coil.emergency_values) == (True, (False,))
+
+
+def test_a_tag_stores_every_sample_unless_its_history_says_otherwise() -> None:
+    assert neutral().history is None
+    thinned = neutral(history={"deadband": 0.5, "max_interval_seconds": 60})
+    assert thinned.history is not None
+    assert (thinned.history.deadband, thinned.history.max_interval_seconds) == (0.5, 60)
+    assert neutral(history={}).history == HistoryPolicy(deadband=0.0, max_interval_seconds=None)
+
+
+@pytest.mark.parametrize(
+    ("history", "named"),
+    [
+        ({"deadband": -1}, "deadband"),
+        ({"deadband": math.inf}, "deadband"),
+        ({"max_interval_seconds": 0}, "max_interval_seconds"),
+        ({"max_interval_seconds": math.nan}, "max_interval_seconds"),
+        ({"deadbnad": 1}, "deadbnad"),
+    ],
+)
+def test_a_wrong_history_policy_is_refused_naming_its_key(
+    history: dict[str, object], named: str
+) -> None:
+    with pytest.raises(ValidationError, match=f"history.{named}"):
+        neutral(history=history)

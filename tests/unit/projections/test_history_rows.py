@@ -29,7 +29,7 @@ def test_values_become_doubles_bools_zero_one_and_none_null() -> None:
     assert stored_value(61.7) == 61.7
 
 
-def test_rows_carry_the_sample_time_device_tag_and_quality() -> None:
+def test_rows_carry_the_sample_time_device_tag_quality_and_unit() -> None:
     batch = TelemetryBatch(
         "press-1",
         T0,
@@ -39,8 +39,8 @@ def test_rows_carry_the_sample_time_device_tag_and_quality() -> None:
         ),
     )
     assert sample_rows(batch) == [
-        (T0 - timedelta(milliseconds=2), "press-1", "speed", 1184.0, "good"),
-        (T0, "press-1", "alarm", 1.0, "bad"),
+        (T0 - timedelta(milliseconds=2), "press-1", "speed", 1184.0, "good", "rpm"),
+        (T0, "press-1", "alarm", 1.0, "bad", ""),
     ]
 
 
