@@ -24,7 +24,12 @@ import asyncpg
 from bench.common import BenchConfig, Figures, Laps, Run, interleaved, ratio, unique_name
 from domain.messages import Quality, Sample, TelemetryBatch
 from projections.history import COLUMNS, HistoryWriter, Row, sample_rows
-from projections.history_schema import ensure_history_schema, hours_table, minutes_table
+from projections.history_schema import (
+    ensure_history_schema,
+    hours_pending_table,
+    hours_table,
+    minutes_table,
+)
 
 SAMPLES_PER_BATCH = 20
 BATCHES_PER_FETCH = 256
@@ -102,7 +107,13 @@ async def run(config: BenchConfig) -> Figures:
     pool = await asyncpg.create_pool(config.database_url, min_size=1, max_size=2)
     try:
         async with dropped_after(
-            pool, history, minutes_table(history), hours_table(history), plain, indexed
+            pool,
+            history,
+            minutes_table(history),
+            hours_table(history),
+            hours_pending_table(history),
+            plain,
+            indexed,
         ):
             writer = HistoryWriter(
                 pool, await ensure_history_schema(pool, table=history), table=history

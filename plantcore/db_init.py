@@ -49,6 +49,7 @@ from projections.history_schema import (
     ADD_PARTITION_FUNCTION,
     DROP_PARTITION_FUNCTION,
     ensure_history_schema,
+    hours_pending_table,
     hours_table,
     minutes_table,
 )
@@ -69,6 +70,8 @@ RUNTIME_TABLES: Mapping[str, tuple[str, ...]] = {
     # Its rollups, upserted in the same transaction (ADR 0036).
     minutes_table(HISTORY_TABLE): ("SELECT", "INSERT", "UPDATE"),
     hours_table(HISTORY_TABLE): ("SELECT", "INSERT", "UPDATE"),
+    # The hours to compute again: noted by each write, taken by a refresh.
+    hours_pending_table(HISTORY_TABLE): ("SELECT", "INSERT", "UPDATE", "DELETE"),
     "alarm_current": ("SELECT", "INSERT", "UPDATE"),
     "alarm_journal": ("SELECT", "INSERT"),
 }

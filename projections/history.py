@@ -3,8 +3,9 @@
 Each fetched batch of messages is written in one transaction: its rows are
 COPYed into a temporary staging table, then inserted with ``ON CONFLICT DO
 NOTHING`` on the unique ``(device, tag, time)``, so a redelivered batch adds
-nothing twice; the minutes and hours the added rows fall in are computed
-again in the same transaction (:mod:`projections.rollups`). Samples of tags
+nothing twice; the minutes the added rows fall in are computed again in the
+same transaction, and the hours they fall in at most once per refresh period
+(:mod:`projections.rollups`). Samples of tags
 with a history policy are thinned first (:mod:`projections.history_filter`).
 Each sample keeps its quality and unit. Status messages share the stream;
 this projection ignores them. A batch that cannot be stored is dead-lettered
@@ -18,8 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
+from time import monotonic
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from domain.messages import MalformedMessage, Quality, TagValue, TelemetryBatch
 from projections.consumer import Feed
@@ -87,6 +90,9 @@ class HistoryWriter:
 
     ``partitions`` is the raw table's keeper (None: TimescaleDB makes its own
     chunks); ``history_filter`` thins the tags that have a history policy.
+    The hours touched are computed again from their minutes by the first write
+    at least ``hour_refresh_seconds`` after the last time (0: by every write),
+    or by :meth:`refresh_hours`.
     """
 
     def __init__(
@@ -96,8 +102,13 @@ class HistoryWriter:
         *,
         table: str = "samples",
         history_filter: HistoryFilter | None = None,
+        hour_refresh_seconds: float = 10.0,
     ) -> None:
+        if not hour_refresh_seconds >= 0:
+            raise ValueError(f"hour_refresh_seconds must be 0 or more, not {hour_refresh_seconds}")
         self._pool = pool
+        self._hour_refresh_seconds = hour_refresh_seconds
+        self._hours_refreshed_at: float | None = None  # monotonic; None: at the first write
         self._table = check_table_name(table)
         self._filter = history_filter
         self._partitions = (
@@ -110,7 +121,9 @@ class HistoryWriter:
             ]
         )
         self._staging = f"{table}_staging"
-        self._rollups = RollupStatements(table, added=f"{table}_added_1m")
+        self._rollups = RollupStatements(
+            table, added=f"{table}_added_1m", taken=f"{table}_taken_1h"
+        )
         columns = ", ".join(COLUMNS)
         # Per connection and emptied at each commit: pooled connections reuse them.
         self._create_staging = (
@@ -157,9 +170,30 @@ class HistoryWriter:
             if added:
                 for statement in self._rollups.in_order:
                     await conn.execute(statement)
+            refreshing = self._hours_due()
+            if refreshing:
+                await self._refresh_hours(conn)
+        if refreshing:
+            self._hours_refreshed_at = monotonic()
         if self._filter is not None and selection is not None:
             self._filter.remember(selection)
         return added
+
+    async def refresh_hours(self) -> None:
+        """Compute every pending hour again from its minutes now."""
+        async with transaction(self._pool) as conn:
+            await self._refresh_hours(conn)
+        self._hours_refreshed_at = monotonic()
+
+    def _hours_due(self) -> bool:
+        return (
+            self._hours_refreshed_at is None
+            or monotonic() - self._hours_refreshed_at >= self._hour_refresh_seconds
+        )
+
+    async def _refresh_hours(self, conn: PoolConnectionProxy[asyncpg.Record]) -> None:
+        for statement in self._rollups.refresh_hours:
+            await conn.execute(statement)
 
     async def _read_references(self, unplaced: list[SampleKey]) -> dict[SampleKey, Stored]:
         """For each of ``unplaced``, the stored row at or before its time, if any."""

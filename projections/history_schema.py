@@ -15,7 +15,8 @@ same queries work whichever way it is stored:
   samples (the runtime's, which owns nothing) may call it, and
   ``plantcore_drop_partition`` for retention, and do no other DDL (ADR 0023).
   The rollups ``samples_1m`` (a partition per month) and ``samples_1h`` (per
-  year) are partitioned the same way (:mod:`projections.rollups`).
+  year) are partitioned the same way (:mod:`projections.rollups`);
+  ``samples_1h_pending``, the hours to compute again, is a plain table.
 - With the ``timescaledb`` extension available, a hypertable with compression
   and retention policies. That path cannot be tested here (TimescaleDB is not
   installable on these machines), so it stays a few plain statements.
@@ -172,6 +173,14 @@ END
 $$
 """
 
+_CREATE_HOURS_PENDING = """
+CREATE TABLE IF NOT EXISTS {table}_1h_pending (
+    device text NOT NULL,
+    tag text NOT NULL,
+    bucket timestamptz NOT NULL,
+    PRIMARY KEY (device, tag, bucket)
+)"""
+
 _NATIVE = [
     _CREATE_TABLE + " PARTITION BY RANGE (time)",
     _ADD_UNIT,
@@ -185,6 +194,7 @@ _NATIVE = [
             "CREATE TABLE IF NOT EXISTS {rollup}_default PARTITION OF {rollup} DEFAULT",
         )
     ),
+    _CREATE_HOURS_PENDING,
     # Its first version made days only; a database from then loses it here.
     "DROP FUNCTION IF EXISTS plantcore_add_day_partition(regclass, date)",
     _ADD_PARTITION,
@@ -201,6 +211,7 @@ _TIMESCALE = [
     _UNIQUE_INDEX,
     _CREATE_ROLLUP.replace("{rollup}", "{table}_1m"),
     _CREATE_ROLLUP.replace("{rollup}", "{table}_1h"),
+    _CREATE_HOURS_PENDING,
     "SELECT create_hypertable('{table}', by_range('time', INTERVAL '1 day'),"
     " if_not_exists => TRUE)",
     "ALTER TABLE {table} SET (timescaledb.compress,"
@@ -227,6 +238,11 @@ def minutes_table(table: str) -> str:
 def hours_table(table: str) -> str:
     """The per-hour rollup of history table ``table``."""
     return f"{check_table_name(table)}_1h"
+
+
+def hours_pending_table(table: str) -> str:
+    """The hours of ``table`` whose minutes changed since they were last computed."""
+    return f"{hours_table(table)}_pending"
 
 
 def day_of(ts: datetime) -> date:

@@ -12,7 +12,15 @@ transaction:
    its last sample: the usual case, samples arrive in order) has the added
    rows' aggregate merged into it: a row is made, or counts and sums are added
    and the hold of its last value is cut at the first new sample.
-3. Each touched hour of ``<table>_1h`` is computed again from its minutes.
+3. Each touched hour is noted in ``<table>_1h_pending``.
+
+Every ``hour_refresh_seconds`` (:class:`projections.history.HistoryWriter`), a
+write's transaction takes the pending hours out and computes each of them again
+from its minutes in ``<table>_1h``: late in an hour a fleet's hour holds
+hundreds of thousands of minutes, far too many to read again at every write
+(ADR 0038). An hour is always computed whole from its minutes, so a late or
+redelivered sample changes it as it changes its minute; it lags behind its
+minutes by up to the refresh period.
 
 The added rows are aggregated once, in one sort (ADR 0038): the first and last
 values are picked by markers the window over each minute sets, not by ordered
@@ -41,7 +49,12 @@ What each column holds (also in docs/history.md):
 
 from __future__ import annotations
 
-from projections.history_schema import check_table_name, hours_table, minutes_table
+from projections.history_schema import (
+    check_table_name,
+    hours_pending_table,
+    hours_table,
+    minutes_table,
+)
 
 # date_bin() does not depend on the session's time zone, as date_trunc() does.
 _ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
@@ -157,6 +170,14 @@ _MERGE = f"""
 WHERE m.last_sample_time < excluded.first_sample_time
 """
 
+# A no-op update rather than DO NOTHING: it locks the pending row, so a refresh
+# in another transaction that would take it waits for this one's minutes.
+_NOTE_PENDING = """
+INSERT INTO {pending} (device, tag, bucket)
+SELECT DISTINCT device, tag, date_bin('1 hour', bucket, {origin}) FROM {added}
+ON CONFLICT (device, tag, bucket) DO UPDATE SET bucket = excluded.bucket
+"""
+
 _HOURS = """
 INSERT INTO {hours} ({columns})
 SELECT h.bucket, m.device, m.tag,
@@ -177,9 +198,7 @@ SELECT h.bucket, m.device, m.tag,
     min(m.first_sample_time),
     max(m.last_sample_time),
     (array_agg(m.last_held_value ORDER BY m.bucket DESC))[1]
-FROM (
-    SELECT DISTINCT device, tag, date_bin('1 hour', bucket, {origin}) AS bucket FROM {added}
-) h
+FROM {taken} h
 JOIN {minutes} m ON m.device = h.device AND m.tag = h.tag
     AND m.bucket >= h.bucket AND m.bucket < h.bucket + INTERVAL '1 hour'
 GROUP BY h.bucket, m.device, m.tag
@@ -192,15 +211,18 @@ class RollupStatements:
     ``added`` is a temporary table of the minutes' columns, filled by
     :attr:`note_added` with the aggregate of the CTE ``added`` of the statement
     that inserts the raw rows; the statements run in the order :attr:`in_order`
-    gives.
+    gives. ``taken`` is a temporary table of the hours :attr:`refresh_hours`
+    takes out of the pending ones and computes again.
     """
 
-    def __init__(self, table: str, added: str) -> None:
+    def __init__(self, table: str, added: str, taken: str) -> None:
         names = {
             "table": check_table_name(table),
             "added": check_table_name(added),
+            "taken": check_table_name(taken),
             "minutes": minutes_table(table),
             "hours": hours_table(table),
+            "pending": hours_pending_table(table),
             "columns": ROLLUP_COLUMNS,
             "origin": _ORIGIN,
         }
@@ -219,5 +241,14 @@ class RollupStatements:
         self.in_order = (
             insert_minutes + recomputed + _REPLACE,  # before the merge moves last_sample_time
             insert_minutes + merged + _MERGE,
+            _NOTE_PENDING.format(**names),
+        )
+        # Two statements: the second's snapshot sees the minutes of every
+        # transaction the first waited for (see _NOTE_PENDING).
+        self.refresh_hours = (
+            f"CREATE TEMP TABLE IF NOT EXISTS {taken}"
+            f" (LIKE {names['pending']}) ON COMMIT DELETE ROWS",
+            f"WITH taken AS (DELETE FROM {names['pending']} RETURNING *)"  # noqa: S608
+            f" INSERT INTO {taken} SELECT * FROM taken",
             _HOURS.format(**names) + _REPLACE,
         )

@@ -51,7 +51,7 @@ async def test_partitions_past_their_retention_are_dropped_and_recorded(
     times = [*old_raw, young_raw, old_minute, old_hour]
     for table, period in ((raw, Period.DAY), (minutes, Period.MONTH), (hours, Period.YEAR)):
         await Partitions(pool, table=table, period=period).ensure_days(t.date() for t in times)
-    writer = HistoryWriter(pool, history.partitions, table=raw)
+    writer = HistoryWriter(pool, history.partitions, table=raw, hour_refresh_seconds=0)
     for n, ts in enumerate(times):
         samples = tuple(
             Sample(tag, float(n), Quality.GOOD, "", ts + timedelta(seconds=s))

@@ -144,7 +144,7 @@ async def test_rollups_across_partitions_late_samples_and_redelivery(
     raw = generated(start, seconds=6 * 60, seed=15)
     on_time = [r for n, r in enumerate(raw) if n % 5]
     late = [r for n, r in enumerate(raw) if not n % 5]  # interleaved into written minutes
-    writer = HistoryWriter(pool, history.partitions, table=history.table)
+    writer = HistoryWriter(pool, history.partitions, table=history.table, hour_refresh_seconds=0)
 
     first = as_batches(device, sorted(on_time, key=lambda r: r.time), per_batch=7)
     # A transaction per fetch of three batches: minutes grow by merges.
@@ -189,7 +189,7 @@ async def test_a_quality_change_ends_a_value_s_hold(pool: asyncpg.Pool, history:
         Raw(t0 + timedelta(seconds=70), "temp", None, "good", "degC"),  # no value
         Raw(t0 + timedelta(seconds=80), "temp", 20.0, "uncertain", "degC"),
     ]
-    writer = HistoryWriter(pool, history.partitions, table=history.table)
+    writer = HistoryWriter(pool, history.partitions, table=history.table, hour_refresh_seconds=0)
 
     await writer.write(as_batches(device, raw, per_batch=2))
 
@@ -202,3 +202,40 @@ async def test_a_quality_change_ends_a_value_s_hold(pool: asyncpg.Pool, history:
     assert (second["count"], second["good_count"], second["twa"]) == (2, 1, None)
     assert (second["min"], second["first_value"], second["last_time"]) == (None, None, None)
     await assert_rollups_match(pool, history, device, raw)
+
+
+async def test_hours_are_computed_again_once_per_refresh_period(
+    pool: asyncpg.Pool, history: History
+) -> None:
+    device = unique("press")
+    start = month_start() - timedelta(days=1) + timedelta(hours=9)
+    raw = generated(start, seconds=4 * 60, seed=38)
+    early = [r for r in raw if r.time < start + 2 * MINUTE]
+    writer = HistoryWriter(pool, history.partitions, table=history.table, hour_refresh_seconds=3600)
+    hours = hours_table(history.table)
+
+    await writer.write(as_batches(device, early, per_batch=50))  # the first write refreshes
+    await assert_rollups_match(pool, history, device, early)
+    computed = await rollup(pool, hours, device)
+
+    later = [r for r in raw if r.time >= start + 2 * MINUTE]
+    await writer.write(as_batches(device, later, per_batch=50))
+    assert await rollup(pool, hours, device) == computed  # not within the period
+    minutes = await rollup(pool, minutes_table(history.table), device)
+    assert sum(m["count"] for m in minutes.values()) == len(raw)
+
+    await writer.refresh_hours()
+    await assert_rollups_match(pool, history, device, raw)
+    pending = await pool.fetchval(
+        f"SELECT count(*) FROM {hours}_pending WHERE device = $1",  # noqa: S608
+        device,
+    )
+    assert pending == 0
+
+
+@pytest.mark.parametrize("seconds", [-1.0, float("nan")])
+async def test_a_refresh_period_below_zero_is_refused(
+    pool: asyncpg.Pool, history: History, seconds: float
+) -> None:
+    with pytest.raises(ValueError, match="hour_refresh_seconds must be 0 or more"):
+        HistoryWriter(pool, history.partitions, table=history.table, hour_refresh_seconds=seconds)
