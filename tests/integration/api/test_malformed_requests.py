@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Close
 from websockets.typing import Subprotocol
 
 from domain.messages import TELEMETRY_SUBJECT, Quality, Sample, TelemetryBatch
@@ -62,16 +63,8 @@ async def test_a_socket_message_of_json_that_is_not_an_object_closes_the_socket_
     plant: Plant, message: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
-    async with websockets.connect(
-        plant.ws_url, subprotocols=[Subprotocol("graphql-transport-ws")]
-    ) as socket:
-        await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
-        assert json.loads(await socket.recv())["type"] == "connection_ack"
-        await socket.send(message)
-        with pytest.raises(ConnectionClosed) as closed:
-            await socket.recv()
-    assert closed.value.rcvd is not None
-    assert closed.value.rcvd.code == MALFORMED
+    close = await close_after(plant, message)
+    assert close.code == MALFORMED
     assert [record.getMessage() for record in caplog.records] == []
 
 
@@ -104,16 +97,8 @@ async def test_a_socket_message_with_fields_of_the_wrong_kind_closes_the_socket_
     plant: Plant, message: object, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
-    async with websockets.connect(
-        plant.ws_url, subprotocols=[Subprotocol("graphql-transport-ws")]
-    ) as socket:
-        await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
-        assert json.loads(await socket.recv())["type"] == "connection_ack"
-        await socket.send(json.dumps(message))
-        with pytest.raises(ConnectionClosed) as closed:
-            await socket.recv()
-    assert closed.value.rcvd is not None
-    assert closed.value.rcvd.code == MALFORMED
+    close = await close_after(plant, json.dumps(message))
+    assert close.code == MALFORMED
     assert [record.getMessage() for record in caplog.records] == []
 
 
@@ -157,6 +142,19 @@ async def test_a_subscription_answering_as_its_socket_closes_for_a_bad_message_i
     assert [record.getMessage() for record in caplog.records] == []
 
 
+async def close_after(plant: Plant, message: str) -> Close:
+    """The close frame the server answers ``message`` with, on an acknowledged socket."""
+    async with websockets.connect(
+        plant.ws_url, subprotocols=[Subprotocol("graphql-transport-ws")]
+    ) as socket:
+        await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
+        assert json.loads(await socket.recv())["type"] == "connection_ack"
+        await socket.send(message)
+        closed = await until_closed(socket)
+    assert closed.rcvd is not None
+    return closed.rcvd
+
+
 async def until_closed(socket: websockets.ClientConnection) -> ConnectionClosed:
     """Read (and drop) what the server sends until it closes the socket."""
     while True:
@@ -180,17 +178,9 @@ async def test_a_refusal_that_quotes_a_long_message_still_closes_the_socket_4400
     # strawberry puts the unknown type, or the syntax error with its token, in the close
     # frame's reason, which holds at most 123 bytes.
     caplog.set_level(logging.WARNING)
-    async with websockets.connect(
-        plant.ws_url, subprotocols=[Subprotocol("graphql-transport-ws")]
-    ) as socket:
-        await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
-        assert json.loads(await socket.recv())["type"] == "connection_ack"
-        await socket.send(json.dumps(message))
-        with pytest.raises(ConnectionClosed) as closed:
-            await socket.recv()
-    assert closed.value.rcvd is not None
-    assert closed.value.rcvd.code == MALFORMED
-    assert len(closed.value.rcvd.reason.encode()) <= MAX_REASON_BYTES
+    close = await close_after(plant, json.dumps(message))
+    assert close.code == MALFORMED
+    assert len(close.reason.encode()) <= MAX_REASON_BYTES
     assert [record.getMessage() for record in caplog.records] == []
 
 
