@@ -16,26 +16,38 @@ from pathlib import Path
 from bench import (
     alarm_burst,
     audit_log,
+    change_to_hmi,
+    command_round_trip,
     command_store,
+    event_store,
+    fleet_1000,
     fleet_poll,
     history_query,
     history_write,
     login_flood,
     modbus_poll,
     request_auth,
+    tag_fanout,
+    telemetry_e2e,
 )
 from bench.common import RESULTS_DIR, BenchConfig, Figures, describe_machine, emit
 
 BENCHMARKS: dict[str, Callable[[BenchConfig], Awaitable[Figures]]] = {
     "alarm_burst": alarm_burst.run,
     "audit_log": audit_log.run,
+    "change_to_hmi": change_to_hmi.run,
+    "command_round_trip": command_round_trip.run,
     "command_store": command_store.run,
+    "event_store": event_store.run,
+    "fleet_1000": fleet_1000.run,
     "fleet_poll": fleet_poll.run,
     "history_query": history_query.run,
     "history_write": history_write.run,
     "login_flood": login_flood.run,
     "modbus_poll": modbus_poll.run,
     "request_auth": request_auth.run,
+    "tag_fanout": tag_fanout.run,
+    "telemetry_e2e": telemetry_e2e.run,
 }
 
 

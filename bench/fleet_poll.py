@@ -19,7 +19,8 @@ Then, with the fleet stopped and in the same run, modbus_poll's comparison on
 one of these devices: a supervisor polling as fast as it can against a bare
 pymodbus loop sending the same read requests to the same simulator.
 
-Every device's messages are purged from the TELEMETRY stream at the end.
+Every device's messages are purged from the TELEMETRY stream at the end
+(fleet_1000 runs on a NATS server of its own instead, :func:`nats_of_its_own`).
 """
 
 from __future__ import annotations
@@ -31,14 +32,18 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, suppress
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
+from nats.js.api import PubAck
+from nats.js.client import JetStreamContext
 from pymodbus.client import AsyncModbusTcpClient
 
 from bench.common import (
@@ -51,7 +56,7 @@ from bench.common import (
     ratio,
     unique_name,
 )
-from bench.fleet_simulator import FLEET_TAGS, REGISTERS
+from bench.fleet_simulator import FLEET_TAGS, REGISTERS, initial_raw
 from bench.modbus_poll import (
     POLL_SECONDS,
     REPO,
@@ -69,18 +74,24 @@ from domain.messages import (
     TELEMETRY_SUBJECT,
     WRITE_SUBJECT,
     ConnectionState,
+    Quality,
+    Sample,
+    TelemetryBatch,
     WriteReply,
     WriteRequest,
 )
 from plantcore.streams import ensure_telemetry_stream
 from plantfile.plant import PlantConfig
 from plantfile.protocols.modbus import ModbusConnection, ModbusDevice
+from support.clock import utc_now
+from tests.private_services import private_nats
 
 DEVICES = 200
 UNITS_PER_SERVER = 20
 FLEET_POLL_SECONDS = 1.0
 PROBE_SECONDS = 0.1
 CONNECT_TIMEOUT = 30.0
+PURGES_IN_FLIGHT = 32
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -126,8 +137,10 @@ async def fleet_simulator(servers: int, units: int) -> AsyncIterator[SimulatorPr
                     await process.wait()
 
 
-def fleet_devices(prefix: str, ports: Sequence[int], units: int) -> list[ModbusDevice]:
-    """``DEVICES`` devices, ``units`` per simulator port, each with its own connection."""
+def fleet_devices(
+    prefix: str, ports: Sequence[int], units: int, count: int = DEVICES
+) -> list[ModbusDevice]:
+    """``count`` devices, ``units`` per simulator port, each with its own connection."""
     return [
         ModbusDevice(
             id=f"{prefix}-{index:03d}",
@@ -140,7 +153,7 @@ def fleet_devices(prefix: str, ports: Sequence[int], units: int) -> list[ModbusD
             ),
             tags=FLEET_TAGS,
         )
-        for index in range(DEVICES)
+        for index in range(count)
     ]
 
 
@@ -423,7 +436,15 @@ async def measure_fleet(
 # -- one device as fast as it goes, against bare pymodbus ----------------------------------
 
 
-async def bare_reads(device: ModbusDevice, seconds: float) -> Run:
+# After each cycle's reads, what the bare loop does with them (nothing, or publish a batch).
+AfterCycle = Callable[[], Awaitable[object]]
+
+
+async def nothing() -> None:
+    return None
+
+
+async def bare_reads(device: ModbusDevice, seconds: float, after: AfterCycle = nothing) -> Run:
     """modbus_poll's raw loop, sending the requests the driver plans for ``device``'s tags."""
     conn = device.modbus
     blocks = plan_reads(device.tags)
@@ -444,23 +465,56 @@ async def bare_reads(device: ModbusDevice, seconds: float) -> Run:
         for _ in range(WARM_UP_CYCLES):
             for block in blocks:
                 await read(block)
+            await after()
         laps = Laps()
         deadline = time.perf_counter() + seconds
         while time.perf_counter() < deadline:
             for block in blocks:
                 await read(block)
+            await after()
             laps.lap()
         return laps.run()
     finally:
         client.close()
 
 
-async def measure_one_device(sizes: Sizes, device: ModbusDevice, buffered: BufferedNats) -> Figures:
+def typical_batch(device: ModbusDevice) -> bytes:
+    """A batch of ``device`` as its supervisor encodes one: what the bare loop publishes."""
+    ts = utc_now()
+    samples = tuple(
+        Sample(tag.name, initial_raw(tag, 1), Quality.GOOD, tag.unit, ts) for tag in FLEET_TAGS
+    )
+    return TelemetryBatch(device.id, ts, samples).encode()
+
+
+def jetstream_publisher(nc: NatsClient, device: ModbusDevice) -> AfterCycle:
+    """Publish ``device``'s typical batch to JetStream and wait for the ack, as a bare client does.
+
+    With a ``Nats-Msg-Id`` of its own each time, as plantcore's forwarder sends,
+    so that JetStream does the same work (its duplicate window) for both.
+    """
+    js = nc.jetstream()
+    subject = TELEMETRY_SUBJECT.format(device=device.id)
+    payload = typical_batch(device)
+
+    async def publish() -> PubAck:
+        return await js.publish(subject, payload, headers={"Nats-Msg-Id": uuid.uuid4().hex})
+
+    return publish
+
+
+async def measure_one_device(
+    sizes: Sizes, device: ModbusDevice, nc: NatsClient, buffered: BufferedNats
+) -> Figures:
     seconds = sizes.seconds_per_round
     counting, publishing = SupervisedDevice(device), SupervisedDevice(device, buffered.sink)
+    publish = jetstream_publisher(nc, device)
 
     async def bare() -> Run:
         return await bare_reads(device, seconds)
+
+    async def bare_nats() -> Run:
+        return await bare_reads(device, seconds, publish)
 
     async def counting_round() -> Run:
         return await counting.round(seconds)
@@ -472,12 +526,20 @@ async def measure_one_device(sizes: Sizes, device: ModbusDevice, buffered: Buffe
 
     runs = await interleaved(
         sizes.rounds,
-        {"raw": bare, "plantcore": counting_round, "plantcore_nats": publishing_round},
+        {
+            "raw": bare,
+            "raw_nats": bare_nats,
+            "plantcore": counting_round,
+            "plantcore_nats": publishing_round,
+        },
     )
     return {
         **{name: each.figures("cycles") for name, each in runs.items()},
         "ratio": ratio(runs["plantcore"], runs["raw"]),
-        "ratio_nats": ratio(runs["plantcore_nats"], runs["raw"]),
+        # Publishing on both sides: the supervisor through its buffer, the bare loop awaiting acks.
+        "ratio_nats": ratio(runs["plantcore_nats"], runs["raw_nats"]),
+        # Publishing against the bare loop that does not publish at all.
+        "ratio_nats_vs_pymodbus": ratio(runs["plantcore_nats"], runs["raw"]),
         "nats_buffer": buffered.figures(),
         # Cancellations of a supervisor that pymodbus's wait_for swallowed (Python 3.11).
         "lost_cancellations": counting.lost_cancellations + publishing.lost_cancellations,
@@ -488,13 +550,32 @@ async def measure_one_device(sizes: Sizes, device: ModbusDevice, buffered: Buffe
 
 
 @asynccontextmanager
+async def nats_of_its_own() -> AsyncIterator[str]:
+    """A NATS server with JetStream of the run's own on a spare port; its URL.
+
+    Stopped by its PID and its store deleted at the end, so nothing needs purging
+    from the shared server: 2,000 purges of one subject each from the shared
+    TELEMETRY stream took 20 to 70 s on the busy machine, more than the run.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-nats-") as root:
+        # Started from this (the main) thread: the server dies with it (PR_SET_PDEATHSIG).
+        server = private_nats(Path(root))
+        server.start()
+        try:
+            yield server.url
+        finally:
+            server.stop()
+
+
+@asynccontextmanager
 async def telemetry_stream(
-    nats_url: str, devices: Sequence[ModbusDevice]
+    nats_url: str, devices: Sequence[ModbusDevice], *, purge: bool = True
 ) -> AsyncIterator[NatsClient]:
     """A client of NATS and the TELEMETRY stream, purged of the bench devices' messages at the end.
 
     Device ids are single subject tokens, so only one purge per subject leaves
-    other devices' messages alone.
+    other devices' messages alone. The purges are sent ``PURGES_IN_FLIGHT`` at a
+    time: one after another, 2,000 of them (fleet_1000) took 20 s on a busy machine.
     """
     nc = await nats.connect(nats_url)
     try:
@@ -503,28 +584,58 @@ async def telemetry_stream(
         try:
             yield nc
         finally:
-            for device in devices:
-                for subject in (TELEMETRY_SUBJECT, STATUS_SUBJECT):
-                    await js.purge_stream(STREAM, subject=subject.format(device=device.id))
+            if purge:
+                await purge_devices(js, devices)
     finally:
         with suppress(nats.errors.Error):
             await nc.close()
 
 
+async def purge_devices(js: JetStreamContext, devices: Sequence[ModbusDevice]) -> None:
+    """Purge ``devices``' telemetry and status from the stream, ``PURGES_IN_FLIGHT`` at a time."""
+    in_flight = asyncio.Semaphore(PURGES_IN_FLIGHT)
+
+    async def purge(subject: str) -> None:
+        async with in_flight:
+            await js.purge_stream(STREAM, subject=subject)
+
+    await asyncio.gather(
+        *(
+            purge(subject.format(device=device.id))
+            for device in devices
+            for subject in (TELEMETRY_SUBJECT, STATUS_SUBJECT)
+        )
+    )
+
+
 async def run(config: BenchConfig) -> Figures:
+    return await measure(config, DEVICES)
+
+
+async def measure(config: BenchConfig, count: int, *, own_nats: bool = False) -> Figures:
+    """The fleet of ``count`` devices at 1 Hz, then the one-device comparison.
+
+    On the machine's NATS (``config.nats_url``), purged of the run's devices at the
+    end, or with ``own_nats`` on a NATS server of the run's own.
+    """
     sizes = Sizes.of(config)
-    servers = DEVICES // UNITS_PER_SERVER
-    async with fleet_simulator(servers, UNITS_PER_SERVER) as simulator:
-        devices = fleet_devices(unique_name("bench_fleet"), simulator.ports, UNITS_PER_SERVER)
-        async with telemetry_stream(config.nats_url, devices) as nc:
+    servers = count // UNITS_PER_SERVER
+    async with (
+        nats_of_its_own() if own_nats else nullcontext(config.nats_url) as nats_url,
+        fleet_simulator(servers, UNITS_PER_SERVER) as simulator,
+    ):
+        devices = fleet_devices(
+            unique_name("bench_fleet"), simulator.ports, UNITS_PER_SERVER, count
+        )
+        async with telemetry_stream(nats_url, devices, purge=not own_nats) as nc:
             async with buffered_nats(nc) as buffered:
                 fleet = await measure_fleet(sizes, devices, simulator, nc, buffered)
             async with buffered_nats(nc) as buffered:
-                one_device = await measure_one_device(sizes, devices[0], buffered)
+                one_device = await measure_one_device(sizes, devices[0], nc, buffered)
     blocks = plan_reads(FLEET_TAGS)
     return {
         "params": {
-            "devices": DEVICES,
+            "devices": count,
             "tags_per_device": len(FLEET_TAGS),
             "registers_per_device": REGISTERS,
             "reads_per_cycle": len(blocks),
@@ -537,6 +648,7 @@ async def run(config: BenchConfig) -> Figures:
             "seconds_per_round": sizes.seconds_per_round,
             "rounds": sizes.rounds,
             "one_device_poll_seconds": POLL_SECONDS,
+            "nats": "of its own" if own_nats else "the machine's",
         },
         "fleet": fleet,
         **one_device,

@@ -206,10 +206,10 @@ async def bare_client(device: ModbusDevice, seconds: float) -> Run:
 
 
 @asynccontextmanager
-async def simulator_process(port: int) -> AsyncIterator[None]:
-    """``python -m simulators modbus`` on ``port``, until it listens; stopped at the end."""
+async def simulator_process(port: int, *options: str) -> AsyncIterator[None]:
+    """``python -m simulators modbus --port <port> <options>`` until it listens; then stopped."""
     process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "simulators", "modbus", "--port", str(port)),
+        *(sys.executable, "-m", "simulators", "modbus", "--port", str(port), *options),
         cwd=REPO,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,

@@ -179,8 +179,13 @@ class Fleet:
         return change
 
     async def stop(self) -> None:
-        for device in list(self._members):
-            await self._stop(device)
+        """Stop every device at once.
+
+        Not one after another: each stop waits on the event loop that the devices
+        still running keep busy, and a fleet of 1,000 took two minutes to stop so
+        (ADR 0046).
+        """
+        await asyncio.gather(*(self._stop(device) for device in list(self._members)))
 
     def _plan(self, plant: PlantConfig, device: DeviceConfig) -> _Plan:
         return _Plan(device, SupervisionPolicy.for_device(plant, device))

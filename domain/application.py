@@ -41,7 +41,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NoReturn, cast
+from typing import NoReturn, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -50,10 +50,11 @@ from eventsourcing.utils import Environment
 
 from domain.alarm import SYSTEM, Alarm, AlarmState
 from domain.alarm import alarm_id as derive_alarm_id
+from domain.alarm_cache import AlarmCache
 from domain.alarm_flood import AlarmFlood, flood_id
 from domain.bounds import MAX_ID_LENGTH, MAX_TEXT_LENGTH, check_length, clipped, oversized_request
 from domain.catalog import TagCatalog
-from domain.checked_snapshots import CheckedSnapshots
+from domain.checked_snapshots import BatchReads, CheckedSnapshots
 from domain.command import (
     CONFIRMATION_METHOD,
     EMERGENCY_METHOD,
@@ -86,6 +87,8 @@ from domain.plant_configuration import DevicesChange, PlantConfiguration, config
 from domain.plant_mode import Mode
 from domain.second_factor import command_target
 from domain.time import retry_on_conflict, utc
+
+AggregateT = TypeVar("AggregateT", Alarm, AlarmFlood)
 
 DEFAULT_CONFIRM_WINDOW = timedelta(seconds=30)
 # How long a critical write waits for its second person once the requester has signed.
@@ -141,8 +144,10 @@ class PlantApplication(CheckedSnapshots, EnrolmentUseCases):
         max_shelve: timedelta = DEFAULT_MAX_SHELVE,
         plant_id: str = "plant",
         login_policy: LoginPolicy | None = None,
+        batch_reads: BatchReads | None = None,
     ) -> None:
         self.catalog = catalog
+        self.batch_reads = batch_reads
         self.command_policy = command_policy or CommandPolicy()
         self.max_shelve = max_shelve
         self.plant_id = plant_id
@@ -552,35 +557,87 @@ class PlantApplication(CheckedSnapshots, EnrolmentUseCases):
 
     @retry_on_conflict
     def record_alarm_transitions(
-        self, transitions: Sequence[AlarmTransition], at: datetime
+        self,
+        transitions: Sequence[AlarmTransition],
+        at: datetime,
+        cache: AlarmCache | None = None,
     ) -> list[AlarmChange]:
         """Record a burst of source transitions, in order, with one atomic save.
 
-        Each alarm is loaded (or defined) once and applies its transitions in
-        order; the floods of the areas concerned count the activations. All of
-        it is saved together, so a batch is recorded entirely or not at all and
-        a recorder that crashes before acking can simply deliver it again. A
-        transition's time is its source time, never later than ``at``.
+        Each alarm is taken from ``cache`` or loaded (all those of the batch
+        with one batched load), or defined, once, and applies its transitions
+        in order; the floods of the areas concerned count the activations. All
+        of it is saved together, so a batch is recorded entirely or not at all
+        and a recorder that crashes before acking can simply deliver it again.
+        A transition's time is its source time, never later than ``at``.
+
+        The aggregates saved are kept in ``cache`` for the next batch; those of
+        a batch that fails (a conflict among them) are forgotten, so that its
+        retry loads them afresh (see :mod:`domain.alarm_cache`).
         """
-        now = utc(at)
-        alarms: dict[UUID, Alarm] = {}
+        cache = AlarmCache(capacity=0) if cache is None else cache
+        involved: list[UUID] = []
+        try:
+            alarms, floods, changes = self._record_alarm_batch(
+                transitions, utc(at), cache, involved
+            )
+        except BaseException:
+            cache.forget(involved)
+            raise
+        cache.keep([*alarms, *floods])
+        return changes
+
+    def _record_alarm_batch(
+        self,
+        transitions: Sequence[AlarmTransition],
+        now: datetime,
+        cache: AlarmCache,
+        involved: list[UUID],
+    ) -> tuple[list[Alarm], list[AlarmFlood], list[AlarmChange]]:
+        """The batch decided and saved: its alarms, its floods and what changed."""
+        keys = [derive_alarm_id(t.device, t.condition) for t in transitions]
+        involved.extend(dict.fromkeys(keys))
+        alarms = self._cached_or_loaded(keys, cache, Alarm)
         activations: dict[str, list[datetime]] = defaultdict(list)
-        for transition in transitions:
+        for key, transition in zip(keys, transitions, strict=True):
             seen_at = min(utc(transition.ts), now)
-            alarm = self._alarm_for(transition, seen_at, alarms)
+            alarm = alarms.get(key)
             if alarm is None:
-                continue
+                if not Alarm.worth_defining(transition):
+                    continue
+                alarm = alarms[key] = Alarm.define(transition, seen_at)
             recorded = alarm.record(transition, seen_at)
             if "Raised" in recorded and alarm.annunciated:
                 activations[alarm.area].append(seen_at)
         changed = [alarm for alarm in alarms.values() if alarm.pending_events]
         for alarm in changed:
             alarm.catch_up(now)
-        floods = self._count_activations({a.area for a in changed}, activations, now)
+        areas = sorted({a.area for a in changed})
+        involved.extend(flood_id(area) for area in areas)
+        floods = self._count_activations(areas, activations, now, cache)
         # Saving drains the pending events: read them first.
         changes = [_alarm_change(alarm) for alarm in changed]
         self.save(*changed, *floods)
-        return changes
+        return list(alarms.values()), floods, changes
+
+    def _cached_or_loaded(
+        self, keys: Sequence[UUID], cache: AlarmCache, kind: type[AggregateT]
+    ) -> dict[UUID, AggregateT]:
+        """Those of these ids that exist as ``kind``: kept ones, then one batched load."""
+        found: dict[UUID, AggregateT] = {}
+        missing: list[UUID] = []
+        for key in dict.fromkeys(keys):
+            kept = cache.get(key, kind)
+            if kept is None:
+                missing.append(key)
+            else:
+                found[key] = kept
+        loaded = self.checked_repository.get_many(missing) if missing else {}
+        for key, aggregate in loaded.items():
+            # Another aggregate's id (a command's) is not an alarm or a flood either.
+            if isinstance(aggregate, kind):
+                found[key] = aggregate
+        return found
 
     @retry_on_conflict
     def acknowledge_alarm(self, *, alarm_id: UUID, actor: str, comment: str, at: datetime) -> Alarm:
@@ -701,26 +758,18 @@ class PlantApplication(CheckedSnapshots, EnrolmentUseCases):
         alarm.catch_up(at)
         return alarm
 
-    def _alarm_for(
-        self, transition: AlarmTransition, seen_at: datetime, alarms: dict[UUID, Alarm]
-    ) -> Alarm | None:
-        """The transition's alarm, loaded once per batch; defined when it first has news."""
-        key = derive_alarm_id(transition.device, transition.condition)
-        alarm = alarms.get(key) or self._find_alarm(key)
-        if alarm is None:
-            if not Alarm.worth_defining(transition):
-                return None
-            alarm = Alarm.define(transition, seen_at)
-        alarms[key] = alarm
-        return alarm
-
     def _count_activations(
-        self, areas: set[str], activations: Mapping[str, list[datetime]], now: datetime
+        self,
+        areas: Sequence[str],
+        activations: Mapping[str, list[datetime]],
+        now: datetime,
+        cache: AlarmCache,
     ) -> list[AlarmFlood]:
         """Each concerned area's flood, with the batch's annunciated activations counted."""
         floods: list[AlarmFlood] = []
-        for area in sorted(areas):
-            flood = self.alarm_flood(area)
+        existing = self._cached_or_loaded([flood_id(area) for area in areas], cache, AlarmFlood)
+        for area in areas:
+            flood = existing.get(flood_id(area))
             times = activations.get(area, [])
             if times:
                 flood = flood or AlarmFlood(area=area, actor=SYSTEM, at=min(times))

@@ -17,6 +17,12 @@ the aggregate is loaded from its events (from the newest snapshot that agrees)
 and the mismatch is logged, once per process. :func:`snapshot_disagreement`
 is the one comparison, which ``plantcore audit verify`` makes too.
 
+:meth:`CheckedSnapshotRepository.get_many` loads many aggregates with two
+reads for them all (their newest snapshots, their events after them), through
+:class:`BatchReads`: the store's own (:mod:`eventstore.batch_reads`), or one
+read per aggregate (:class:`OneByOne`, any recorder). Each is assembled and
+checked exactly as a single load would.
+
 :class:`CheckedSnapshots` puts the repository into the application and keeps
 a snapshot that cannot be stored (one is there already, taken by another
 process or planted ahead of the aggregate) from failing the use case whose
@@ -30,7 +36,7 @@ import json
 import logging
 import struct
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from uuid import UUID
 
 from eventsourcing.application import (
@@ -43,6 +49,7 @@ from eventsourcing.application import (
 )
 from eventsourcing.domain import BaseAggregate, CanMutateProtocol, DomainEvent, Snapshot
 from eventsourcing.persistence import (
+    AggregateRecorder,
     EventStore,
     IntegrityError,
     Mapper,
@@ -134,14 +141,78 @@ def _fingerprint(stored: StoredEvent) -> bytes:
     return digest.digest()
 
 
+class BatchReads(Protocol):
+    """Reads of many aggregates' stored rows at once, each aggregate's in version order."""
+
+    def newest(
+        self, recorder: AggregateRecorder, ids: Sequence[UUID], limit: int
+    ) -> dict[UUID, list[StoredEvent]]:
+        """Each aggregate's ``limit`` newest rows, newest first (absent: none stored)."""
+        ...
+
+    def after(
+        self, recorder: AggregateRecorder, versions: Mapping[UUID, int | None]
+    ) -> dict[UUID, list[StoredEvent]]:
+        """Each aggregate's rows after its version (``None``: all), oldest first."""
+        ...
+
+
+class OneByOne:
+    """:class:`BatchReads` for any recorder: one read per aggregate."""
+
+    def newest(
+        self, recorder: AggregateRecorder, ids: Sequence[UUID], limit: int
+    ) -> dict[UUID, list[StoredEvent]]:
+        return {key: list(recorder.select_events(key, desc=True, limit=limit)) for key in ids}
+
+    def after(
+        self, recorder: AggregateRecorder, versions: Mapping[UUID, int | None]
+    ) -> dict[UUID, list[StoredEvent]]:
+        return {key: list(recorder.select_events(key, gt=gt)) for key, gt in versions.items()}
+
+
 class CheckedSnapshotRepository(Repository[UUID]):
     """The library's repository, loading from a snapshot only once it agrees with its events."""
 
     def __init__(
-        self, event_store: EventStore[UUID], snapshot_store: EventStore[UUID] | None
+        self,
+        event_store: EventStore[UUID],
+        snapshot_store: EventStore[UUID] | None,
+        batch_reads: BatchReads | None = None,
     ) -> None:
         super().__init__(event_store, snapshot_store=snapshot_store)
         self._verdicts: LRUCache[bytes, bool] = LRUCache(maxsize=VERDICTS_KEPT)
+        self._batch_reads: BatchReads = batch_reads or OneByOne()
+
+    def get_many(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, Any]:
+        """The current version of each aggregate that is stored, by id; two reads in all."""
+        ids = list(dict.fromkeys(aggregate_ids))
+        if not ids:
+            return {}
+        snapshots = self.snapshot_store
+        newest = (
+            {}
+            if snapshots is None
+            else self._batch_reads.newest(snapshots.recorder, ids, CANDIDATES)
+        )
+        bases = {key: self._trusted_base(newest.get(key, [])) for key in ids}
+        stored = self._batch_reads.after(
+            self.event_store.recorder,
+            {
+                key: None if base is None else base.originator_version
+                for key, (base, _) in bases.items()
+            },
+        )
+        found: dict[UUID, Any] = {}
+        for key, (base, unchecked) in bases.items():
+            events = [
+                cast(DomainEvent, self.event_store.mapper.to_domain_event(row))
+                for row in stored.get(key, [])
+            ]
+            aggregate = self._assemble(base, unchecked, events, mutated)
+            if aggregate is not None:
+                found[key] = aggregate
+        return found
 
     def _reconstruct_aggregate(
         self,
@@ -157,13 +228,31 @@ class CheckedSnapshotRepository(Repository[UUID]):
             aggregate_id, lte=version, desc=True, limit=CANDIDATES
         )
         base, unchecked = self._trusted_base(newest)
-        start = None if base is None else snapshots.mapper.to_domain_event(base)
-        aggregate = None if start is None else project(None, [start])
         after = None if base is None else base.originator_version
         # Every stored event of an aggregate is an aggregate event, hence a DomainEvent.
         events = cast(
             list[DomainEvent], list(self.event_store.get(aggregate_id, gt=after, lte=version))
         )
+        aggregate = self._assemble(base, unchecked, events, project)
+        if aggregate is None:
+            raise AggregateNotFoundError(
+                f"Aggregate {aggregate_id!r} version {version!r} not found."
+            )
+        return aggregate
+
+    def _assemble(
+        self,
+        base: StoredEvent | None,
+        unchecked: Sequence[StoredEvent],
+        events: Sequence[DomainEvent],
+        project: ProjectorFunction[Any, Any],
+    ) -> Any:
+        """The aggregate from ``base`` and ``events``, judging each unchecked snapshot met."""
+        snapshots = self.snapshot_store
+        aggregate = None
+        if base is not None:
+            assert snapshots is not None  # a base is one of its snapshots
+            aggregate = project(None, [snapshots.mapper.to_domain_event(base)])
         # One pass over the events: each unchecked snapshot is checked where they reach it.
         applied = 0
         for snapshot in reversed(unchecked):  # oldest first
@@ -175,13 +264,9 @@ class CheckedSnapshotRepository(Repository[UUID]):
                 reached += 1
             aggregate = project(aggregate, events[applied:reached])
             applied = reached
+            assert snapshots is not None  # an unchecked snapshot is one of its snapshots
             self._judge(snapshot, aggregate, snapshots.mapper)
-        aggregate = project(aggregate, events[applied:])
-        if aggregate is None:
-            raise AggregateNotFoundError(
-                f"Aggregate {aggregate_id!r} version {version!r} not found."
-            )
-        return aggregate
+        return project(aggregate, events[applied:])
 
     def _trusted_base(
         self, newest: Sequence[StoredEvent]
@@ -216,9 +301,16 @@ class CheckedSnapshotRepository(Repository[UUID]):
 class CheckedSnapshots(Application[UUID]):
     """An application that loads from checked snapshots, and whose snapshots never fail a save."""
 
-    def construct_repository(self) -> Repository[UUID]:
+    # The store's batched reads, set by the composition root before the repository is made.
+    batch_reads: BatchReads | None = None
+
+    def construct_repository(self) -> CheckedSnapshotRepository:
         # The library's aggregate cache stays off, as plantcore never configures it.
-        return CheckedSnapshotRepository(self.events, self.snapshots)
+        return CheckedSnapshotRepository(self.events, self.snapshots, self.batch_reads)
+
+    @property
+    def checked_repository(self) -> CheckedSnapshotRepository:
+        return cast(CheckedSnapshotRepository, self.repository)
 
     def take_snapshot(
         self,

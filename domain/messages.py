@@ -171,7 +171,9 @@ class Sample:
         return obj
 
     @classmethod
-    def from_json(cls, raw: object) -> Sample:
+    def from_json(cls, raw: object, shared_ts: tuple[str, datetime] | None = None) -> Sample:
+        """The sample of a JSON object; ``shared_ts`` is a time text already parsed, and its
+        value (a batch's, which most of its samples share: parsed once, not per sample)."""
         obj = _require_object(raw, "sample")
         value = obj.get("value")
         if value is not None and not isinstance(value, bool | int | float):
@@ -188,7 +190,7 @@ class Sample:
             value=value,
             quality=quality,
             unit=_optional_str(obj, "unit"),
-            ts=parse_ts(obj.get("ts")),
+            ts=_parse_shared(obj.get("ts"), shared_ts),
             reason=_optional_str(obj, "reason"),
             value_ts=None if value_ts is None else parse_ts(value_ts),
         )
@@ -220,10 +222,13 @@ class TelemetryBatch:
         samples = obj.get("samples")
         if not isinstance(samples, list):
             raise MalformedMessage("'samples' must be a list")
+        batch_ts = obj.get("ts")
+        ts = parse_ts(batch_ts)
+        shared = (batch_ts, ts) if isinstance(batch_ts, str) else None
         return cls(
             device=_require_str(obj, "device"),
-            ts=parse_ts(obj.get("ts")),
-            samples=tuple(Sample.from_json(s) for s in samples),
+            ts=ts,
+            samples=tuple(Sample.from_json(s, shared) for s in samples),
         )
 
 
@@ -506,6 +511,12 @@ def _load(data: bytes) -> dict[str, Any]:
     if schema != SCHEMA_VERSION:
         raise MalformedMessage(f"unsupported schema {schema!r}, expected {SCHEMA_VERSION}")
     return obj
+
+
+def _parse_shared(text: object, shared: tuple[str, datetime] | None) -> datetime:
+    if shared is not None and text == shared[0]:
+        return shared[1]
+    return parse_ts(text)
 
 
 def _require_object(raw: object, what: str) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """Who may do what, where: the permission matrix of role, action and scope.
 
 A role says *what* an operator may do (:data:`ROLE_ACTIONS`); for the actions
-that touch a machine (:data:`SCOPED_ACTIONS`) a granted scope says *where*: a
-device, an area, or the whole plant. Both are needed, for every role: an admin
-who may command has to be granted a scope like anyone else, so that a
-permission on one device never reaches another by accident of rank.
+that touch a machine or read its past (:data:`SCOPED_ACTIONS`) a granted scope
+says *where*: a device, an area, or the whole plant. Both are needed, for
+every role: an admin who may command has to be granted a scope like anyone
+else, so that a permission on one device never reaches another by accident of
+rank.
 
 ``docs/security.md`` prints this same matrix; a test checks that they agree.
 """
@@ -23,12 +24,16 @@ class Role(StrEnum):
     SUPERVISOR = "supervisor"
     OPERATOR = "operator"
     VIEWER = "viewer"
+    # Reads the history of the devices in their scope, and what anyone reads; nothing else.
+    ANALYST = "analyst"
     AUDITOR = "auditor"
     SERVICE = "service"
 
 
 class Action(StrEnum):
     VIEW = "view"
+    # A device's stored samples: what it made, how fast, for how long.
+    READ_HISTORY = "history.read"
     REQUEST_COMMAND = "command.request"
     APPROVE_COMMAND = "command.approve"
     ACKNOWLEDGE_ALARM = "alarm.acknowledge"
@@ -43,9 +48,10 @@ class Action(StrEnum):
     READ_HEALTH = "health.read"
 
 
-# Actions on one machine: allowed only inside a granted scope.
+# Actions on one machine, or on its past: allowed only inside a granted scope.
 SCOPED_ACTIONS = frozenset(
     {
+        Action.READ_HISTORY,
         Action.REQUEST_COMMAND,
         Action.APPROVE_COMMAND,
         Action.ACKNOWLEDGE_ALARM,
@@ -61,6 +67,7 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
     Role.ADMIN: frozenset(
         {
             Action.VIEW,
+            Action.READ_HISTORY,
             Action.REQUEST_COMMAND,
             Action.APPROVE_COMMAND,
             *_ALARM_HANDLING,
@@ -74,6 +81,7 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
     Role.SUPERVISOR: frozenset(
         {
             Action.VIEW,
+            Action.READ_HISTORY,
             Action.REQUEST_COMMAND,
             Action.APPROVE_COMMAND,
             *_ALARM_HANDLING,
@@ -84,13 +92,26 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
         }
     ),
     Role.OPERATOR: frozenset(
-        {Action.VIEW, Action.REQUEST_COMMAND, Action.APPROVE_COMMAND, *_ALARM_HANDLING}
+        {
+            Action.VIEW,
+            Action.READ_HISTORY,
+            Action.REQUEST_COMMAND,
+            Action.APPROVE_COMMAND,
+            *_ALARM_HANDLING,
+        }
     ),
-    Role.VIEWER: frozenset({Action.VIEW}),
-    # Auditors read the record, including what the plant shows, and change nothing.
-    Role.AUDITOR: frozenset({Action.VIEW, Action.READ_AUDIT, Action.READ_HEALTH}),
+    Role.VIEWER: frozenset({Action.VIEW, Action.READ_HISTORY}),
+    Role.ANALYST: frozenset({Action.VIEW, Action.READ_HISTORY}),
+    # Auditors read the record, including what the plant shows and measured (a write
+    # against the value read after it, an alarm against the value that raised it), and
+    # change nothing.
+    Role.AUDITOR: frozenset(
+        {Action.VIEW, Action.READ_HISTORY, Action.READ_AUDIT, Action.READ_HEALTH}
+    ),
     # An integrator's account writes setpoints but is never the second person of a
-    # critical write, nor handles alarms: those need a human at the console.
+    # critical write, nor handles alarms: those need a human at the console. Nor does
+    # it read the history: a program's credential lives on another host, and one that
+    # needs the past is given the analyst role, and a scope, on purpose.
     Role.SERVICE: frozenset({Action.VIEW, Action.REQUEST_COMMAND}),
 }
 

@@ -30,7 +30,6 @@ from uuid import UUID
 
 import asyncpg
 import psycopg
-import redis.asyncio as aioredis
 from eventsourcing.persistence import PersistenceError
 from redis.exceptions import RedisError
 
@@ -44,6 +43,7 @@ from plantcore.open_application import open_reader
 from plantcore.settings import Settings
 from plantfile.catalog_builder import tag_catalog
 from plantfile.loader import PlantConfigError, load_plant_file
+from projections.live_client import live_state_client
 
 Handler = Callable[[argparse.Namespace, Settings, TextIO, TextIO], int]
 _STORE_ERRORS = (PersistenceError, psycopg.Error, asyncpg.PostgresError, RedisError, OSError)
@@ -137,7 +137,11 @@ def _read_models(args: argparse.Namespace, settings: Settings, out: TextIO, err:
 
 
 async def _compare(app: PlantApplication, settings: Settings) -> ReadModelReport:
-    redis = aioredis.from_url(settings.redis_url, decode_responses=True)
+    redis = live_state_client(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        wait_seconds=settings.redis_wait_seconds,
+    )
     try:
         return await rebuild_and_compare(app, settings.database_url, redis)
     finally:

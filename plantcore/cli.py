@@ -48,7 +48,7 @@ from plantcore.history_cli import add_history_commands, run_history
 from plantcore.open_application import EventStoreNotPrepared, open_application
 from plantcore.operators import create_operator
 from plantcore.runtime import PlantRuntime, runtime_config
-from plantcore.settings import MissingSecret, Settings, jwt_secret
+from plantcore.settings import MissingSecret, Settings, jwt_secret, retention_policy
 from plantfile.catalog_builder import tag_catalog
 from plantfile.loader import PlantConfigError, load_plant_file, read_plant_file
 from support.secret_source import SecretSourceError, environment_secret
@@ -159,7 +159,9 @@ def _db_init(settings: Settings, args: argparse.Namespace) -> int:
             )
             if (password := environment_secret(variable))
         }
-        asyncio.run(initialise_database(admin_url, roles, passwords))
+        asyncio.run(
+            initialise_database(admin_url, roles, passwords, retention=retention_policy(settings))
+        )
     except (ValueError, psycopg.OperationalError, OSError) as exc:
         print(f"plantcore: {exc}", file=sys.stderr)
         return 2

@@ -1,15 +1,17 @@
 """``plantcore db init``: the plant's database, made ready for roles of least privilege.
 
 Run once per database by an administrator, with a superuser's URL (it creates
-roles and hands objects to the owner), and again after each upgrade: every
-step is idempotent, and on a database from before the roles it takes the
+roles and hands objects to the owner), and again after each upgrade and each
+change of the history's retention (``PLANTCORE_HISTORY_*_DAYS``): every step is
+idempotent, and on a database from before the roles it takes the
 objects over from whoever made them. In order:
 
 1. the owner, runtime, auditor and analyst roles (:mod:`eventstore.roles`);
 2. every object plantcore uses, created if missing: the event store (events,
    snapshots and tracking tables, the append-only guard, the hash chain, the
-   write lock), the history table with its partition function and the next
-   days' partitions, the alarm views; then the analysts' SQL views over them
+   write lock), the history table with its partition functions, the days each
+   history table keeps (from the settings) and the next days' partitions, the
+   alarm views; then the analysts' SQL views over them
    (:mod:`projections.history_views`), made again each time;
 3. all of them handed to the owner, partitions included, and each login role's
    privileges set to exactly :data:`RUNTIME_TABLES` and :data:`AUDITOR_TABLES`
@@ -47,11 +49,16 @@ from plantcore.open_application import (
 from projections.alarm_views import ensure_alarm_schema
 from projections.history_schema import (
     ADD_PARTITION_FUNCTION,
+    DEFAULT_RETENTION,
     DROP_PARTITION_FUNCTION,
+    DROPS_TABLE,
+    RETENTION_TABLE,
+    RetentionPolicy,
     ensure_history_schema,
-    hours_pending_table,
     hours_table,
+    minutes_pending_table,
     minutes_table,
+    rollup_mark_table,
 )
 from projections.history_views import ensure_analyst_views
 
@@ -67,11 +74,17 @@ RUNTIME_TABLES: Mapping[str, tuple[str, ...]] = {
     TRACKING_TABLE: ("SELECT", "INSERT", "UPDATE"),
     # Rows reach a day's partition through the parent: the partitions need no grant.
     HISTORY_TABLE: ("SELECT", "INSERT"),
-    # Its rollups, upserted in the same transaction (ADR 0036).
+    # Its rollups, upserted by the refresher (ADR 0049).
     minutes_table(HISTORY_TABLE): ("SELECT", "INSERT", "UPDATE"),
     hours_table(HISTORY_TABLE): ("SELECT", "INSERT", "UPDATE"),
-    # The hours to compute again: noted by each write, taken by a refresh.
-    hours_pending_table(HISTORY_TABLE): ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    # The minutes that got a late sample: noted by a write, taken by a refresh.
+    minutes_pending_table(HISTORY_TABLE): ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    # The rollups' one row of progress: moved by the refresher, made by the owner.
+    rollup_mark_table(HISTORY_TABLE): ("SELECT", "UPDATE"),
+    # The days each history table keeps, which the drop function obeys: the owner's to set.
+    RETENTION_TABLE: ("SELECT",),
+    # The drop function's own note of each drop: the runtime can neither add nor erase one.
+    DROPS_TABLE: (),
     "alarm_current": ("SELECT", "INSERT", "UPDATE"),
     "alarm_journal": ("SELECT", "INSERT"),
 }
@@ -96,20 +109,26 @@ class InitialisedDatabase:
 
 
 async def initialise_database(
-    admin_url: str, roles: PlantRoles, passwords: Mapping[str, str] | None = None
+    admin_url: str,
+    roles: PlantRoles,
+    passwords: Mapping[str, str] | None = None,
+    *,
+    retention: RetentionPolicy = DEFAULT_RETENTION,
 ) -> InitialisedDatabase:
     """Create or repair the roles, the objects and the privileges of ``admin_url``'s database.
 
     ``passwords`` maps a login role to its password (set each time it is given;
-    left alone otherwise). Returns the URLs the runtime and the auditor connect
-    with: ``admin_url``'s server and database, as those roles.
+    left alone otherwise). ``retention`` is how long the history keeps each of
+    its tables, set each time: the runtime role can drop nothing younger (ADR 0039).
+    Returns the URLs the runtime and the auditor connect with: ``admin_url``'s
+    server and database, as those roles.
     """
     passwords = dict(passwords or {})
     await asyncio.to_thread(_prepare_roles, admin_url, roles, passwords)
     await asyncio.to_thread(_create_event_store, admin_url)
     pool = await asyncpg.create_pool(admin_url, min_size=1, max_size=1)
     try:
-        await ensure_history_schema(pool, table=HISTORY_TABLE)
+        await ensure_history_schema(pool, table=HISTORY_TABLE, retention=retention)
         await ensure_alarm_schema(pool)
         views = await ensure_analyst_views(pool, events_table=EVENTS_TABLE)
     finally:
@@ -214,7 +233,8 @@ def _grants(
     ]
     if partitions:  # natively partitioned: a new partition comes from this function
         grants.append(Grant(Kind.FUNCTION, ADD_PARTITION_FUNCTION, roles.runtime, ("EXECUTE",)))
-        # The retention policy's drops of whole dated partitions, each recorded as an event.
+        # The retention policy's drops of whole dated partitions past the days the owner
+        # set, each noted by the function and recorded as an event.
         grants.append(Grant(Kind.FUNCTION, DROP_PARTITION_FUNCTION, roles.runtime, ("EXECUTE",)))
     for role, tables in ((roles.runtime, RUNTIME_TABLES), (roles.auditor, AUDITOR_TABLES)):
         grants += [

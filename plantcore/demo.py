@@ -29,7 +29,7 @@ from plantcore.operators import (
     demo_secrets_key,
 )
 from plantcore.runtime import PlantRuntime, runtime_config
-from plantcore.settings import Settings, secret_box
+from plantcore.settings import Settings, retention_policy, secret_box
 from plantcore.simulation import port_free
 from plantfile.loader import read_plant_file
 
@@ -60,7 +60,9 @@ async def run_demo(settings: Settings) -> None:
     )
     with services(settings.state_dir) as urls:
         database = await initialise_database(
-            settings.db_admin_url or urls.database_url, PlantRoles.named(settings.db_role_prefix)
+            settings.db_admin_url or urls.database_url,
+            PlantRoles.named(settings.db_role_prefix),
+            retention=retention_policy(settings),
         )
         config = runtime_config(
             settings,

@@ -19,6 +19,7 @@ import psycopg
 from domain.application import CommandPolicy, PlantApplication
 from domain.catalog import TagCatalog
 from domain.operator import LoginPolicy
+from eventstore.batch_reads import PostgresBatchReads
 from eventstore.chain import TRIGGER_NAME as CHAIN_TRIGGER
 from eventstore.chain import install_hash_chain
 from eventstore.guard import GUARD_TRIGGERS, install_append_only_guard
@@ -63,6 +64,7 @@ def open_application(
         command_policy=command_policy,
         plant_id=plant_id,
         login_policy=login_policy,
+        batch_reads=PostgresBatchReads(),
     )
     try:
         if prepare:

@@ -48,6 +48,7 @@ from devices.supervisor import SupervisorCounters
 from domain.application import CommandPolicy, PlantApplication
 from domain.messages import DEFAULT_WRITE_CLOCK_SKEW, ConnectionState
 from domain.operator import LoginPolicy
+from eventstore.commit_listener import CommitListener, commit_channel
 from eventstore.event_relay import EVENTS_STREAM, EVENTS_SUBJECT_PREFIX, EventRelay
 from eventstore.executor import StoreExecutor
 from eventstore.log_tail import Follower, LogTail
@@ -61,6 +62,7 @@ from plantcore.settings import (
     audit_signing_key,
     command_policy,
     login_policy,
+    retention_policy,
     secret_box,
     token_settings,
 )
@@ -80,9 +82,17 @@ from projections.command_metrics import CommandMetrics
 from projections.dead_letter import DeadLetters
 from projections.history import HISTORY_FEED, HistoryWriter
 from projections.history_filter import HistoryFilter, history_policies
-from projections.history_retention import DroppedPartition, RetentionPolicy, keep_retention
-from projections.history_schema import ensure_history_schema, open_history
+from projections.history_retention import DroppedPartition, keep_retention
+from projections.history_schema import RetentionPolicy, ensure_history_schema, open_history
+from projections.live_client import (
+    DEFAULT_MAX_CONNECTIONS as DEFAULT_REDIS_MAX_CONNECTIONS,
+)
+from projections.live_client import (
+    DEFAULT_WAIT_SECONDS as DEFAULT_REDIS_WAIT_SECONDS,
+)
+from projections.live_client import live_state_client
 from projections.live_state import LIVE_STATE_FEED, LiveState
+from projections.rollup_refresher import DEFAULT_REFRESH_SECONDS, RollupRefresher
 from projections.store_outage import read_model_pool
 from reactors.alarm_clock import AlarmClock
 from reactors.alarm_recorder import ALARM_FEED, AlarmRecorder
@@ -108,7 +118,12 @@ class RuntimeConfig:
     http_port: int
     telemetry_stream: str = "TELEMETRY"
     telemetry_max_age_hours: int = 72
+    # The live state's Redis pool, shared by every reader and writer of the process:
+    # past its size a caller waits for a connection, up to the wait (ADR 0044).
+    redis_max_connections: int = DEFAULT_REDIS_MAX_CONNECTIONS
+    redis_wait_seconds: float = DEFAULT_REDIS_WAIT_SECONDS
     history_retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    history_rollup_refresh_seconds: float = DEFAULT_REFRESH_SECONDS
     # Rows per answer and days from `from` to `to` of one GraphQL history request.
     history_max_rows: int = DEFAULT_MAX_ROWS
     history_max_span_days: int = DEFAULT_MAX_SPAN_DAYS
@@ -189,17 +204,16 @@ def runtime_config(
         database_url=database_url or settings.database_url,
         nats_url=nats_url or settings.nats_url,
         redis_url=redis_url or settings.redis_url,
+        redis_max_connections=settings.redis_max_connections,
+        redis_wait_seconds=settings.redis_wait_seconds,
         plant=plant,
         tokens=token_settings(settings),
         http_host=settings.http_host,
         http_port=settings.http_port if http_port is None else http_port,
         telemetry_stream=settings.telemetry_stream,
         telemetry_max_age_hours=settings.telemetry_max_age_hours,
-        history_retention=RetentionPolicy(
-            raw_days=settings.history_raw_days,
-            minute_days=settings.history_minute_days,
-            hour_days=settings.history_hour_days,
-        ),
+        history_retention=retention_policy(settings),
+        history_rollup_refresh_seconds=settings.history_rollup_refresh_seconds,
         history_max_rows=settings.history_max_rows,
         history_max_span_days=settings.history_max_span_days,
         consumer_prefix=settings.consumer_prefix,
@@ -344,7 +358,11 @@ class PlantRuntime:
                 config.events_max_age_hours,
                 subject_prefix=config.events_subject_prefix,
             )
-            redis = aioredis.from_url(config.redis_url, decode_responses=True)
+            redis = live_state_client(
+                config.redis_url,
+                max_connections=config.redis_max_connections,
+                wait_seconds=config.redis_wait_seconds,
+            )
             stack.push_async_callback(redis.aclose)
             pool = await read_model_pool(config.database_url)
             stack.push_async_callback(pool.close)
@@ -383,6 +401,11 @@ class PlantRuntime:
             tail = await self._start_command_flow(
                 app, store_executor, nc, tracking, [command_metrics, alarms]
             )
+            # Every commit to the event log, by any process, wakes its readers (ADR 0042).
+            listener = CommitListener(
+                config.database_url, commit_channel(app), [tail.nudge, relay.nudge]
+            )
+            self._spawn("commit listener", listener.run())
             await self._start_fleet(nc, forwarder.sink())
 
             login_throttle = LoginThrottle(redis, limit=config.login_rate_per_minute)
@@ -459,11 +482,15 @@ class PlantRuntime:
             start=start,
         )
         partitions = await (
-            ensure_history_schema(pool) if self._prepares_schema else open_history(pool)
+            ensure_history_schema(pool, retention=self.config.history_retention)
+            if self._prepares_schema
+            else open_history(pool)
         )
+        writer = HistoryWriter(pool, partitions, history_filter=self._history_filter)
+        rollups = RollupRefresher(pool, period_seconds=self.config.history_rollup_refresh_seconds)
         history = HISTORY_FEED.consumer(
             js,
-            HistoryWriter(pool, partitions, history_filter=self._history_filter).write,
+            writer.write,
             dead_letters=dead_letters,
             stream=stream,
             durable=f"{prefix}history",
@@ -474,6 +501,7 @@ class PlantRuntime:
             await consumer.ensure()
         self._spawn("live-state projection", live.run())
         self._spawn("history projection", history.run())
+        self._spawn("history rollups", rollups.keep_fresh())
 
     async def _start_alarms(
         self,

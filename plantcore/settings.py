@@ -33,6 +33,9 @@ from domain.application import CommandPolicy
 from domain.operator import LoginPolicy
 from domain.second_factor import FAILURE_MEMORY, SecondFactorPolicy
 from eventstore.roles import DEFAULT_PREFIX as DEFAULT_ROLE_PREFIX
+from projections.history_schema import RetentionPolicy
+from projections.live_client import DEFAULT_MAX_CONNECTIONS as DEFAULT_REDIS_MAX_CONNECTIONS
+from projections.live_client import DEFAULT_WAIT_SECONDS as DEFAULT_REDIS_WAIT_SECONDS
 from support.secret_source import SecretSourceError, read_secret
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -53,6 +56,10 @@ class Settings(BaseSettings):
     db_role_prefix: str = DEFAULT_ROLE_PREFIX
     nats_url: str = DEFAULT_NATS_URL
     redis_url: str = DEFAULT_REDIS_URL
+    # The live state's Redis pool per process: callers past its size wait for a
+    # connection, up to the wait, instead of failing (ADR 0044).
+    redis_max_connections: int = Field(default=DEFAULT_REDIS_MAX_CONNECTIONS, ge=1, le=10000)
+    redis_wait_seconds: float = Field(default=DEFAULT_REDIS_WAIT_SECONDS, gt=0, le=300)
     plant_file: Path = Path("config/demo-plant.yaml")
     # The signing key of access tokens. Required outside the demo, which makes one per run.
     jwt_secret: SecretStr | None = None
@@ -117,6 +124,8 @@ class Settings(BaseSettings):
     history_raw_days: int = Field(default=30, ge=1)
     history_minute_days: int = Field(default=365, ge=1)
     history_hour_days: int = Field(default=1825, ge=1)
+    # How often the minute and hour rollups are brought up to the current minute.
+    history_rollup_refresh_seconds: float = Field(default=10.0, gt=0, le=3600)
     # What one GraphQL `history` request may ask: rows per answer, days from `from` to `to`.
     history_max_rows: int = Field(default=DEFAULT_MAX_ROWS, ge=1)
     history_max_span_days: int = Field(default=DEFAULT_MAX_SPAN_DAYS, ge=1)
@@ -213,6 +222,15 @@ def login_policy(settings: Settings) -> LoginPolicy:
             max_failures=settings.totp_max_failures,
             failure_window=timedelta(minutes=settings.totp_failure_window_minutes),
         ),
+    )
+
+
+def retention_policy(settings: Settings) -> RetentionPolicy:
+    """The days each history table keeps: the runtime's pass and ``db init`` read the same."""
+    return RetentionPolicy(
+        raw_days=settings.history_raw_days,
+        minute_days=settings.history_minute_days,
+        hour_days=settings.history_hour_days,
     )
 
 

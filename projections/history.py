@@ -3,9 +3,10 @@
 Each fetched batch of messages is written in one transaction: its rows are
 COPYed into a temporary staging table, then inserted with ``ON CONFLICT DO
 NOTHING`` on the unique ``(device, tag, time)``, so a redelivered batch adds
-nothing twice; the minutes the added rows fall in are computed again in the
-same transaction, and the hours they fall in at most once per refresh period
-(:mod:`projections.rollups`). Samples of tags
+nothing twice; a row it adds from before the rollups' watermark (a late
+sample) has its minute noted in the same statement, for the rollups' refresher
+(:mod:`projections.rollups`, :mod:`projections.rollup_refresher`), which
+computes the minutes and hours behind the writer. Samples of tags
 with a history policy are thinned first (:mod:`projections.history_filter`).
 Each sample keeps its quality and unit. Status messages share the stream;
 this projection ignores them. A batch that cannot be stored is dead-lettered
@@ -19,10 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
-from time import monotonic
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from domain.messages import MalformedMessage, Quality, TagValue, TelemetryBatch
 from projections.consumer import Feed
@@ -90,9 +89,8 @@ class HistoryWriter:
 
     ``partitions`` is the raw table's keeper (None: TimescaleDB makes its own
     chunks); ``history_filter`` thins the tags that have a history policy.
-    The hours touched are computed again from their minutes by the first write
-    at least ``hour_refresh_seconds`` after the last time (0: by every write),
-    or by :meth:`refresh_hours`.
+    The rollups are computed by a :class:`~projections.rollup_refresher.RollupRefresher`;
+    the writer makes their partitions, for the times it writes, as it makes its own.
     """
 
     def __init__(
@@ -102,13 +100,8 @@ class HistoryWriter:
         *,
         table: str = "samples",
         history_filter: HistoryFilter | None = None,
-        hour_refresh_seconds: float = 10.0,
     ) -> None:
-        if not hour_refresh_seconds >= 0:
-            raise ValueError(f"hour_refresh_seconds must be 0 or more, not {hour_refresh_seconds}")
         self._pool = pool
-        self._hour_refresh_seconds = hour_refresh_seconds
-        self._hours_refreshed_at: float | None = None  # monotonic; None: at the first write
         self._table = check_table_name(table)
         self._filter = history_filter
         self._partitions = (
@@ -121,20 +114,21 @@ class HistoryWriter:
             ]
         )
         self._staging = f"{table}_staging"
-        self._rollups = RollupStatements(
-            table, added=f"{table}_added_1m", taken=f"{table}_taken_1h"
-        )
+        self._rollups = RollupStatements(table)
         columns = ", ".join(COLUMNS)
         # Per connection and emptied at each commit: pooled connections reuse them.
         self._create_staging = (
             f"CREATE TEMP TABLE IF NOT EXISTS {self._staging}"
             f" (LIKE {self._table}) ON COMMIT DELETE ROWS"
         )
-        self._insert = (
-            f"WITH added AS (INSERT INTO {self._table} ({columns})"  # noqa: S608 (checked names)
+        insert = (
+            f"INSERT INTO {self._table} ({columns})"  # noqa: S608 (checked names)
             f" SELECT {columns} FROM {self._staging} ON CONFLICT DO NOTHING"
-            " RETURNING *),"
-            f" noted AS ({self._rollups.note_added})"
+        )
+        self._insert_on_time = insert
+        self._insert_noting_late = (
+            f"WITH added AS ({insert} RETURNING device, tag, time),"  # noqa: S608 (checked names)
+            f" noted AS ({self._rollups.note_late})"
             " SELECT count(*) FROM added"
         )
         self._references = (
@@ -155,8 +149,7 @@ class HistoryWriter:
             rows = selection.rows
         if not rows:
             return 0
-        # In the order the rollups' window sorts them by (device and tag bytewise,
-        # then time): PostgreSQL's sort then finds them sorted in one pass.
+        # By device, tag and time: the order of the unique index they go into.
         rows.sort(key=itemgetter(1, 2, 0))
         # A fetch's samples share a few hundred times: each keeper reads the set.
         times = {row[0] for row in rows}
@@ -164,36 +157,19 @@ class HistoryWriter:
             await partitions.ensure_for(times)
         async with transaction(self._pool) as conn:
             await conn.execute(self._create_staging)
-            await conn.execute(self._rollups.create_added)
             await conn.copy_records_to_table(self._staging, records=rows, columns=COLUMNS)
-            added = int(await conn.fetchval(self._insert))
-            if added:
-                for statement in self._rollups.in_order:
-                    await conn.execute(statement)
-            refreshing = self._hours_due()
-            if refreshing:
-                await self._refresh_hours(conn)
-        if refreshing:
-            self._hours_refreshed_at = monotonic()
+            # Held to the commit: the refresher's step A waits for this write, so the
+            # watermark read after it stays where it is until then.
+            await conn.execute(self._rollups.lock_for_write)
+            watermark = await conn.fetchval(self._rollups.read_watermark)
+            if min(times) < watermark:  # a late sample: its minute is noted
+                added = int(await conn.fetchval(self._insert_noting_late))
+            else:  # the usual fetch: nothing to note, no rows to return
+                status = await conn.execute(self._insert_on_time)
+                added = int(status.rsplit(" ", 1)[1])
         if self._filter is not None and selection is not None:
             self._filter.remember(selection)
         return added
-
-    async def refresh_hours(self) -> None:
-        """Compute every pending hour again from its minutes now."""
-        async with transaction(self._pool) as conn:
-            await self._refresh_hours(conn)
-        self._hours_refreshed_at = monotonic()
-
-    def _hours_due(self) -> bool:
-        return (
-            self._hours_refreshed_at is None
-            or monotonic() - self._hours_refreshed_at >= self._hour_refresh_seconds
-        )
-
-    async def _refresh_hours(self, conn: PoolConnectionProxy[asyncpg.Record]) -> None:
-        for statement in self._rollups.refresh_hours:
-            await conn.execute(statement)
 
     async def _read_references(self, unplaced: list[SampleKey]) -> dict[SampleKey, Stored]:
         """For each of ``unplaced``, the stored row at or before its time, if any."""

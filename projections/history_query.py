@@ -13,6 +13,13 @@ minute or hour rows, composed: the min of the mins, the max of the maxes, the
 sum of the sums over the count of values, ``first`` of the row with the
 earliest ``first_time`` (``last``: the latest ``last_time``), and the twa of
 the rows weighted by the seconds each covered.
+
+The rollups are complete only before their mark's ``done``
+(:mod:`projections.rollup_refresher`): buckets served from them take the hours
+before ``done``'s hour from the hour rows, the minutes before ``done`` from the
+minute rows, and the minutes from ``done`` on computed from the raw rows by the
+rollups' own rule, so the last minutes of a trend are there before the
+refresher has stored them, and the same as once it has.
 """
 
 from __future__ import annotations
@@ -24,8 +31,15 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from domain.messages import Quality
-from projections.history_buckets import RAW, Bucket, BucketSource, Grid
-from projections.history_schema import check_table_name
+from projections.history_buckets import HOURS, RAW, Bucket, BucketSource, Grid
+from projections.history_schema import (
+    BUCKET_ORIGIN,
+    check_table_name,
+    hours_table,
+    minutes_table,
+    rollup_mark_table,
+)
+from projections.rollups import minutes_from_raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +120,17 @@ SELECT tag, slot,
  GROUP BY tag, slot
 """
 
-# Composed from the rollup's rows: sums and counts added, the twa weighted by the time
+# The columns of a rollup row that buckets are composed from.
+_COMPOSED = (
+    "bucket, tag, unit, count, good_count, min, max, sum, value_count,"
+    " first_value, first_time, last_value, last_time, twa, twa_seconds"
+)
+_OF_THE_TAGS = "device = $1 AND tag = ANY($2::text[])"
+
+# Composed from rollup rows: sums and counts added, the twa weighted by the time
 # each row's values covered.
 _FROM_ROLLUP = """
+WITH mark AS (SELECT done, date_bin('1 hour', done, {origin}) AS done_hour FROM {mark})
 SELECT tag, floor(extract(epoch FROM bucket) / $5)::bigint AS slot,
        sum(count) AS count,
        sum(good_count) AS good_count,
@@ -121,10 +143,27 @@ SELECT tag, floor(extract(epoch FROM bucket) / $5)::bigint AS slot,
            FILTER (WHERE last_time IS NOT NULL))[1] AS last,
        sum(twa * twa_seconds) / nullif(sum(twa_seconds), 0) AS twa,
        (array_agg(unit ORDER BY bucket DESC))[1] AS unit
-  FROM {table}
- WHERE device = $1 AND tag = ANY($2::text[]) AND bucket >= $3 AND bucket < $4
+  FROM ({rows}) AS rollup_rows
  GROUP BY tag, slot
 """
+
+
+def _rollup_rows(table: str, source: BucketSource) -> str:
+    """The rows of ``source`` (minutes or hours) of ``table`` for the tags and range
+    ``$1..$4``, each from the layer complete for its time (see the module's doc)."""
+    done, done_hour = "(SELECT done FROM mark)", "(SELECT done_hour FROM mark)"
+    hours = (
+        f"SELECT {_COMPOSED} FROM {hours_table(table)} WHERE {_OF_THE_TAGS}"  # noqa: S608
+        f" AND bucket >= $3 AND bucket < least($4, {done_hour})"
+    )
+    minutes_from = f"greatest($3, {done_hour})" if source is HOURS else "$3"
+    minutes = (
+        f"SELECT {_COMPOSED} FROM {minutes_table(table)} WHERE {_OF_THE_TAGS}"  # noqa: S608
+        f" AND bucket >= {minutes_from} AND bucket < least($4, {done})"
+    )
+    tail = minutes_from_raw(table, f"{_OF_THE_TAGS} AND time >= greatest($3, {done}) AND time < $4")
+    layers = [minutes, f"SELECT {_COMPOSED} FROM ({tail}) AS raw_minutes"]  # noqa: S608
+    return " UNION ALL ".join([hours, *layers] if source is HOURS else layers)
 
 
 async def read_buckets(
@@ -138,9 +177,14 @@ async def read_buckets(
 ) -> list[tuple[int, Bucket]]:
     """The ``(slot, bucket)`` of every bucket of ``grid`` holding samples of ``tags``,
     read from ``source`` of history table ``table``."""
-    template = _FROM_RAW if source is RAW else _FROM_ROLLUP
+    if source is RAW:
+        sql = _FROM_RAW.format(table=check_table_name(table))
+    else:
+        sql = _FROM_ROLLUP.format(
+            origin=BUCKET_ORIGIN, mark=rollup_mark_table(table), rows=_rollup_rows(table, source)
+        )
     rows = await pool.fetch(
-        template.format(table=check_table_name(source.table(table))),
+        sql,
         device,
         list(tags),
         grid.start,

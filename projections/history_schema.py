@@ -14,9 +14,15 @@ same queries work whichever way it is stored:
   function that runs with the table owner's rights: the role that writes
   samples (the runtime's, which owns nothing) may call it, and
   ``plantcore_drop_partition`` for retention, and do no other DDL (ADR 0023).
+  The drop function knows each table's retention from ``plantcore_history_retention``
+  (written by the owner, from :class:`RetentionPolicy`), refuses a partition that
+  has not expired, and notes each drop in ``plantcore_history_drops`` (ADR 0039).
   The rollups ``samples_1m`` (a partition per month) and ``samples_1h`` (per
   year) are partitioned the same way (:mod:`projections.rollups`);
-  ``samples_1h_pending``, the hours to compute again, is a plain table.
+  ``samples_1m_pending``, the minutes that got a late sample, and
+  ``samples_rollup_mark``, how far the rollups are complete, are plain tables.
+  A BRIN index on ``time`` lets the rollups' refresher read the last seconds'
+  rows without scanning the day.
 - With the ``timescaledb`` extension available, a hypertable with compression
   and retention policies. That path cannot be tested here (TimescaleDB is not
   installable on these machines), so it stays a few plain statements.
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
@@ -55,6 +62,25 @@ _ADD_UNIT = "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS unit text NOT NULL DEF
 _UNIQUE_INDEX = (
     "CREATE UNIQUE INDEX IF NOT EXISTS {table}_device_tag_time ON {table} (device, tag, time)"
 )
+
+# The refresher reads a time range of the whole table every few seconds. Rows arrive
+# in time order, so a block range index costs next to nothing to keep, and pages not
+# summarised yet (the newest) are always read: the range costs its own pages, not the day's.
+_TIME_INDEX = (
+    "CREATE INDEX IF NOT EXISTS {table}_time_brin ON {table}"
+    " USING brin (time) WITH (autosummarize = on)"
+)
+
+# When an hour ends, the refresher reads its minutes across every tag by time: the
+# same kind of index on the minutes' buckets keeps that to the hour's own pages.
+_MINUTE_INDEX = (
+    "CREATE INDEX IF NOT EXISTS {table}_1m_bucket_brin ON {table}_1m"
+    " USING brin (bucket) WITH (autosummarize = on)"
+)
+
+# Rollup buckets are aligned to this origin by date_bin(), which, unlike date_trunc(),
+# does not depend on the session's time zone.
+BUCKET_ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
 
 # The rollups of a history table: one row per device, tag and minute or hour
 # (:mod:`projections.rollups` says what each column holds). ``value_count``,
@@ -149,42 +175,128 @@ $$
 
 DROP_PARTITION_FUNCTION = "plantcore_drop_partition(regclass, regclass)"
 
-# The retention policy's one way to remove history: a whole partition of a
-# history table (never DEFAULT, never a row), dropped by its owner. Returns the
-# rows it held.
+# How many days each history table keeps, by schema and name: the owner's to write
+# (``plantcore db init``, from the settings), what ``plantcore_drop_partition`` obeys.
+RETENTION_TABLE = "plantcore_history_retention"
+_CREATE_RETENTION = """
+CREATE TABLE IF NOT EXISTS {schema}.plantcore_history_retention (
+    table_schema name NOT NULL,
+    table_name name NOT NULL,
+    days integer NOT NULL CHECK (days >= 1),
+    PRIMARY KEY (table_schema, table_name)
+)"""
+
+# Every partition ``plantcore_drop_partition`` dropped, noted by the function itself in
+# the drop's transaction: no drop without this trace, whoever called it.
+DROPS_TABLE = "plantcore_history_drops"
+_CREATE_DROPS = """
+CREATE TABLE IF NOT EXISTS {schema}.plantcore_history_drops (
+    dropped_at timestamptz NOT NULL,
+    dropped_by name NOT NULL,
+    history_table text NOT NULL,
+    partition text NOT NULL,
+    range_start timestamptz NOT NULL,
+    range_end timestamptz NOT NULL,
+    row_count bigint NOT NULL,
+    retention_days integer NOT NULL
+)"""
+
+# The retention policy's one way to remove history: a whole partition of a history
+# table (never DEFAULT, never a row), dropped by its owner once its whole range is
+# older than that table's retention, and noted. Returns the rows it held. The time
+# zone and date style are pinned so that the bounds, printed as text, read back
+# exactly whatever the caller's session says (an abbreviation such as IST could
+# otherwise shift them by hours).
 _DROP_PARTITION = r"""
 CREATE OR REPLACE FUNCTION plantcore_drop_partition(parent regclass, part regclass)
-RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+RETURNS bigint LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD' AS $$
 DECLARE
+    kept integer;
+    bounds text[];
+    part_end timestamptz;
+    cutoff timestamptz;
     held bigint;
 BEGIN
-    IF NOT EXISTS (
-        SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-         WHERE i.inhparent = parent AND i.inhrelid = part
-           AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'
-    ) THEN
+    PERFORM pg_advisory_xact_lock({lock_key});
+    SELECT r.days INTO kept
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN {schema}.plantcore_history_retention r
+        ON r.table_schema = n.nspname AND r.table_name = c.relname
+     WHERE c.oid = parent AND c.relkind = 'p';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'plantcore: % is not a history table with a retention', parent;
+    END IF;
+    SELECT regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                        'FROM \(''([^'']+)''\) TO \(''([^'']+)''\)') INTO bounds
+      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+     WHERE i.inhparent = parent AND i.inhrelid = part;
+    IF bounds IS NULL THEN
         RAISE EXCEPTION 'plantcore: % is not a dated partition of %', part, parent;
     END IF;
-    PERFORM pg_advisory_xact_lock({lock_key});
+    part_end := bounds[2]::timestamptz;
+    cutoff := now() - make_interval(days => kept);
+    IF part_end > cutoff THEN
+        RAISE EXCEPTION 'plantcore: % ends at %, after the cutoff % (% keeps % days)',
+            part, part_end, cutoff, parent, kept;
+    END IF;
     EXECUTE format('SELECT count(*) FROM %s', part) INTO held;
+    INSERT INTO {schema}.plantcore_history_drops (dropped_at, dropped_by, history_table,
+            partition, range_start, range_end, row_count, retention_days)
+        VALUES (now(), session_user, parent::text, part::text, bounds[1]::timestamptz,
+                part_end, held, kept);
     EXECUTE format('DROP TABLE %s', part);
     RETURN held;
 END
 $$
 """
 
-_CREATE_HOURS_PENDING = """
-CREATE TABLE IF NOT EXISTS {table}_1h_pending (
+_SET_RETENTION = """
+INSERT INTO plantcore_history_retention (table_schema, table_name, days)
+VALUES (current_schema(), $1, $2)
+ON CONFLICT (table_schema, table_name) DO UPDATE SET days = excluded.days
+"""
+
+# The minutes that got a sample from before the rollups' watermark (a late one), to be
+# computed again by the next refresh (:mod:`projections.rollup_refresher`).
+_CREATE_MINUTES_PENDING = """
+CREATE TABLE IF NOT EXISTS {table}_1m_pending (
     device text NOT NULL,
     tag text NOT NULL,
     bucket timestamptz NOT NULL,
     PRIMARY KEY (device, tag, bucket)
 )"""
 
+# One row: the rollups are complete before ``done``; samples before ``watermark`` are
+# noted as late by the writer. Both start at the minute the table is made.
+_CREATE_ROLLUP_MARK = """
+CREATE TABLE IF NOT EXISTS {table}_rollup_mark (
+    done timestamptz NOT NULL,
+    watermark timestamptz NOT NULL CHECK (watermark >= done)
+)"""
+_START_ROLLUP_MARK = f"""
+INSERT INTO {{table}}_rollup_mark (done, watermark)
+SELECT minute, minute FROM date_bin('1 minute', now(), {BUCKET_ORIGIN}) AS minute
+WHERE NOT EXISTS (SELECT FROM {{table}}_rollup_mark)
+"""  # noqa: S608 (constants)
+# Where the rollups are kept: made for each history table, whatever its storage.
+_ROLLUP_BOOKKEEPING = [
+    _CREATE_MINUTES_PENDING,
+    _CREATE_ROLLUP_MARK,
+    _START_ROLLUP_MARK,
+    # Hours were once noted here by the writer; the refresher computes them now.
+    "DROP TABLE IF EXISTS {table}_1h_pending",
+]
+
+# Made whatever the storage: the runtime role checks at start that each of its tables exists.
+_RETENTION_TABLES = [_CREATE_RETENTION, _CREATE_DROPS]
+
 _NATIVE = [
+    *_RETENTION_TABLES,
     _CREATE_TABLE + " PARTITION BY RANGE (time)",
     _ADD_UNIT,
     _UNIQUE_INDEX,
+    _TIME_INDEX,
     "CREATE TABLE IF NOT EXISTS {table}_default PARTITION OF {table} DEFAULT",
     *(
         statement.replace("{rollup}", rollup)
@@ -194,7 +306,8 @@ _NATIVE = [
             "CREATE TABLE IF NOT EXISTS {rollup}_default PARTITION OF {rollup} DEFAULT",
         )
     ),
-    _CREATE_HOURS_PENDING,
+    _MINUTE_INDEX,
+    *_ROLLUP_BOOKKEEPING,
     # Its first version made days only; a database from then loses it here.
     "DROP FUNCTION IF EXISTS plantcore_add_day_partition(regclass, date)",
     _ADD_PARTITION,
@@ -206,20 +319,32 @@ _NATIVE = [
 # TimescaleDB >= 2.13 (ON CONFLICT into compressed chunks needs >= 2.11).
 _TIMESCALE = [
     "CREATE EXTENSION IF NOT EXISTS timescaledb",
+    *_RETENTION_TABLES,
     _CREATE_TABLE,
     _ADD_UNIT,
     _UNIQUE_INDEX,
     _CREATE_ROLLUP.replace("{rollup}", "{table}_1m"),
     _CREATE_ROLLUP.replace("{rollup}", "{table}_1h"),
-    _CREATE_HOURS_PENDING,
+    _MINUTE_INDEX,
+    *_ROLLUP_BOOKKEEPING,
     "SELECT create_hypertable('{table}', by_range('time', INTERVAL '1 day'),"
     " if_not_exists => TRUE)",
     "ALTER TABLE {table} SET (timescaledb.compress,"
     " timescaledb.compress_segmentby = 'device, tag')",
     "SELECT add_compression_policy('{table}', INTERVAL '{compress_after_days} days',"
     " if_not_exists => TRUE)",
-    "SELECT add_retention_policy('{table}', INTERVAL '{retention_days} days',"
-    " if_not_exists => TRUE)",
+    # The rollups are hypertables too, chunked as the native path partitions them, so
+    # that each table's retention drops whole chunks (ADR 0052).
+    "SELECT create_hypertable('{table}_1m', by_range('bucket', INTERVAL '30 days'),"
+    " if_not_exists => TRUE, migrate_data => TRUE)",
+    "SELECT create_hypertable('{table}_1h', by_range('bucket', INTERVAL '365 days'),"
+    " if_not_exists => TRUE, migrate_data => TRUE)",
+    # Removed and added again: the days given now replace those of an earlier init.
+    *(
+        f"SELECT remove_retention_policy('{{table}}{suffix}', if_exists => TRUE)"
+        f"; SELECT add_retention_policy('{{table}}{suffix}', INTERVAL '{{{days}}} days')"
+        for suffix, days in (("", "raw_days"), ("_1m", "minute_days"), ("_1h", "hour_days"))
+    ),
 ]
 
 
@@ -240,9 +365,25 @@ def hours_table(table: str) -> str:
     return f"{check_table_name(table)}_1h"
 
 
-def hours_pending_table(table: str) -> str:
-    """The hours of ``table`` whose minutes changed since they were last computed."""
-    return f"{hours_table(table)}_pending"
+def minutes_pending_table(table: str) -> str:
+    """The minutes of ``table`` that got a late sample since the last refresh."""
+    return f"{minutes_table(table)}_pending"
+
+
+def rollup_mark_table(table: str) -> str:
+    """The one row that says how far ``table``'s rollups are complete."""
+    return f"{check_table_name(table)}_rollup_mark"
+
+
+def history_tables(table: str) -> tuple[str, ...]:
+    """Every table made for history table ``table``: itself, its rollups and their marks."""
+    return (
+        check_table_name(table),
+        minutes_table(table),
+        hours_table(table),
+        minutes_pending_table(table),
+        rollup_mark_table(table),
+    )
 
 
 def day_of(ts: datetime) -> date:
@@ -251,6 +392,26 @@ def day_of(ts: datetime) -> date:
 
 def partition_name(table: str, day: date) -> str:
     return Period.DAY.partition_name(table, day)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    """How many days each history table keeps."""
+
+    raw_days: int = 30
+    minute_days: int = 365
+    hour_days: int = 1825
+
+    def spans(self, table: str) -> list[tuple[str, int]]:
+        """Each of ``table``'s history tables, with the days it keeps."""
+        return [
+            (check_table_name(table), self.raw_days),
+            (minutes_table(table), self.minute_days),
+            (hours_table(table), self.hour_days),
+        ]
+
+
+DEFAULT_RETENTION = RetentionPolicy()
 
 
 class Period(StrEnum):
@@ -323,26 +484,32 @@ async def ensure_history_schema(
     table: str = "samples",
     days_ahead: int = 3,
     compress_after_days: int = 7,
-    retention_days: int = 365,
+    retention: RetentionPolicy = DEFAULT_RETENTION,
 ) -> Partitions | None:
     """Create the history table if needed (the table owner's work); idempotent.
 
-    Returns :func:`open_history`'s partition keeper. The storage of an existing
-    table is kept: installing TimescaleDB later does not convert it.
+    Sets the days each of its tables keeps to ``retention``'s. Returns
+    :func:`open_history`'s partition keeper. The storage of an existing table
+    is kept: installing TimescaleDB later does not convert it.
     """
     check_table_name(table)
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _DDL_LOCK_KEY)
         timescale = await _use_timescale(conn, table)
+        schema = await conn.fetchval("SELECT quote_ident(current_schema())")
         for statement in _TIMESCALE if timescale else _NATIVE:
             await conn.execute(
                 statement.format(
                     table=table,
+                    schema=schema,
                     compress_after_days=compress_after_days,
-                    retention_days=retention_days,
+                    raw_days=retention.raw_days,
+                    minute_days=retention.minute_days,
+                    hour_days=retention.hour_days,
                     lock_key=_DDL_LOCK_KEY,
                 )
             )
+        await conn.executemany(_SET_RETENTION, retention.spans(table))
     return await open_history(pool, table=table, days_ahead=days_ahead)
 
 

@@ -1,31 +1,40 @@
-"""The minute and hour rollups of a history table, kept in the raw insert's transaction.
+"""The minute and hour rollups of a history table: the SQL of the writer and of the refresher.
 
-The statement that inserts a batch's raw rows also aggregates the rows it
-really added, per device, tag and minute, into a temporary table of minutes
-(a redelivered batch adds none, and so touches no bucket). Then, in the same
-transaction:
+The writer only inserts raw rows (:class:`projections.history.HistoryWriter`);
+the rollups are computed behind it by a refresher that tracks its position
+(:class:`projections.rollup_refresher.RollupRefresher`), with one row per
+history table, ``<table>_rollup_mark (done, watermark)``:
 
-1. Each touched minute that got a row from before its last sample (a late
-   sample) is computed again whole from its raw rows: the result depends only
-   on the rows, never on the order they came in.
-2. Each other touched minute of ``<table>_1m`` (its new rows all come after
-   its last sample: the usual case, samples arrive in order) has the added
-   rows' aggregate merged into it: a row is made, or counts and sums are added
-   and the hold of its last value is cut at the first new sample.
-3. Each touched hour is noted in ``<table>_1h_pending``.
+- Rows from ``watermark`` on are not rolled up yet. A write takes
+  ``pg_advisory_xact_lock_shared`` on the mark, then, in the statement that
+  inserts its raw rows, notes in ``<table>_1m_pending`` the minute of each row
+  it really added from before the watermark (a late sample: rare). A
+  redelivered batch adds no row, so it notes nothing.
+- Step A moves ``watermark`` to the start of the database clock's current
+  minute, in a transaction of its own that takes the same lock exclusively: it
+  waits for the writes in flight, and every write after it sees the new
+  watermark. A device whose clock runs ahead of the server's sends rows at or
+  after the watermark: they wait for the clock.
+- Step B, in one transaction, computes every minute in ``[done, watermark)``
+  from the raw rows, and again, whole, every pending minute it takes out; then,
+  from its minutes, every hour that has ended before the watermark's hour and
+  either got one of those minutes or ends in this step; and sets ``done`` to
+  ``watermark``. Every raw row before ``done`` is in a minute, or its minute
+  is pending: a crash between A and B loses nothing, since B covers
+  ``[done, watermark)`` whenever it runs.
 
-Every ``hour_refresh_seconds`` (:class:`projections.history.HistoryWriter`), a
-write's transaction takes the pending hours out and computes each of them again
-from its minutes in ``<table>_1h``: late in an hour a fleet's hour holds
-hundreds of thousands of minutes, far too many to read again at every write
-(ADR 0038). An hour is always computed whole from its minutes, so a late or
-redelivered sample changes it as it changes its minute; it lags behind its
-minutes by up to the refresh period.
+An hour is computed once it has ended, and again only for a late minute: the
+hour in progress would otherwise be computed from all its minutes at every
+minute (4,000 tags at minute 55 read 220,000 minute rows a minute). Its
+buckets are served from its minutes meanwhile (:mod:`projections.history_query`),
+so ``samples_1h`` holds the hours before ``done``'s hour, and nothing after.
 
-The added rows are aggregated once, in one sort (ADR 0038): the first and last
-values are picked by markers the window over each minute sets, not by ordered
-aggregates that would sort each group again, and device and tag are compared
-bytewise (``COLLATE "C"``), which groups exactly as the default collation does.
+A minute is always computed whole from its raw rows, so the result never
+depends on the order they came in, and an hour whole from its minutes. The
+rows of a minute are aggregated in one sort: the first and last values are
+picked by markers the window over each minute sets, not by ordered aggregates
+that would sort each group again, and device and tag are compared bytewise
+(``COLLATE "C"``), which groups exactly as the default collation does (ADR 0038).
 
 What each column holds (also in docs/history.md):
 
@@ -50,14 +59,14 @@ What each column holds (also in docs/history.md):
 from __future__ import annotations
 
 from projections.history_schema import (
+    BUCKET_ORIGIN,
     check_table_name,
-    hours_pending_table,
     hours_table,
+    minutes_pending_table,
     minutes_table,
+    rollup_mark_table,
 )
 
-# date_bin() does not depend on the session's time zone, as date_trunc() does.
-_ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
 ROLLUP_COLUMNS = (
     "bucket, device, tag, unit, count, good_count, min, max, avg, first_value, first_time,"
     " last_value, last_time, twa, value_count, sum, twa_seconds,"
@@ -69,28 +78,32 @@ _REPLACE = " ON CONFLICT (device, tag, bucket) DO UPDATE SET " + ", ".join(
     if column not in ("bucket", "device", "tag")
 )
 
+# The writers' and the refresher's lock on a table's rollups: the first number is
+# plantcore's ("plnt"), the second the mark table's oid.
+_LOCK_KEY = "1886154356, '{mark}'::regclass::oid::int"
+
 # The aggregate of rows from ``_HELD_ROWS``: sorted by device, tag and bucket
 # as they come, so it needs no sort of its own. Each "first" or "last" is the
 # one row its marker picks, so max() returns that row's value.
 _AGGREGATE = """
 SELECT bucket, device, tag,
-    max(unit) FILTER (WHERE closes),
-    count(*),
-    count(*) FILTER (WHERE quality = 'good'),
-    min(good_value),
-    max(good_value),
-    avg(good_value),
-    max(good_value) FILTER (WHERE first_valued),
-    min(time) FILTER (WHERE good_value IS NOT NULL),
-    max(good_value) FILTER (WHERE last_valued),
-    max(time) FILTER (WHERE good_value IS NOT NULL),
-    sum(good_value * held) / nullif(sum(held) FILTER (WHERE good_value IS NOT NULL), 0),
-    count(good_value),
-    sum(good_value),
-    coalesce(sum(held) FILTER (WHERE good_value IS NOT NULL), 0),
-    min(time),
-    max(time),
-    max(good_value) FILTER (WHERE closes)
+    max(unit) FILTER (WHERE closes) AS unit,
+    count(*) AS count,
+    count(*) FILTER (WHERE quality = 'good') AS good_count,
+    min(good_value) AS min,
+    max(good_value) AS max,
+    avg(good_value) AS avg,
+    max(good_value) FILTER (WHERE first_valued) AS first_value,
+    min(time) FILTER (WHERE good_value IS NOT NULL) AS first_time,
+    max(good_value) FILTER (WHERE last_valued) AS last_value,
+    max(time) FILTER (WHERE good_value IS NOT NULL) AS last_time,
+    sum(good_value * held) / nullif(sum(held) FILTER (WHERE good_value IS NOT NULL), 0) AS twa,
+    count(good_value) AS value_count,
+    sum(good_value) AS sum,
+    coalesce(sum(held) FILTER (WHERE good_value IS NOT NULL), 0) AS twa_seconds,
+    min(time) AS first_sample_time,
+    max(time) AS last_sample_time,
+    max(good_value) FILTER (WHERE closes) AS last_held_value
 FROM ({rows}) rows_of_buckets
 GROUP BY device, tag, bucket
 """
@@ -98,8 +111,7 @@ GROUP BY device, tag, bucket
 # Each row of ``source`` held until the next row of its minute, or the minute's
 # end; ``closes`` marks a minute's last row, ``first_valued`` and
 # ``last_valued`` its first and last good row with a value (times are unique
-# per device and tag, so each marks one row). Both windows share one sort, and
-# it is a pass when the rows come in its order (the writer sends them so).
+# per device and tag, so each marks one row). Both windows share one sort.
 _HELD_ROWS = """
 SELECT bucket, device, tag, time, unit, quality, good_value,
     extract(epoch FROM coalesce(next_time, bucket + INTERVAL '1 minute') - time)
@@ -121,60 +133,46 @@ FROM (
 ) windowed
 """
 
-_ADDED_ROWS = (
+# The raw rows of a history table in their minutes, where ``condition`` holds.
+_RAW_MINUTE_ROWS = (
     "SELECT date_bin('1 minute', time, {origin}) AS bucket, device, tag, time, value, quality,"
-    " unit FROM added"
+    " unit FROM {table} WHERE {condition}"
 )
 
-_LATE_MINUTES_ROWS = """
+
+def minutes_from_raw(table: str, condition: str) -> str:
+    """A query of the minute rows (``ROLLUP_COLUMNS``) of ``table``'s raw rows where
+    ``condition`` holds, by the rollups' rule: what a refresh would store for them."""
+    return _AGGREGATE.format(
+        rows=_HELD_ROWS.format(
+            source=_RAW_MINUTE_ROWS.format(
+                origin=BUCKET_ORIGIN, table=check_table_name(table), condition=condition
+            )
+        )
+    )
+
+
+# A refresh's minutes: those of [done, watermark) ($1, $2) from their rows, and each
+# pending minute from before them whole from its rows.
+_REFRESHED_ROWS = (
+    _RAW_MINUTE_ROWS.replace("{condition}", "time >= $1 AND time < $2")
+    + """
+UNION ALL
 SELECT t.bucket, s.device, s.tag, s.time, s.value, s.quality, s.unit
-FROM (
-    SELECT a.device, a.tag, a.bucket
-    FROM {added} a JOIN {minutes} m ON m.device = a.device AND m.tag = a.tag AND m.bucket = a.bucket
-    WHERE a.first_sample_time < m.last_sample_time
-) t
+FROM {taken_1m} t
 JOIN {table} s ON s.device = t.device AND s.tag = t.tag
     AND s.time >= t.bucket AND s.time < t.bucket + INTERVAL '1 minute'
+WHERE t.bucket < $1
 """
-
-# The hold of the minute's last value, cut at the first new sample.
-_CUT = (
-    "CASE WHEN m.last_held_value IS NULL THEN 0 ELSE extract(epoch FROM"
-    " m.bucket + INTERVAL '1 minute' - excluded.first_sample_time)::double precision END"
 )
-_NEW_SUM = (
-    "CASE WHEN m.sum IS NULL THEN excluded.sum WHEN excluded.sum IS NULL THEN m.sum"
-    " ELSE m.sum + excluded.sum END"
-)
-_NEW_TWA_SECONDS = f"(m.twa_seconds - {_CUT} + excluded.twa_seconds)"
-_MERGE = f"""
- ON CONFLICT (device, tag, bucket) DO UPDATE SET
-    unit = excluded.unit,
-    count = m.count + excluded.count,
-    good_count = m.good_count + excluded.good_count,
-    min = least(m.min, excluded.min),
-    max = greatest(m.max, excluded.max),
-    avg = ({_NEW_SUM}) / nullif(m.value_count + excluded.value_count, 0),
-    first_value = CASE WHEN m.first_time IS NULL THEN excluded.first_value ELSE m.first_value END,
-    first_time = coalesce(m.first_time, excluded.first_time),
-    last_value = CASE WHEN excluded.last_time IS NULL THEN m.last_value
-        ELSE excluded.last_value END,
-    last_time = coalesce(excluded.last_time, m.last_time),
-    twa = (coalesce(m.twa * m.twa_seconds, 0) - coalesce(m.last_held_value * {_CUT}, 0)
-        + coalesce(excluded.twa * excluded.twa_seconds, 0)) / nullif({_NEW_TWA_SECONDS}, 0),
-    value_count = m.value_count + excluded.value_count,
-    sum = {_NEW_SUM},
-    twa_seconds = {_NEW_TWA_SECONDS},
-    last_sample_time = excluded.last_sample_time,
-    last_held_value = excluded.last_held_value
-WHERE m.last_sample_time < excluded.first_sample_time
-"""
 
 # A no-op update rather than DO NOTHING: it locks the pending row, so a refresh
-# in another transaction that would take it waits for this one's minutes.
-_NOTE_PENDING = """
+# that would take it waits for this write, and computes its minute from a later
+# statement that sees the write's rows.
+_NOTE_LATE = """
 INSERT INTO {pending} (device, tag, bucket)
-SELECT DISTINCT device, tag, date_bin('1 hour', bucket, {origin}) FROM {added}
+SELECT DISTINCT device, tag, date_bin('1 minute', time, {origin}) FROM added
+WHERE time < (SELECT watermark FROM {mark})
 ON CONFLICT (device, tag, bucket) DO UPDATE SET bucket = excluded.bucket
 """
 
@@ -198,7 +196,7 @@ SELECT h.bucket, m.device, m.tag,
     min(m.first_sample_time),
     max(m.last_sample_time),
     (array_agg(m.last_held_value ORDER BY m.bucket DESC))[1]
-FROM {taken} h
+FROM {taken_1h} h
 JOIN {minutes} m ON m.device = h.device AND m.tag = h.tag
     AND m.bucket >= h.bucket AND m.bucket < h.bucket + INTERVAL '1 hour'
 GROUP BY h.bucket, m.device, m.tag
@@ -206,49 +204,71 @@ GROUP BY h.bucket, m.device, m.tag
 
 
 class RollupStatements:
-    """The SQL that keeps ``table``'s rollups, given the rows a transaction added.
+    """The SQL that keeps ``table``'s rollups: the writer's part and the refresher's steps.
 
-    ``added`` is a temporary table of the minutes' columns, filled by
-    :attr:`note_added` with the aggregate of the CTE ``added`` of the statement
-    that inserts the raw rows; the statements run in the order :attr:`in_order`
-    gives. ``taken`` is a temporary table of the hours :attr:`refresh_hours`
-    takes out of the pending ones and computes again.
+    The refresher's temporary tables (per connection, emptied at each commit)
+    hold the pending minutes it took out and the hours it computes again.
     """
 
-    def __init__(self, table: str, added: str, taken: str) -> None:
+    def __init__(self, table: str) -> None:
         names = {
             "table": check_table_name(table),
-            "added": check_table_name(added),
-            "taken": check_table_name(taken),
             "minutes": minutes_table(table),
             "hours": hours_table(table),
-            "pending": hours_pending_table(table),
+            "pending": minutes_pending_table(table),
+            "mark": rollup_mark_table(table),
+            "taken_1m": f"{table}_taken_1m",
+            "taken_1h": f"{table}_taken_1h",
             "columns": ROLLUP_COLUMNS,
-            "origin": _ORIGIN,
+            "origin": BUCKET_ORIGIN,
         }
-        self.create_added = (
-            f"CREATE TEMP TABLE IF NOT EXISTS {added}"
-            f" (LIKE {names['minutes']} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        lock_key = _LOCK_KEY.format(**names)
+        # The writer: this lock, the watermark, then its insert statement, with
+        # note_late as a CTE over the rows it added (``added``) if any is before it.
+        self.lock_for_write = f"SELECT pg_advisory_xact_lock_shared({lock_key})"
+        self.note_late = _NOTE_LATE.format(**names)
+        # Read after the lock: a step A that moved it has committed, and none can until
+        # this write does.
+        self.read_watermark = f"SELECT watermark FROM {names['mark']}"  # noqa: S608
+        # Step A: the mark first (a step B in progress finishes), then the writers in
+        # flight; writes wait only for those.
+        self.advance = (
+            f"SELECT FROM {names['mark']} FOR UPDATE",
+            f"SELECT pg_advisory_xact_lock({lock_key})",
+            f"UPDATE {names['mark']} SET watermark = greatest(watermark,"  # noqa: S608
+            f" date_bin('1 minute', coalesce($1, clock_timestamp()), {BUCKET_ORIGIN}))"
+            " RETURNING watermark",
         )
-        self.note_added = f"INSERT INTO {added} ({ROLLUP_COLUMNS})" + _AGGREGATE.format(
-            rows=_HELD_ROWS.format(source=_ADDED_ROWS.format(**names))
+        # Step B, in this order: the pending minutes are taken by a statement of their
+        # own, so that the next one's snapshot sees the writes it waited for.
+        self.read_mark = f"SELECT done, watermark FROM {names['mark']} FOR UPDATE"  # noqa: S608
+        self.create_taken = tuple(
+            f"CREATE TEMP TABLE IF NOT EXISTS {names[taken]}"
+            f" (LIKE {names['pending']} INCLUDING INDEXES) ON COMMIT DELETE ROWS"
+            for taken in ("taken_1m", "taken_1h")
         )
-        insert_minutes = f"INSERT INTO {names['minutes']} AS m ({ROLLUP_COLUMNS})"
-        recomputed = _AGGREGATE.format(
-            rows=_HELD_ROWS.format(source=_LATE_MINUTES_ROWS.format(**names))
-        )
-        merged = f" SELECT {ROLLUP_COLUMNS} FROM {added}"  # noqa: S608 (checked name)
-        self.in_order = (
-            insert_minutes + recomputed + _REPLACE,  # before the merge moves last_sample_time
-            insert_minutes + merged + _MERGE,
-            _NOTE_PENDING.format(**names),
-        )
-        # Two statements: the second's snapshot sees the minutes of every
-        # transaction the first waited for (see _NOTE_PENDING).
-        self.refresh_hours = (
-            f"CREATE TEMP TABLE IF NOT EXISTS {taken}"
-            f" (LIKE {names['pending']}) ON COMMIT DELETE ROWS",
+        self.take_pending = (
             f"WITH taken AS (DELETE FROM {names['pending']} RETURNING *)"  # noqa: S608
-            f" INSERT INTO {taken} SELECT * FROM taken",
-            _HOURS.format(**names) + _REPLACE,
+            f" INSERT INTO {names['taken_1m']} SELECT * FROM taken"
         )
+        # The hours that have ended once ``done`` is the watermark ($2).
+        ended_hours = f"date_bin('1 hour', $2, {BUCKET_ORIGIN})"
+        computed = _AGGREGATE.format(rows=_HELD_ROWS.format(source=_REFRESHED_ROWS.format(**names)))
+        self.compute_minutes = (
+            f"WITH computed AS (INSERT INTO {names['minutes']} ({ROLLUP_COLUMNS})"  # noqa: S608
+            f"{computed}{_REPLACE} RETURNING device, tag, bucket)"
+            f" INSERT INTO {names['taken_1h']} (device, tag, bucket)"
+            f" SELECT DISTINCT device, tag, date_bin('1 hour', bucket, {BUCKET_ORIGIN})"
+            f" FROM computed WHERE bucket < {ended_hours}"
+        )
+        # Run when the hour of ``done`` ($1) has ended by the watermark ($2), after
+        # compute_minutes, whose minutes it sees: every hour that ends in this step.
+        self.take_ended_hours = (
+            f"INSERT INTO {names['taken_1h']} (device, tag, bucket)"  # noqa: S608
+            f" SELECT DISTINCT device, tag, date_bin('1 hour', bucket, {BUCKET_ORIGIN})"
+            f" FROM {names['minutes']}"
+            f" WHERE bucket >= date_bin('1 hour', $1, {BUCKET_ORIGIN}) AND bucket < {ended_hours}"
+            " ON CONFLICT DO NOTHING"
+        )
+        self.compute_hours = _HOURS.format(**names) + _REPLACE
+        self.set_done = f"UPDATE {names['mark']} SET done = $1"  # noqa: S608

@@ -10,6 +10,13 @@ id it has already recorded. A message is acked only after that save has
 committed (see :mod:`projections.consumer`), so a crash in between redelivers
 it, and the redelivery records nothing twice.
 
+The recorder keeps the alarms and floods it has saved in an
+:class:`~domain.alarm_cache.AlarmCache`, so that a burst loads each alarm once,
+not once per batch (ADR 0043). One batch is recorded at a time: a batch whose
+handler timed out may still be running in the store's thread when the
+consumer hands the next one over, and the two must not share the cache's
+aggregates at once.
+
 Events are kept for good, and every read model that follows the log must be
 able to hold them: a transition that one could not hold (a NUL or a NaN, which
 ``jsonb`` refuses) or that makes no sense (a time before 1970) is dead-lettered
@@ -19,12 +26,14 @@ by the alarm views at every start afterwards.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import datetime
 
 import eventsourcing.persistence
 
-from domain.application import PlantApplication
+from domain.alarm_cache import AlarmCache
+from domain.application import AlarmChange, PlantApplication
 from domain.messages import ALARM_SUBJECT, AlarmTransition, MalformedMessage
 from eventstore.executor import TRANSIENT_STORE_ERRORS, StoreExecutor
 from projections.consumer import Feed
@@ -44,13 +53,17 @@ class AlarmRecorder:
         self._app = app
         self._store_executor = store_executor
         self._clock = clock
+        self._cache = AlarmCache()
+        self._one_batch_at_a_time = threading.Lock()
         self.recorded = 0  # transitions that changed an alarm, for figures
 
     async def record(self, transitions: list[AlarmTransition]) -> None:
-        changes = await self._store_executor.call(
-            self._app.record_alarm_transitions, transitions, self._clock()
-        )
+        changes = await self._store_executor.call(self._record, transitions)
         self.recorded += len(changes)
+
+    def _record(self, transitions: list[AlarmTransition]) -> list[AlarmChange]:
+        with self._one_batch_at_a_time:
+            return self._app.record_alarm_transitions(transitions, self._clock(), self._cache)
 
 
 def decode_transition(subject: str, data: bytes) -> AlarmTransition:

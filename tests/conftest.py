@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 from eventstore.roles import PlantRoles
 from plantcore.db_init import InitialisedDatabase, initialise_database
 from plantcore.streams import ensure_deadletter_stream, ensure_telemetry_stream
+from projections.live_client import live_state_client
 from tests.support import drop_roles, fresh_database, unique
 
 TEST_DATABASE_URL = os.environ.get(
@@ -61,7 +62,7 @@ async def js(nc: NatsClient) -> JetStreamContext:
 
 @pytest.fixture
 async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(redis_url, decode_responses=True)
+    client = live_state_client(redis_url)  # as the runtime makes it
     yield client
     await client.aclose()
 

@@ -20,6 +20,7 @@ short-lived thread.
 
 from __future__ import annotations
 
+import abc
 import atexit
 import contextlib
 import functools
@@ -46,7 +47,7 @@ STOP_TIMEOUT_SECONDS = 10.0
 _POLL_SECONDS = 0.05
 
 
-class PrivateService:
+class PrivateService(abc.ABC):
     """One server process of a test's own, on ``port``, with its files under ``root``.
 
     Subclasses say how to run it (:meth:`_command`), as whom (``user``), how it
@@ -64,8 +65,9 @@ class PrivateService:
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
+    @abc.abstractmethod
     def url(self) -> str:
-        raise NotImplementedError
+        """Where a client reaches the server."""
 
     @property
     def log_file(self) -> Path:
@@ -141,8 +143,9 @@ class PrivateService:
     ) -> None:
         self.stop()
 
+    @abc.abstractmethod
     def _command(self) -> list[str]:
-        raise NotImplementedError
+        """The server's command line."""
 
     def _ready(self, pid: int) -> bool:
         # Our process listening, not only something answering: another server

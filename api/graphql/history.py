@@ -7,7 +7,8 @@ from the coarsest stored resolution dividing the width
 (:mod:`projections.history_buckets`, :mod:`projections.history_query`), with
 the ``aggregates`` asked for (the others null) and empty buckets filled as
 ``fill`` says. Every argument is checked before PostgreSQL is asked anything
-(:mod:`.history_arguments`); the caller needs ``view`` on the device.
+(:mod:`.history_arguments`), and the caller before them: reading a device's
+history needs ``history.read`` in a scope covering the device.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ async def history(
     after: str | None = None,
 ) -> HistoryPage:
     services = info.context.services
-    await info.context.authorize(Action.VIEW, device=device)
+    await info.context.authorize(Action.READ_HISTORY, device=device)
     request = check_history(
         services.catalog, services.history_limits, services.clock(),
         device=device, tags=tags, start=from_, end=to, bucket=bucket,

@@ -99,7 +99,8 @@ class Query:
     history: HistoryPage = strawberry.field(
         resolver=history_resolvers.history,
         description="A device's stored samples in [from, to): raw a page at a time, or"
-        " in buckets of any width of seconds. Needs a token.",
+        " in buckets of any width of seconds. Needs history.read in a scope covering the"
+        " device.",
     )
     audit_events: AuditEventPage = strawberry.field(
         resolver=audit.audit_events,

@@ -35,6 +35,10 @@ class SimulatedPress(PrivateService):
         self.write_log = write_log
         self._reply_delay_ms = write_reply_delay_ms
 
+    @property
+    def url(self) -> str:
+        return f"modbus-tcp://127.0.0.1:{self.port}"
+
     def _command(self) -> list[str]:
         command = [sys.executable, "-m", "simulators", "modbus", "--port", str(self.port)]
         if self.write_log is not None:

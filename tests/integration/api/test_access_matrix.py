@@ -204,7 +204,7 @@ QUERIES: Mapping[str, Case] = {
     ),
     "alarmKpis": Case(A.VIEW, "{ alarmKpis { since } }", no_variables),
     "history": Case(
-        A.VIEW,
+        A.READ_HISTORY,
         "query($d: String!, $from: DateTime!, $to: DateTime!) {"
         ' history(device: $d, tags: ["speed"], from: $from, to: $to, first: 1) { source } }',
         the_last_hour_of_the_device,

@@ -34,6 +34,7 @@ from plantcore.open_application import (
 from projections.alarm_views import ensure_alarm_schema
 from projections.history import HistoryWriter
 from projections.history_schema import ensure_history_schema, open_history, partition_name
+from projections.rollup_refresher import RollupRefresher
 from tests.support import drop_roles, unique
 
 pytestmark = pytest.mark.integration
@@ -186,7 +187,11 @@ async def test_the_runtime_role_writes_the_read_models_and_a_new_days_partition(
             device, ahead, (Sample("speed", 1200.0, Quality.GOOD, "rpm", ahead),)
         )
         assert await HistoryWriter(pool, partitions).write([batch]) == 1
-        # Its rollups too, in their monthly and yearly partitions.
+        # Its rollups too, in their monthly and yearly partitions, by the refresher, here
+        # past the sample's hour as the clock would be.
+        refresher = RollupRefresher(pool)
+        await refresher.advance(to=ahead + timedelta(hours=1))
+        await refresher.catch_up()
         assert await pool.fetchval("SELECT count FROM samples_1m WHERE device = $1", device) == 1
         assert await pool.fetchval("SELECT count FROM samples_1h WHERE device = $1", device) == 1
         await pool.execute(

@@ -41,7 +41,7 @@ def test_users_create_registers_an_operator_who_enrols_with_a_token(own_database
 
     created = plantcore(
         "users", "create", username, "--full-name", "Alice Example",
-        "--role", "operator", "--role", "auditor", "--scope", "area:stamping",
+        "--role", "operator", "--role", "analyst", "--scope", "area:stamping",
         PLANTCORE_DATABASE_URL=own_database, PLANTCORE_NEW_PASSWORD=password,
     )  # fmt: skip
 
@@ -54,7 +54,7 @@ def test_users_create_registers_an_operator_who_enrols_with_a_token(own_database
     )
     try:
         operator = app.get_operator(username)
-        assert (operator.full_name, operator.roles) == ("Alice Example", ("auditor", "operator"))
+        assert (operator.full_name, operator.roles) == ("Alice Example", ("analyst", "operator"))
         assert operator.scopes == ("area:stamping",)
         assert verify_password(operator.password_hash, password)
         assert not operator.totp_enrolled

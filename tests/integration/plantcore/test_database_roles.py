@@ -99,8 +99,11 @@ def test_db_init_makes_the_roles_says_how_to_connect_and_runs_again(
     own_database: str, role_prefix: str
 ) -> None:
     first = plantcore("db", "init", "--admin-url", own_database, "--role-prefix", role_prefix)
+    # Again with the history kept shorter: what the drop function obeys, from the settings.
     again = plantcore("db", "init", PLANTCORE_DB_ADMIN_URL=own_database,
-                      PLANTCORE_DB_ROLE_PREFIX=role_prefix)  # fmt: skip
+                      PLANTCORE_DB_ROLE_PREFIX=role_prefix, PLANTCORE_HISTORY_RAW_DAYS="7",
+                      PLANTCORE_HISTORY_MINUTE_DAYS="90",
+                      PLANTCORE_HISTORY_HOUR_DAYS="730")  # fmt: skip
 
     assert first.returncode == 0, first.stderr
     assert again.returncode == 0, again.stderr
@@ -111,6 +114,11 @@ def test_db_init_makes_the_roles_says_how_to_connect_and_runs_again(
             assert conn.execute("SELECT current_user").fetchone() == (f"{role_prefix}_{kind}",)
     assert sorted(urls) == ["auditor", "runtime"]
     assert f"{role_prefix}_owner owns its tables" in first.stdout
+    with psycopg.connect(own_database) as conn:
+        retention = conn.execute(
+            "SELECT table_name::text, days FROM plantcore_history_retention ORDER BY days"
+        ).fetchall()
+    assert retention == [("samples", 7), ("samples_1m", 90), ("samples_1h", 730)]
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from projections.dead_letter import DEADLETTER_STREAM, DEADLETTER_SUBJECT_PREFIX
 from projections.history_schema import (
     Partitions,
     ensure_history_schema,
+    history_tables,
     hours_table,
     minutes_table,
 )
@@ -94,10 +95,26 @@ class History:
 
 @pytest.fixture
 async def history(pool: asyncpg.Pool) -> AsyncIterator[History]:
-    """A history table of this test's own, dropped afterwards with its rollups and partitions."""
+    """A history table of this test's own, dropped afterwards with its rollups, their
+    bookkeeping and its partitions.
+
+    The days they keep are forgotten too, and the notes of their partitions' drops.
+    """
     table = unique("samples").replace("-", "_")
     partitions = await ensure_history_schema(pool, table=table)
     assert partitions is not None  # no TimescaleDB on these machines
     yield History(table, partitions)
-    for made in (table, minutes_table(table), hours_table(table)):
-        await pool.execute(f"DROP TABLE {made}")
+    for name in history_tables(table):
+        await pool.execute(f"DROP TABLE {name}")
+    made = [table, minutes_table(table), hours_table(table)]
+    await pool.execute(
+        "DELETE FROM plantcore_history_retention"
+        " WHERE table_schema = current_schema() AND table_name = ANY($1)",
+        made,
+    )
+    await pool.execute(
+        "DELETE FROM plantcore_history_drops"
+        " WHERE history_table = ANY(SELECT format('%I.%I', current_schema(), name)"
+        " FROM unnest($1::text[]) AS name)",
+        made,
+    )

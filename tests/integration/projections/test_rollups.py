@@ -1,7 +1,14 @@
-"""The minute and hour rollups, checked against a computation from the raw rows in Python."""
+"""The minute and hour rollups, checked against a computation from the raw rows in Python.
+
+The refresher is driven one step at a time. Samples from before a history
+table was made are late for its rollups (their minutes are noted pending);
+samples ahead of the database clock wait for the watermark, which these tests
+move to a given minute (``advance(to=...)``) as the clock would.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import defaultdict
 from collections.abc import Sequence
@@ -14,9 +21,17 @@ import pytest
 
 from domain.messages import Quality, Sample, TagValue, TelemetryBatch
 from projections.history import HistoryWriter
-from projections.history_schema import hours_table, minutes_table
+from projections.history_schema import (
+    ensure_history_schema,
+    hours_table,
+    minutes_pending_table,
+    minutes_table,
+    rollup_mark_table,
+)
+from projections.rollup_refresher import RollupRefresher
+from projections.rollups import RollupStatements
 from tests.integration.projections.conftest import History
-from tests.support import unique
+from tests.support import eventually, unique
 
 pytestmark = pytest.mark.integration
 
@@ -82,12 +97,19 @@ async def rollup(pool: asyncpg.Pool, table: str, device: str) -> dict[tuple[str,
 async def assert_rollups_match(
     pool: asyncpg.Pool, history: History, device: str, raw: Sequence[Raw]
 ) -> None:
+    """The minutes of ``device`` are exactly those of ``raw``, and so are its hours that
+    ended before the hour of the rollups' ``done``: the hour in progress has none yet."""
+    done, _ = await mark(pool, history)
     for table, width in (
         (minutes_table(history.table), MINUTE),
         (hours_table(history.table), HOUR),
     ):
         found = await rollup(pool, table, device)
-        wanted = expected(raw, width)
+        wanted = {
+            key: value
+            for key, value in expected(raw, width).items()
+            if width == MINUTE or key[1] + HOUR <= done
+        }
         assert found.keys() == wanted.keys(), table
         for key, want in wanted.items():
             got = found[key]
@@ -136,35 +158,81 @@ def month_start() -> datetime:
     return datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-async def test_rollups_across_partitions_late_samples_and_redelivery(
-    pool: asyncpg.Pool, history: History
+def tomorrow() -> datetime:
+    """Next midnight, UTC: ahead of the database clock, within the partitions made ahead."""
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight + timedelta(days=1)
+
+
+async def refresh_past(refresher: RollupRefresher, end: datetime) -> None:
+    """A pass whose watermark is at ``end`` at least, wherever the database clock is."""
+    await refresher.advance(to=end)
+    await refresher.catch_up()
+
+
+def before(raw: Sequence[Raw], done: datetime) -> list[Raw]:
+    return [r for r in raw if r.time < done]
+
+
+def fetches(device: str, raw: Sequence[Raw], per_fetch: int) -> list[list[TelemetryBatch]]:
+    """``raw`` in time order, as a consumer's fetches of ``per_fetch`` batches of 3 samples."""
+    batches = as_batches(device, sorted(raw, key=lambda r: r.time), per_batch=3)
+    return [batches[i : i + per_fetch] for i in range(0, len(batches), per_fetch)]
+
+
+async def pending(pool: asyncpg.Pool, history: History) -> int:
+    count: int = await pool.fetchval(
+        f"SELECT count(*) FROM {minutes_pending_table(history.table)}"  # noqa: S608
+    )
+    return count
+
+
+async def mark(pool: asyncpg.Pool, history: History) -> tuple[datetime, datetime]:
+    row = await pool.fetchrow(
+        f"SELECT done, watermark FROM {rollup_mark_table(history.table)}"  # noqa: S608
+    )
+    assert row is not None
+    return row["done"], row["watermark"]
+
+
+@pytest.fixture
+def writer(pool: asyncpg.Pool, history: History) -> HistoryWriter:
+    return HistoryWriter(pool, history.partitions, table=history.table)
+
+
+@pytest.fixture
+def refresher(pool: asyncpg.Pool, history: History) -> RollupRefresher:
+    return RollupRefresher(pool, table=history.table)
+
+
+async def test_late_samples_across_partitions_and_redelivery(
+    pool: asyncpg.Pool, history: History, writer: HistoryWriter, refresher: RollupRefresher
 ) -> None:
     device = unique("press")
     start = month_start() - timedelta(minutes=3)
     raw = generated(start, seconds=6 * 60, seed=15)
     on_time = [r for n, r in enumerate(raw) if n % 5]
-    late = [r for n, r in enumerate(raw) if not n % 5]  # interleaved into written minutes
-    writer = HistoryWriter(pool, history.partitions, table=history.table, hour_refresh_seconds=0)
+    late = [r for n, r in enumerate(raw) if not n % 5]  # into minutes already rolled up
 
-    first = as_batches(device, sorted(on_time, key=lambda r: r.time), per_batch=7)
-    # A transaction per fetch of three batches: minutes grow by merges.
-    for n in range(0, len(first), 3):
-        await writer.write(first[n : n + 3])
+    # Older than the table: each minute is noted pending, then computed by a refresh.
+    for fetched in fetches(device, on_time, per_fetch=3):
+        await writer.write(fetched)
+    assert await pending(pool, history) > 0
+    end = start + 7 * MINUTE
+    await refresh_past(refresher, end)
     await assert_rollups_match(pool, history, device, on_time)
+    assert await pending(pool, history) == 0
 
     assert await writer.write(as_batches(device, late, per_batch=11)) == len(late)
+    await refresh_past(refresher, end)
     await assert_rollups_match(pool, history, device, raw)
 
-    before = [
-        await rollup(pool, table, device)
-        for table in (minutes_table(history.table), hours_table(history.table))
-    ]
-    assert await writer.write(first) == 0  # delivered again
-    after = [
-        await rollup(pool, table, device)
-        for table in (minutes_table(history.table), hours_table(history.table))
-    ]
-    assert after == before
+    tables = (minutes_table(history.table), hours_table(history.table))
+    computed = [await rollup(pool, table, device) for table in tables]
+    assert await writer.write(as_batches(device, on_time, per_batch=7)) == 0  # delivered again
+    assert await pending(pool, history) == 0  # so no minute is computed again
+    await refresh_past(refresher, end)
+    assert [await rollup(pool, table, device) for table in tables] == computed
 
     # The data crosses a day, a month and an hour: each side in its own partition.
     placed = await pool.fetch(
@@ -172,14 +240,34 @@ async def test_rollups_across_partitions_late_samples_and_redelivery(
         " WHERE device = $1",
         device,
     )
-    before_month = start.strftime("%Y%m")
     assert {row["part"] for row in placed} == {
-        f"{minutes_table(history.table)}_p{before_month}",
+        f"{minutes_table(history.table)}_p{start:%Y%m}",
         f"{minutes_table(history.table)}_p{month_start():%Y%m}",
     }
 
 
-async def test_a_quality_change_ends_a_value_s_hold(pool: asyncpg.Pool, history: History) -> None:
+async def test_passes_without_writes_complete_each_minute_the_watermark_passes(
+    pool: asyncpg.Pool, history: History, writer: HistoryWriter, refresher: RollupRefresher
+) -> None:
+    device = unique("press")
+    start = tomorrow() + timedelta(days=1, minutes=-3)  # across a day and an hour
+    raw = generated(start, seconds=6 * 60, seed=16)
+    for fetched in fetches(device, raw, per_fetch=4):
+        await writer.write(fetched)
+    assert await pending(pool, history) == 0  # ahead of the watermark: nothing late
+    assert await rollup(pool, minutes_table(history.table), device) == {}
+
+    # The plant has gone quiet: each pass completes the minutes the clock has passed.
+    for minutes in range(1, 8):
+        done = await refresher.advance(to=start + minutes * MINUTE)
+        assert await refresher.catch_up() == done == start + minutes * MINUTE
+        await assert_rollups_match(pool, history, device, before(raw, done))
+    assert await mark(pool, history) == (done, done)
+
+
+async def test_a_quality_change_ends_a_value_s_hold(
+    pool: asyncpg.Pool, history: History, writer: HistoryWriter, refresher: RollupRefresher
+) -> None:
     device = unique("press")
     t0 = month_start() - timedelta(days=1) + timedelta(hours=12)
     raw = [
@@ -189,9 +277,9 @@ async def test_a_quality_change_ends_a_value_s_hold(pool: asyncpg.Pool, history:
         Raw(t0 + timedelta(seconds=70), "temp", None, "good", "degC"),  # no value
         Raw(t0 + timedelta(seconds=80), "temp", 20.0, "uncertain", "degC"),
     ]
-    writer = HistoryWriter(pool, history.partitions, table=history.table, hour_refresh_seconds=0)
 
     await writer.write(as_batches(device, raw, per_batch=2))
+    await refresher.refresh()
 
     minutes = await rollup(pool, minutes_table(history.table), device)
     first = minutes[("temp", t0)]
@@ -204,38 +292,158 @@ async def test_a_quality_change_ends_a_value_s_hold(pool: asyncpg.Pool, history:
     await assert_rollups_match(pool, history, device, raw)
 
 
-async def test_hours_are_computed_again_once_per_refresh_period(
-    pool: asyncpg.Pool, history: History
+async def test_a_crash_between_the_two_steps_loses_nothing(
+    pool: asyncpg.Pool, history: History, writer: HistoryWriter, refresher: RollupRefresher
 ) -> None:
     device = unique("press")
-    start = month_start() - timedelta(days=1) + timedelta(hours=9)
-    raw = generated(start, seconds=4 * 60, seed=38)
-    early = [r for r in raw if r.time < start + 2 * MINUTE]
-    writer = HistoryWriter(pool, history.partitions, table=history.table, hour_refresh_seconds=3600)
-    hours = hours_table(history.table)
+    start = tomorrow() + 6 * HOUR
+    raw = generated(start, seconds=5 * 60, seed=17)
+    first = before(raw, start + 2 * MINUTE)
+    held_back = first[::4]  # to come after step A, late
+    for fetched in fetches(device, [r for r in first if r not in held_back], per_fetch=4):
+        await writer.write(fetched)
+    done, _ = await mark(pool, history)
 
-    await writer.write(as_batches(device, early, per_batch=50))  # the first write refreshes
-    await assert_rollups_match(pool, history, device, early)
-    computed = await rollup(pool, hours, device)
+    moved = await refresher.advance(to=start + 3 * MINUTE)  # step A; the process dies here
+    assert await mark(pool, history) == (done, moved)
+    assert await rollup(pool, minutes_table(history.table), device) == {}
 
-    later = [r for r in raw if r.time >= start + 2 * MINUTE]
-    await writer.write(as_batches(device, later, per_batch=50))
-    assert await rollup(pool, hours, device) == computed  # not within the period
-    minutes = await rollup(pool, minutes_table(history.table), device)
-    assert sum(m["count"] for m in minutes.values()) == len(raw)
+    # Written after step A: the rows before its watermark are noted pending.
+    await writer.write(as_batches(device, held_back, per_batch=5))
+    for fetched in fetches(device, [r for r in raw if r not in first], per_fetch=4):
+        await writer.write(fetched)
+    assert await pending(pool, history) > 0
 
-    await writer.refresh_hours()
+    # The next pass, by the database clock (behind these samples: the watermark stays).
+    assert await refresher.refresh() == moved
+    await assert_rollups_match(pool, history, device, before(raw, moved))
+    assert await pending(pool, history) == 0
+    await refresh_past(refresher, start + 6 * MINUTE)
     await assert_rollups_match(pool, history, device, raw)
-    pending = await pool.fetchval(
-        f"SELECT count(*) FROM {hours}_pending WHERE device = $1",  # noqa: S608
-        device,
+
+
+async def test_writes_during_refreshes_lose_nothing(
+    pool: asyncpg.Pool, history: History, refresher: RollupRefresher
+) -> None:
+    device = unique("press")
+    start = tomorrow() + 8 * HOUR
+    raw = generated(start, seconds=8 * 60, seed=18)
+    fetched = fetches(device, raw, per_fetch=2)
+    # Mostly in order, some fetches late, some delivered twice.
+    rng = random.Random(18)
+    order = sorted(range(len(fetched)), key=lambda n: n + rng.choice([0, 0, 0, -6, 9]))
+    shares = [[fetched[n] for n in order[k::2]] for k in range(2)]
+    shares[1] += shares[0][::5]
+
+    async def write_share(share: list[list[TelemetryBatch]]) -> None:
+        writer = HistoryWriter(pool, history.partitions, table=history.table)
+        for batches in share:
+            await writer.write(batches)
+
+    async def refresh_minute_by_minute() -> None:
+        for minutes in range(1, 10):
+            await refresher.advance(to=start + minutes * MINUTE)
+            await refresher.catch_up()
+
+    await asyncio.gather(*(write_share(share) for share in shares), refresh_minute_by_minute())
+
+    await refresh_past(refresher, start + 10 * MINUTE)
+    await assert_rollups_match(pool, history, device, raw)
+
+
+async def waiting_for_the_rollups_lock(pool: asyncpg.Pool, history: History) -> None:
+    waiting = await pool.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND objid = $1::text::regclass::oid",
+        rollup_mark_table(history.table),
     )
-    assert pending == 0
+    assert waiting == 1
 
 
-@pytest.mark.parametrize("seconds", [-1.0, float("nan")])
-async def test_a_refresh_period_below_zero_is_refused(
+async def test_step_a_and_the_writes_wait_for_each_other(
+    pool: asyncpg.Pool, history: History, writer: HistoryWriter, refresher: RollupRefresher
+) -> None:
+    statements = RollupStatements(history.table)
+    ahead = tomorrow() + 10 * HOUR
+    device = unique("press")
+    batch = TelemetryBatch(device, ahead, (Sample("speed", 1.0, Quality.GOOD, "rpm", ahead),))
+
+    # A write in flight holds the lock shared: step A waits for its commit.
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(statements.lock_for_write)
+        step_a = asyncio.create_task(refresher.advance(to=ahead))
+        await eventually(lambda: waiting_for_the_rollups_lock(pool, history))
+        assert not step_a.done()
+    assert await step_a == ahead
+
+    # Step A in progress: a write waits for it, then finds its sample behind the new
+    # watermark and notes it late.
+    async with pool.acquire() as conn, conn.transaction():
+        locks, lock, move = statements.advance
+        await conn.execute(locks)
+        await conn.execute(lock)
+        await conn.fetchval(move, ahead + MINUTE)
+        write = asyncio.create_task(writer.write([batch]))
+        await eventually(lambda: waiting_for_the_rollups_lock(pool, history))
+        assert not write.done()
+    assert await write == 1
+    assert await pending(pool, history) == 1
+
+
+async def test_the_periodic_task_refreshes_on_its_own(
+    pool: asyncpg.Pool, history: History, writer: HistoryWriter
+) -> None:
+    device = unique("press")
+    raw = generated(month_start() - timedelta(days=1), seconds=3 * 60, seed=19)
+    await writer.write(as_batches(device, raw, per_batch=20))
+
+    task = asyncio.create_task(
+        RollupRefresher(pool, table=history.table, period_seconds=0.05).keep_fresh()
+    )
+    try:
+        await eventually(lambda: assert_rollups_match(pool, history, device, raw))
+    finally:
+        task.cancel()
+
+
+async def test_an_existing_history_table_is_given_what_the_refresher_needs(
+    pool: asyncpg.Pool, history: History, refresher: RollupRefresher
+) -> None:
+    table = history.table
+    # As the writer that kept the rollups itself left it.
+    for statement in (
+        f"DROP TABLE {rollup_mark_table(table)}, {minutes_pending_table(table)}",
+        f"DROP INDEX {table}_time_brin",
+        f"CREATE TABLE {table}_1h_pending (device text, tag text, bucket timestamptz)",
+    ):
+        await pool.execute(statement)
+
+    await ensure_history_schema(pool, table=table)
+    done, watermark = await mark(pool, history)
+    assert done == watermark <= datetime.now(UTC)
+    assert done.second == done.microsecond == 0
+    # Each partition has the time index, and the hours' old table is gone.
+    indexed = await pool.fetchval(
+        "SELECT count(*) FROM pg_inherits i JOIN pg_index x ON x.indrelid = i.inhrelid"
+        " JOIN pg_class c ON c.oid = x.indexrelid JOIN pg_am a ON a.oid = c.relam"
+        " WHERE i.inhparent = $1::text::regclass AND a.amname = 'brin'",
+        table,
+    )
+    parts = await pool.fetchval(
+        "SELECT count(*) FROM pg_inherits WHERE inhparent = $1::text::regclass", table
+    )
+    assert indexed == parts > 1
+    assert await pool.fetchval("SELECT to_regclass($1)", f"{table}_1h_pending") is None
+
+    # Made again, the mark keeps its place.
+    moved = await refresher.advance(to=tomorrow())
+    await ensure_history_schema(pool, table=table)
+    assert await mark(pool, history) == (done, moved)
+
+
+@pytest.mark.parametrize("seconds", [0.0, -1.0, float("nan")])
+async def test_a_refresh_period_of_zero_or_less_is_refused(
     pool: asyncpg.Pool, history: History, seconds: float
 ) -> None:
-    with pytest.raises(ValueError, match="hour_refresh_seconds must be 0 or more"):
-        HistoryWriter(pool, history.partitions, table=history.table, hour_refresh_seconds=seconds)
+    with pytest.raises(ValueError, match="period_seconds must be more than 0"):
+        RollupRefresher(pool, table=history.table, period_seconds=seconds)

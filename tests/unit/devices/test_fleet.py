@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
@@ -14,6 +15,7 @@ from plantfile.plant import DeviceConfig, PlantConfig
 from tests.support import eventually, unique
 from tests.unit.devices.fakes import FakeDriver, RecordingSink
 
+DEADLINE = 10.0  # seconds before a stop that waits forever fails the test
 TAGS: list[dict[str, Any]] = [{"name": "speed", "address": 0, "type": "uint16"}]
 
 
@@ -108,6 +110,45 @@ async def test_each_device_gets_its_supervisor_and_write_service(rig: Rig) -> No
     finally:
         await fleet.stop()
     assert rig.exposed.services == {}
+    assert not any(driver.connected for drivers in rig.drivers.values() for driver in drivers)
+
+
+class AllAtOnce(Exposed):
+    """Write services whose unsubscribe returns only once every device's has been asked for."""
+
+    def __init__(self, devices: int) -> None:
+        super().__init__()
+        self.devices = devices
+        self.asked = 0
+        self.everyone_asked = asyncio.Event()
+
+    async def __call__(self, service: WriteService) -> Exposed.Subscription:
+        await super().__call__(service)
+        return AllAtOnce.Subscription(self, service.device_id)
+
+    class Subscription(Exposed.Subscription):
+        def __init__(self, exposed: AllAtOnce, device: str) -> None:
+            super().__init__(exposed, device)
+            self._all = exposed
+
+        async def unsubscribe(self) -> None:
+            self._all.asked += 1
+            if self._all.asked == self._all.devices:
+                self._all.everyone_asked.set()
+            await self._all.everyone_asked.wait()
+            await super().unsubscribe()
+
+
+async def test_stop_stops_every_device_at_once(rig: Rig) -> None:
+    devices = [unique("press") for _ in range(5)]
+    rig.exposed = exposed = AllAtOnce(len(devices))
+    fleet = rig.fleet(plant(*(device(d) for d in devices)))
+    await fleet.start()
+    await all_connected(fleet, *devices)
+    # One device after another, the first unsubscribe would wait for the others forever.
+    async with asyncio.timeout(DEADLINE):
+        await fleet.stop()
+    assert exposed.services == {}
     assert not any(driver.connected for drivers in rig.drivers.values() for driver in drivers)
 
 

@@ -163,6 +163,20 @@ def test_grant_and_revoke_roles(app: PlantApplication) -> None:
         app.grant_role(username="ana", role="superuser", actor="admin", at=LATER)
 
 
+def test_an_analyst_is_registered_and_granted_like_any_role(app: PlantApplication) -> None:
+    register(app, "ida", ["analyst"])
+    app.grant_permission(username="ida", scope="device:pump1", actor="admin", at=LATER)
+    assert app.get_operator("ida").roles == ("analyst",)
+    assert app.is_operator_allowed("ida", Action.READ_HISTORY, device="pump1")
+    assert not app.is_operator_allowed("ida", Action.READ_HISTORY, device="valve1")
+    assert not app.is_operator_allowed("ida", Action.REQUEST_COMMAND, device="pump1")
+    # Recorded by its name, as every role is: the events of the other roles are unchanged.
+    assert app.grant_role(username="ana", role="analyst", actor="admin", at=LATER) is True
+    granted = operator_events(app, "ana")[-1]
+    assert (type(granted).__name__, fields(granted)["role"]) == ("RoleGranted", "analyst")
+    assert app.get_operator("ana").roles == ("analyst", "operator")
+
+
 def test_the_last_role_is_kept(app: PlantApplication) -> None:
     with pytest.raises(OperatorAccountError) as refused:
         app.revoke_role(username="ana", role="operator", actor="admin", at=LATER)

@@ -27,6 +27,7 @@ COMMANDING = {A.REQUEST_COMMAND, A.APPROVE_COMMAND}
 EXPECTED: dict[Role, set[Action]] = {
     Role.ADMIN: {
         A.VIEW,
+        A.READ_HISTORY,
         *COMMANDING,
         *ALARM_HANDLING,
         A.REMOVE_ALARM_FROM_SERVICE,
@@ -37,15 +38,17 @@ EXPECTED: dict[Role, set[Action]] = {
     },
     Role.SUPERVISOR: {
         A.VIEW,
+        A.READ_HISTORY,
         *COMMANDING,
         *ALARM_HANDLING,
         A.REMOVE_ALARM_FROM_SERVICE,
         A.SET_PLANT_MODE,
         A.READ_HEALTH,
     },
-    Role.OPERATOR: {A.VIEW, *COMMANDING, *ALARM_HANDLING},
-    Role.VIEWER: {A.VIEW},
-    Role.AUDITOR: {A.VIEW, A.READ_AUDIT, A.READ_HEALTH},
+    Role.OPERATOR: {A.VIEW, A.READ_HISTORY, *COMMANDING, *ALARM_HANDLING},
+    Role.VIEWER: {A.VIEW, A.READ_HISTORY},
+    Role.ANALYST: {A.VIEW, A.READ_HISTORY},
+    Role.AUDITOR: {A.VIEW, A.READ_HISTORY, A.READ_AUDIT, A.READ_HEALTH},
     Role.SERVICE: {A.VIEW, A.REQUEST_COMMAND},
 }
 
@@ -70,8 +73,13 @@ def test_a_scoped_action_needs_a_scope_whatever_the_role(role: Role, action: Act
     assert allowed is (action in EXPECTED[role] and action not in SCOPED_ACTIONS)
 
 
-def test_the_scoped_actions_are_the_ones_on_a_machine() -> None:
-    assert {*COMMANDING, *ALARM_HANDLING, A.REMOVE_ALARM_FROM_SERVICE} == SCOPED_ACTIONS
+def test_the_scoped_actions_are_the_ones_on_a_machine_or_its_past() -> None:
+    assert {
+        *COMMANDING,
+        *ALARM_HANDLING,
+        A.REMOVE_ALARM_FROM_SERVICE,
+        A.READ_HISTORY,
+    } == SCOPED_ACTIONS
 
 
 def test_service_accounts_never_approve_nor_handle_alarms() -> None:
@@ -80,8 +88,19 @@ def test_service_accounts_never_approve_nor_handle_alarms() -> None:
     assert not service & {*ALARM_HANDLING, A.REMOVE_ALARM_FROM_SERVICE}
 
 
+def test_service_accounts_read_no_history() -> None:
+    assert A.READ_HISTORY not in ROLE_ACTIONS[Role.SERVICE]
+    # A program that needs the past gets the analyst role on purpose; roles add up.
+    assert is_allowed(["service", "analyst"], ["plant"], A.READ_HISTORY, device="pump1")
+
+
 def test_roles_add_up_and_unknown_names_allow_nothing() -> None:
-    assert actions_of(["viewer", "auditor"]) == {A.VIEW, A.READ_AUDIT, A.READ_HEALTH}
+    assert actions_of(["viewer", "auditor"]) == {
+        A.VIEW,
+        A.READ_HISTORY,
+        A.READ_AUDIT,
+        A.READ_HEALTH,
+    }
     assert actions_of(["root"]) == frozenset()
     assert actions_of([]) == frozenset()
     assert not is_allowed(["root"], ["plant"], A.VIEW)
@@ -170,3 +189,16 @@ def test_scopes_on_commands() -> None:
     )
     # A scope without the role is nothing.
     assert not is_allowed(["viewer"], ["plant"], request, device="pump1", area="north")
+
+
+@pytest.mark.parametrize("role", ["viewer", "analyst"])
+def test_scopes_on_history(role: str) -> None:
+    read = A.READ_HISTORY
+    assert is_allowed([role], ["device:pump1"], read, device="pump1", area="north")
+    assert not is_allowed([role], ["device:pump1"], read, device="valve1", area="north")
+    assert is_allowed([role], ["area:north"], read, device="valve1", area="north")
+    assert not is_allowed([role], ["area:north"], read, device="sim1", area="south")
+    assert is_allowed([role], ["plant"], read, device="mixer9")
+    # No scope, no history: the role alone reads no device's past.
+    assert not is_allowed([role], [], read, device="pump1", area="north")
+    assert not is_allowed([role], ["plant"], read)

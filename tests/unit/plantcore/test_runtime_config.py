@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from redis.asyncio import BlockingConnectionPool
 
 from api.history_limits import HistoryLimits
 from api.secrets import generate_key
@@ -15,7 +16,8 @@ from domain.operator import LoginPolicy
 from plantcore.runtime import runtime_config
 from plantcore.settings import MissingSecret, Settings
 from plantfile.loader import load_plant_file
-from projections.history_retention import RetentionPolicy
+from projections.history_schema import RetentionPolicy
+from projections.live_client import live_state_client
 
 PLANT = load_plant_file("config/demo-plant.yaml")
 
@@ -174,3 +176,21 @@ def test_the_buffer_lies_in_the_state_directory_unless_set_and_holds_100_mib(
     monkeypatch.setenv("PLANTCORE_BUFFER_MAX_MB", "0")
     with pytest.raises(ValidationError, match="buffer_max_mb"):
         Settings()
+
+
+def test_the_live_state_pool_is_sized_by_the_environment_and_waits_for_a_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PLANTCORE_REDIS_MAX_CONNECTIONS", "12")
+    monkeypatch.setenv("PLANTCORE_REDIS_WAIT_SECONDS", "2.5")
+
+    config = runtime_config(Settings(), plant=PLANT)
+    client = live_state_client(
+        config.redis_url,
+        max_connections=config.redis_max_connections,
+        wait_seconds=config.redis_wait_seconds,
+    )
+
+    pool = client.connection_pool
+    assert isinstance(pool, BlockingConnectionPool)
+    assert (pool.max_connections, pool.timeout) == (12, 2.5)
