@@ -1,0 +1,51 @@
+// The auditor's view: the event trail of a command or an alarm, and the recent record
+// of a user or an event type, straight from the event store (auditEvents).
+import { field, h, replace } from "./dom.js";
+import { auditTable, auditTrail } from "./trail.js";
+
+const RECENT = `query($u: String, $t: String, $s: DateTime) { auditEvents(user: $u, type: $t, since: $s, first: 200) {
+  events { position aggregateId aggregateType version type at actor payload } hasNextPage } }`;
+const HOUR_MS = 3600 * 1000;
+
+export function mount(container, { session }) {
+  const id = h("input", { name: "aggregate", required: true, size: 40 });
+  const user = h("input", { name: "user" });
+  const type = h("input", { name: "type", placeholder: "Approved, Operator.RoleGranted" });
+  const result = h("section", { "aria-label": "Audit result", "aria-live": "polite" });
+  const show = async (load) => {
+    replace(result, "Loading…");
+    try {
+      const events = await load();
+      replace(result, events.length ? auditTable(events) : h("p", {}, "No events."));
+    } catch (error) {
+      replace(result, h("p", { class: "abnormal" }, error.message));
+    }
+  };
+  const byId = h(
+    "form",
+    { class: "panel", "aria-label": "Trail of a command or alarm" },
+    h("h2", {}, "Trail of a command or an alarm"),
+    field("Command or alarm id", id),
+    h("button", { type: "submit" }, "Show trail"),
+  );
+  byId.addEventListener("submit", (event) => {
+    event.preventDefault();
+    show(() => auditTrail(session, id.value.trim()));
+  });
+  const recent = h(
+    "form",
+    { class: "panel", "aria-label": "Recent events" },
+    h("h2", {}, "The last hour's events"),
+    field("User", user),
+    field("Event type", type),
+    h("button", { type: "submit" }, "Show events"),
+  );
+  recent.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const variables = { u: user.value || null, t: type.value || null, s: new Date(Date.now() - HOUR_MS).toISOString() };
+    show(async () => (await session.query(RECENT, variables)).auditEvents.events);
+  });
+  replace(container, h("h1", { class: "screen-title" }, "Audit"), h("div", { class: "forms" }, byId, recent), result);
+  id.focus();
+  return () => {};
+}
