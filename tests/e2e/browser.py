@@ -37,13 +37,15 @@ async def chromium() -> AsyncIterator[Browser]:
 
 
 class WatchedPage:
-    """A page with a viewport of a control-room screen, and the errors it logged."""
+    """A page with a viewport of a control-room screen, the errors it logged, what it fetched."""
 
     def __init__(self, page: Page) -> None:
         self.page = page
         self.errors: list[str] = []
+        self.requested: list[str] = []
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("request", lambda request: self.requested.append(request.url))
 
     def _console(self, message: ConsoleMessage) -> None:
         if message.type == "error":
@@ -55,16 +57,27 @@ class WatchedPage:
         await self.page.screenshot(path=str(path), full_page=True)
         return path
 
-    async def log_in(self, url: str, person: Credentials) -> None:
+    async def log_in(self, url: str, person: Credentials, screen: str | None = None) -> Page:
+        """The HMI at ``url`` with ``person`` logged in, on the screen of that title."""
         page = self.page
         await page.goto(url + "/")
         await page.get_by_label("User name").fill(person.username)
         await page.get_by_label("Password").fill(person.password)
         await page.get_by_role("button", name="Log in").click()
-        await expect(page.locator("#who")).to_contain_text(person.username, timeout=WAIT_MS)
+        await expect(page.locator("#who")).to_contain_text(person.username)
+        if screen is not None:
+            await self.open(screen)
+        return page
 
-    def assert_clean(self) -> None:
+    async def open(self, screen: str) -> None:
+        await self.page.get_by_role("link", name=screen).click()
+        await expect(self.page).to_have_title(f"{screen} · plantcore")
+
+    def assert_clean(self, origin: str) -> None:
+        """No error, and nothing fetched from anywhere but ``origin`` (the plant core)."""
         assert not self.errors, self.errors
+        elsewhere = [url for url in self.requested if not url.startswith((origin + "/", "data:"))]
+        assert not elsewhere, elsewhere
 
 
 @contextlib.asynccontextmanager

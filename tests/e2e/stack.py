@@ -12,15 +12,15 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import nats
 
-from api.credentials import TokenSettings
 from api.secrets import SecretBox, generate_key
 from eventstore.roles import PlantRoles
 from plantcore.db_init import initialise_database
 from plantcore.operators import Credentials, create_operator, enrol_with_token
-from plantcore.runtime import PlantRuntime, RuntimeConfig
+from plantcore.runtime import PlantRuntime
 from plantcore.streams import ensure_deadletter_stream, ensure_telemetry_stream
 from plantfile.loader import load_plant_file
 from plantfile.plant import PlantConfig
@@ -30,7 +30,7 @@ from tests.support import (
     delete_runtime_consumers,
     drop_roles,
     fresh_database,
-    runtime_event_stream,
+    runtime_config,
     unique,
 )
 
@@ -86,9 +86,12 @@ class RunningPlant:
 
 @contextlib.asynccontextmanager
 async def running_plant(
-    plant: PlantConfig, accounts: Mapping[str, Account]
+    plant: PlantConfig, accounts: Mapping[str, Account], **options: Any
 ) -> AsyncIterator[RunningPlant]:
-    """The runtime for ``plant``, serving its API on a free port, with ``accounts`` made."""
+    """The runtime for ``plant``, serving its API on a free port, with ``accounts`` made.
+
+    ``options`` are further :class:`~plantcore.runtime.RuntimeConfig` fields.
+    """
     prefix = unique("e2e") + "-"
     box = SecretBox.from_text(generate_key())
     client = await nats.connect(TEST_NATS_URL, connect_timeout=5, max_reconnect_attempts=0)
@@ -101,20 +104,14 @@ async def running_plant(
             initialised = await initialise_database(database, roles)
             try:
                 runtime = PlantRuntime(
-                    RuntimeConfig(
-                        database_url=initialised.runtime_url,  # as in production
-                        nats_url=TEST_NATS_URL,
-                        redis_url=TEST_REDIS_URL,
-                        plant=plant,
-                        tokens=TokenSettings(secret=unique("secret") * 4, audience="plantcore"),
-                        secrets=box,
-                        http_host="127.0.0.1",
-                        http_port=0,
-                        consumer_prefix=prefix,
-                        events_stream=runtime_event_stream(prefix)[0],
-                        events_subject_prefix=runtime_event_stream(prefix)[1],
-                        # The shared stream holds other tests' telemetry; ours is all we need.
-                        projections_start="new",
+                    runtime_config(
+                        initialised.runtime_url,  # as in production
+                        TEST_NATS_URL,
+                        TEST_REDIS_URL,
+                        plant,
+                        prefix,
+                        box,
+                        **options,
                     )
                 )
                 ready = asyncio.Event()
