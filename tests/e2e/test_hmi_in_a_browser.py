@@ -26,6 +26,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, expect
 
+from audit.checkpoints import generate_signing_key
 from plantfile.plant import PlantConfig
 from simulators.modbus_server import PRESS_REGISTERS, READ_SEQUENCE, ModbusSimulator
 from tests.e2e.browser import WAIT_MS, WatchedPage, chromium, watched_page
@@ -120,8 +121,9 @@ def no_leaked_threads() -> None:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def hmi() -> AsyncIterator[Hmi]:
+async def hmi(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Hmi]:
     before = set(threading.enumerate())
+    checkpoints = tmp_path_factory.mktemp("audit")
     device = unique("press")
     load_ports = [free_port() for _ in range(LOAD_DEVICES)]
     async with (
@@ -132,6 +134,10 @@ async def hmi() -> AsyncIterator[Hmi]:
             ACCOUNTS,
             graphiql=True,
             introspection=True,
+            # It signs its own checkpoints, which the auditor's screen shows.
+            audit_signing_key=generate_signing_key(),
+            audit_checkpoint_file=checkpoints / "checkpoints.jsonl",
+            audit_checkpoint_seconds=1.0,
         ) as plant,
         chromium() as browser,
     ):
@@ -403,18 +409,29 @@ async def test_a_user_who_logs_out_is_back_at_login(hmi: Hmi, page: WatchedPage)
 
 
 async def test_an_auditor_reads_a_commands_event_trail(hmi: Hmi, page: WatchedPage) -> None:
+    # A command requested and left unconfirmed (it lapses, nothing is written).
+    requested = await hmi.gql(
+        'mutation($d: String!) { requestCommand(device: $d, tag: "speed_setpoint", value: 1200)'
+        " { commandId } }",
+        await hmi.token("operator"),
+        d=hmi.device,
+    )
+    command_id = requested["data"]["requestCommand"]["commandId"]
     screen = await page.log_in(hmi.plant.url, hmi.plant.people["auditor"], "Commands")
-    row = screen.locator("tr[data-command]").first
-    await expect(row).to_be_visible()
+    row = screen.locator(f'tr[data-command="{command_id}"]')
     await row.get_by_role("button", name="Trail").click()
     trail = screen.get_by_role("table", name="Event trail")
     await expect(trail).to_contain_text("ControlCommand.Requested v1")
     await page.screenshot("audit-trail")
     await screen.keyboard.press("Escape")
 
-    command_id = await row.get_attribute("data-command")
-    assert command_id is not None
     await page.open("Audit")
+    # The log's verification state: the chain's head, and the last checkpoint, which holds.
+    verification = screen.get_by_role("region", name="Log verification")
+    await expect(verification).to_contain_text("Chain head: position")
+    await expect(verification.locator('[data-holds="true"]')).to_contain_text(
+        "The log still holds the signed hash"
+    )
     await screen.get_by_label("Command or alarm id").fill(command_id)
     await screen.get_by_role("button", name="Show trail").click()
     await expect(trail).to_contain_text("ControlCommand.Requested v1")

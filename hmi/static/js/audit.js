@@ -1,11 +1,35 @@
-// The auditor's view: the event trail of a command or an alarm, and the recent record
-// of a user or an event type, straight from the event store (auditEvents).
+// The auditor's view: the log's verification state (auditChain: the hash chain's head and
+// the last signed checkpoint), the event trail of a command or an alarm, and the recent
+// record of a user or an event type, straight from the event store (auditEvents).
 import { field, h, replace } from "./dom.js";
+import { formatDateTime } from "./format.js";
 import { auditTable, auditTrail } from "./trail.js";
 
 const RECENT = `query($u: String, $t: String, $s: DateTime) { auditEvents(user: $u, type: $t, since: $s, first: 200) {
   events { position aggregateId aggregateType version type at actor payload } hasNextPage } }`;
 const HOUR_MS = 3600 * 1000;
+const CHAIN = `{ auditChain { headPosition headHash eventsSinceCheckpoint
+  lastCheckpoint { position chainHash signedAt keyId source holds } } }`;
+
+/** The chain's state as sentences; a checkpoint the log no longer holds is abnormal. */
+function chainState(chain) {
+  const short = (hash) => (hash ? `${hash.slice(0, 16)}…` : "none");
+  const checkpoint = chain.lastCheckpoint;
+  return [
+    h("p", {}, chain.headPosition === null ? "The log is empty." : `Chain head: position ${chain.headPosition}, hash ${short(chain.headHash)}.`),
+    checkpoint
+      ? h(
+          "p",
+          { class: checkpoint.holds ? "" : "abnormal", "data-holds": String(checkpoint.holds) },
+          `Last signed checkpoint: position ${checkpoint.position}, ${formatDateTime(checkpoint.signedAt)}, key ${checkpoint.keyId} (${checkpoint.source}). `,
+          checkpoint.holds
+            ? `The log still holds the signed hash; ${chain.eventsSinceCheckpoint} events since.`
+            : "The log no longer holds the signed hash: the chain was rewritten since.",
+        )
+      : h("p", { class: "abnormal" }, "No checkpoint has been signed yet."),
+    h("p", { class: "note" }, "The signatures and the whole chain are checked by plantcore audit verify."),
+  ];
+}
 
 export function mount(container, { session }) {
   const id = h("input", { name: "aggregate", required: true, size: 40 });
@@ -45,7 +69,18 @@ export function mount(container, { session }) {
     const variables = { u: user.value || null, t: type.value || null, s: new Date(Date.now() - HOUR_MS).toISOString() };
     show(async () => (await session.query(RECENT, variables)).auditEvents.events);
   });
-  replace(container, h("h1", { class: "screen-title" }, "Audit"), h("div", { class: "forms" }, byId, recent), result);
+  const chain = h("section", { class: "panel", "aria-label": "Log verification", "aria-live": "polite" });
+  const loadChain = async () => {
+    try {
+      const state = (await session.query(CHAIN)).auditChain;
+      replace(chain, h("h2", {}, "Log verification"), chainState(state), again);
+    } catch (error) {
+      replace(chain, h("h2", {}, "Log verification"), h("p", { class: "abnormal" }, error.message), again);
+    }
+  };
+  const again = h("button", { type: "button", onclick: () => loadChain() }, "Check again");
+  replace(container, h("h1", { class: "screen-title" }, "Audit"), chain, h("div", { class: "forms" }, byId, recent), result);
+  loadChain();
   id.focus();
   return () => {};
 }
