@@ -82,7 +82,10 @@ export function mount(container, { session, notify }) {
           ? act("Return to service", "alarm.remove_from_service", ACTIONS.restore, [])
           : act("Out of service", "alarm.remove_from_service", ACTIONS.remove, [["Reason", "r", "text"]]),
         alarm.state === "latched" ? act("Reset latch", "alarm.reset_latch", ACTIONS.reset, []) : null,
-        h("button", { type: "button", onclick: () => showTrail(session, alarm.alarmId, `${alarm.device} ${alarm.condition}`) }, "Trail"),
+        // The alarm's stored events: the auditor's (the journal below is everyone's).
+        session.may("audit.read")
+          ? h("button", { type: "button", onclick: () => showTrail(session, alarm.alarmId, `${alarm.device} ${alarm.condition}`) }, "Trail")
+          : null,
       ].filter(Boolean),
     );
     return h(
@@ -151,7 +154,7 @@ export function mount(container, { session, notify }) {
           h("td", {}, entry.event),
           h("td", {}, entry.actor),
           h("td", {}, entry.state),
-          h("td", {}, entry.alarmId ? h("button", { type: "button", onclick: () => showTrail(session, entry.alarmId, entry.condition) }, "Trail") : ""),
+          h("td", {}, entry.alarmId && session.may("audit.read") ? h("button", { type: "button", onclick: () => showTrail(session, entry.alarmId, entry.condition) }, "Trail") : ""),
         ),
       ),
     );

@@ -14,16 +14,17 @@ const CHAIN = `{ auditChain { headPosition headHash eventsSinceCheckpoint
 /** The chain's state as sentences; a checkpoint the log no longer holds is abnormal. */
 function chainState(chain) {
   const short = (hash) => (hash ? `${hash.slice(0, 16)}…` : "none");
+  const since = chain.eventsSinceCheckpoint === 1 ? "1 event" : `${chain.eventsSinceCheckpoint} events`;
   const checkpoint = chain.lastCheckpoint;
   return [
-    h("p", {}, chain.headPosition === null ? "The log is empty." : `Chain head: position ${chain.headPosition}, hash ${short(chain.headHash)}.`),
+    h("p", {}, chain.headPosition === null ? "The log is empty." : `Chain head: position ${chain.headPosition}, hash ${short(chain.headHash)}`),
     checkpoint
       ? h(
           "p",
           { class: checkpoint.holds ? "" : "abnormal", "data-holds": String(checkpoint.holds) },
           `Last signed checkpoint: position ${checkpoint.position}, ${formatDateTime(checkpoint.signedAt)}, key ${checkpoint.keyId} (${checkpoint.source}). `,
           checkpoint.holds
-            ? `The log still holds the signed hash; ${chain.eventsSinceCheckpoint} events since.`
+            ? `The log still holds the signed hash; ${since} since.`
             : "The log no longer holds the signed hash: the chain was rewritten since.",
         )
       : h("p", { class: "abnormal" }, "No checkpoint has been signed yet."),
