@@ -10,6 +10,7 @@ export const paintMeter = {
   received: 0, // updates that arrived
   shown: 0, // updates painted, or replaced by a newer value of their tag before their frame
   lagsMs: [],
+  since: performance.now(), // when counting began
 
   /** A timestamp for an update that just arrived. */
   arrived() {
@@ -28,6 +29,7 @@ export const paintMeter = {
   },
 
   reset() {
+    this.since = performance.now();
     this.received = 0;
     this.shown = 0;
     this.lagsMs = [];
