@@ -32,7 +32,13 @@ from tests.e2e.browser import WAIT_MS, WatchedPage, chromium, watched_page
 from tests.e2e.stack import Account, RunningPlant, press_plant, running_plant
 from tests.support import eventually, free_port, unique
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.asyncio(loop_scope="module"),
+    # The first test starts the stack and the last stops it: a minute more when the cores
+    # are shared with the rest of the suite.
+    pytest.mark.timeout(300),
+]
 
 ACCOUNTS = {
     "operator": Account(["operator"], full_name="Ana Operator"),
