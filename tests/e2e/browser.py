@@ -17,6 +17,7 @@ from pathlib import Path
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
 from plantcore.operators import Credentials
+from tests.support import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path("var/hmi-screenshots")
@@ -78,6 +79,67 @@ class WatchedPage:
         assert not self.errors, self.errors
         elsewhere = [url for url in self.requested if not url.startswith((origin + "/", "data:"))]
         assert not elsewhere, elsewhere
+
+
+class Cable:
+    """A TCP relay from a port of its own to the plant core's, which a test can unplug.
+
+    What a page sees of a server restart: every connection closed, none accepted for a
+    while, then accepted again, at the same address.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+        self._relays: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def plug(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+
+    async def unplug(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for relay in list(self._relays):
+            relay.cancel()
+        await asyncio.gather(*self._relays, return_exceptions=True)
+        await self._server.wait_closed()
+        self._server = None
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        relay = asyncio.current_task()
+        assert relay is not None
+        self._relays.add(relay)
+        upstream_reader, upstream_writer = await asyncio.open_connection(
+            "127.0.0.1", self.target_port
+        )
+        try:
+            await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+        finally:
+            self._relays.discard(relay)
+            for end in (writer, upstream_writer):
+                end.close()
+
+    async def __aenter__(self) -> Cable:
+        await self.plug()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._server is not None:
+            await self.unplug()
+
+
+async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError):  # either end gone: the relay ends
+        while data := await source.read(65536):
+            sink.write(data)
+            await sink.drain()
+        if sink.can_write_eof():
+            sink.write_eof()
 
 
 @contextlib.asynccontextmanager

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pyotp
@@ -28,7 +29,7 @@ from playwright.async_api import Browser, Page, expect
 from audit.checkpoints import generate_signing_key
 from plantfile.plant import PlantConfig
 from simulators.modbus_server import PRESS_REGISTERS, READ_SEQUENCE, ModbusSimulator
-from tests.e2e.browser import WAIT_MS, WatchedPage, chromium, watched_page
+from tests.e2e.browser import WAIT_MS, Cable, WatchedPage, chromium, watched_page
 from tests.e2e.stack import Account, RunningPlant, press_plant, running_plant
 from tests.support import eventually, free_port, unique
 
@@ -408,6 +409,32 @@ async def test_a_user_who_logs_out_is_back_at_login(hmi: Hmi, page: WatchedPage)
     await expect(page.page.get_by_role("form", name="Log in")).to_be_visible()
     await expect(page.page.get_by_label("User name")).to_be_focused()
     await page.screenshot("login")
+
+
+# -- the live connection -------------------------------------------------------------------
+
+
+async def test_the_live_view_reconnects_by_itself_when_the_server_comes_back(hmi: Hmi) -> None:
+    api_port = urlsplit(hmi.plant.url).port
+    assert api_port is not None
+    async with Cable(api_port) as cable, watched_page(hmi.browser) as page:
+        screen = await page.log_in(cable.url, hmi.plant.people["viewer"])
+        link = screen.locator("#link")
+        count = tag_row(screen, hmi.device, "produced_count").locator(".value")
+        await expect(link).to_have_text("● live")
+        await expect(count).not_to_have_text("—")
+
+        # The server goes away: the page says so, and tries again by itself.
+        await cable.unplug()
+        await expect(link).to_have_text("○ reconnecting…")
+        before = await count.text_content()
+        await cable.plug()
+        await expect(link).to_have_text("● live")
+        await expect(count).not_to_have_text(before or "—")  # the parts counter moves on
+
+        # Its attempts while the server was away are the only errors the browser logged.
+        page.errors = [error for error in page.errors if "WebSocket connection to" not in error]
+        page.assert_clean(cable.url)
 
 
 # -- the auditor and the trends ------------------------------------------------------------
