@@ -9,9 +9,11 @@ and which stays at "Loading..." on a plant network without internet.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from starlette.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.staticfiles import PathLike, StaticFiles
 from starlette.types import Receive, Scope, Send
 
 HMI_DIRECTORY = Path(__file__).resolve().parents[1] / "hmi" / "static"
@@ -28,6 +30,15 @@ class HmiFiles(StaticFiles):
 
     def __init__(self) -> None:
         super().__init__(directory=HMI_DIRECTORY, html=True)
+
+    def file_response(
+        self, full_path: PathLike, stat_result: os.stat_result, scope: Scope, status_code: int = 200
+    ) -> Response:
+        # Asked again at each load (answered 304 while unchanged): after an upgrade no
+        # browser runs some modules of the old HMI with some of the new.
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":

@@ -146,6 +146,7 @@ async def test_demo_serves_the_simulators_live_speed_and_stops_on_ctrl_c(demo: D
         assert hmi.status_code == 200
         assert '<script type="module" src="/js/main.js">' in hmi.text
         assert "script-src 'self'" in hmi.headers["content-security-policy"]
+        assert hmi.headers["cache-control"] == "no-cache"
         explorer = await http.get(graphql_url, headers={"Accept": "text/html"})
         assert explorer.status_code == 200
         assert "/vendor/graphiql/graphiql.min.js" in explorer.text
