@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test drills lint lock bench clean
+.PHONY: demo test drills lint lock vendor bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "plantcore needs Python 3.11"'
@@ -50,6 +50,11 @@ lock: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,embedded,parquet,simulators]'
 	{ echo "# Exact versions every install uses (make installs from this file). Regenerate with: make lock"; \
 	  $(BIN)/python -m pip freeze --exclude-editable | grep -vi '^plantcore'; } > requirements.lock
+
+# Re-vendor the HMI's browser code (hmi/static/vendor, committed) after changing
+# hmi/package.json or its lock file; needs npm. Nothing else ever runs npm.
+vendor:
+	bash hmi/vendor.sh
 
 clean:
 	rm -rf $(VENV) var

@@ -1,7 +1,9 @@
 """The FastAPI application: ``/graphql`` (HTTP and graphql-transport-ws), ``/health``
-(:mod:`api.health`) and ``/metrics`` (Prometheus), behind the bounds on what a client
-may send (:mod:`api.size_limits`). GraphiQL and introspection are served only when
-the services say so.
+(:mod:`api.health`), ``/metrics`` (Prometheus) and the operator's HMI at ``/``
+(:mod:`api.hmi_site`), behind the bounds on what a client may send
+(:mod:`api.size_limits`) and the browser's security headers
+(:mod:`api.security_headers`). The GraphQL explorer and introspection are served
+only when the services say so.
 
 :func:`create_app` only wires routes to the :class:`~api.services.Services` it
 is given; it starts and stops nothing. The composition root owns the
@@ -23,6 +25,8 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from api.context import make_context_getter
 from api.graphql.schema import build_schema
 from api.health import health
+from api.hmi_site import HmiFiles, explorer_html
+from api.security_headers import SecurityHeaders
 from api.services import Services
 from api.size_limits import SizeLimits
 from api.socket_handler import KeyedSocketHandler
@@ -35,6 +39,7 @@ def create_app(services: Services) -> FastAPI:
         max_body_bytes=services.max_body_bytes,
         max_message_bytes=services.max_ws_message_bytes,
     )
+    app.add_middleware(SecurityHeaders)
     schema = build_schema(
         max_depth=services.max_query_depth,
         max_cost=services.max_query_cost,
@@ -63,6 +68,8 @@ def create_app(services: Services) -> FastAPI:
         registry = services.metrics or CollectorRegistry()
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    # Last: the HMI's files answer what no route above did.
+    app.mount("/", HmiFiles(), name="hmi")
     return app
 
 
@@ -82,6 +89,12 @@ class _Router(GraphQLRouter[Any, None]):
     # Each operation over a socket authorised like a request; the socket closed at its expiry.
     graphql_transport_ws_handler_class = KeyedSocketHandler
     websocket_adapter_class = _SocketAdapter
+
+    @property
+    def graphql_ide_html(self) -> str:
+        # GraphiQL from the plant core's own files, not strawberry's page, whose scripts
+        # come from a CDN: on a plant network without internet it never loaded.
+        return explorer_html()
 
     def decode_json(self, data: str | bytes) -> object:
         try:

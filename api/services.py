@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -79,6 +80,8 @@ class Services:
     introspection: bool = False
     # How often a subscription checks that its session is still open.
     session_recheck_seconds: float = 15.0
+    # Where the plant core's own checkpoints are written (auditChain reads the last one).
+    audit_checkpoint_file: Path | None = None
 
     @property
     def catalog(self) -> TagCatalog:

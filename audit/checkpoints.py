@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
 
 from audit.chain_check import ExpectedHead, Finding, Kind
 from eventstore.chain import HASH_SIZE, chain_head
@@ -256,6 +257,39 @@ def read_checkpoints(path: Path) -> list[Checkpoint]:
     return checkpoints
 
 
+def last_checkpoint(path: Path) -> Checkpoint | None:
+    """The last checkpoint of a file of them; None when there is none, or it is malformed."""
+    if not path.exists():
+        return None
+    last = None
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                last = line
+    if last is None:
+        return None
+    try:
+        return Checkpoint.from_json(last)
+    except InvalidCheckpoint:
+        return None
+
+
+async def last_published_checkpoint(
+    js: JetStreamContext, stream: str = STREAM, subject: str = SUBJECT
+) -> Checkpoint | None:
+    """The last checkpoint on NATS (the signer's, wherever it runs); None when there is none."""
+    try:
+        message = await js.get_last_msg(stream, subject)
+    except NotFoundError:
+        return None
+    if message.data is None:
+        return None
+    try:
+        return Checkpoint.from_json(message.data)
+    except InvalidCheckpoint:
+        return None
+
+
 def verified_heads(
     checkpoints: Iterable[Checkpoint], keys: Mapping[str, Ed25519PublicKey]
 ) -> tuple[list[ExpectedHead], list[Finding]]:
@@ -311,19 +345,7 @@ class CheckpointWriter:
 
     def last_written(self) -> Checkpoint | None:
         """The last checkpoint in the file, if any (to resume without repeating it)."""
-        if self.path is None or not self.path.exists():
-            return None
-        last = None
-        with self.path.open(encoding="utf-8") as lines:
-            for line in lines:
-                if line.strip():
-                    last = line
-        if last is None:
-            return None
-        try:
-            return Checkpoint.from_json(last)
-        except InvalidCheckpoint:
-            return None
+        return None if self.path is None else last_checkpoint(self.path)
 
     async def write(self, checkpoint: Checkpoint) -> None:
         line = checkpoint.to_json()

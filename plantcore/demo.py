@@ -104,6 +104,7 @@ def _print_banner(api_url: str, operator: Credentials, presses: list[str], verif
     lines = [
         "",
         "plantcore demo is running (Ctrl-C stops everything)",
+        f"  HMI:            {api_url}/",
         f"  GraphQL:        {api_url}/graphql",
         f"  health:         {api_url}/health",
         f"  metrics:        {api_url}/metrics",

@@ -442,6 +442,7 @@ class PlantRuntime:
                 ),
                 pool=pool,
                 alarms=alarms,
+                audit_checkpoint_file=config.audit_checkpoint_file,
             )
             await self._start_api(services)
             yield

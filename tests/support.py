@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -16,8 +16,12 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from psycopg import sql
 
+from api.credentials import TokenSettings
+from api.secrets import SecretBox, generate_key
 from eventstore.roles import PlantRoles
 from plantcore import embedded
+from plantcore.runtime import RuntimeConfig
+from plantfile.plant import PlantConfig
 from projections.dead_letter import DEADLETTER_STREAM, DEADLETTER_SUBJECT_PREFIX
 from tests.private_services import PrivateNats
 
@@ -88,6 +92,38 @@ def runtime_event_stream(prefix: str) -> tuple[str, str]:
     """
     token = prefix.strip("-").replace(".", "-")
     return f"EVENTS-{token}", f"plant.test-events.{token}"
+
+
+def runtime_config(
+    database_url: str,
+    nats_url: str,
+    redis_url: str,
+    plant: PlantConfig,
+    prefix: str,
+    secrets: SecretBox | None = None,
+    **options: Any,
+) -> RuntimeConfig:
+    """A plant core's settings as a test runs it: its own consumers and events stream.
+
+    The API listens on a free loopback port; the projections start with what arrives
+    from now on, since the shared stream holds other tests' telemetry. ``options``
+    are further :class:`RuntimeConfig` fields.
+    """
+    return RuntimeConfig(
+        database_url=database_url,
+        nats_url=nats_url,
+        redis_url=redis_url,
+        plant=plant,
+        tokens=TokenSettings(secret=unique("secret") * 4, audience="plantcore"),
+        secrets=secrets or SecretBox.from_text(generate_key()),
+        http_host="127.0.0.1",
+        http_port=0,
+        consumer_prefix=prefix,
+        events_stream=runtime_event_stream(prefix)[0],
+        events_subject_prefix=runtime_event_stream(prefix)[1],
+        projections_start="new",
+        **options,
+    )
 
 
 async def delete_runtime_consumers(js: JetStreamContext, prefix: str) -> None:

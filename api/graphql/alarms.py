@@ -24,6 +24,7 @@ from api.graphql.cursors import decode_position, encode_position
 from api.graphql.error_codes import NOT_FOUND, api_error, call
 from api.graphql.limits import INVALID_NUMBER
 from api.graphql.session import for_session
+from api.graphql.times import in_utc
 from api.services import Services
 from domain.alarm import Alarm
 from domain.permissions import Action
@@ -192,7 +193,7 @@ async def alarm_journal(
         "SELECT * FROM alarm_journal WHERE at >= $1 AND at < $2 AND position > $3"
         " AND ($4::text IS NULL OR device = $4) AND ($5::text IS NULL OR area = $5)"
         " AND ($6::text IS NULL OR event = $6) ORDER BY position LIMIT $7",
-        since, until, start, device, area, event, first + 1,
+        in_utc(since), in_utc(until), start, device, area, event, first + 1,
     )  # fmt: skip
     page = rows[:first]
     return AlarmJournalPage(

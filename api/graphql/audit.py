@@ -11,10 +11,17 @@ Pages follow the log's global position: ``endCursor`` (opaque) goes into
 ``after`` for the next page, so a page never repeats or skips an event, even
 while new ones are written. Only :attr:`~domain.permissions.Action.READ_AUDIT`
 (the auditor role) may ask; everyone else is ``forbidden``.
+
+``auditChain`` is the log's verification state (:mod:`audit.chain_state`): the
+hash chain's head, and the last signed checkpoint (from the plant core's
+checkpoint file, else the last one on NATS) with whether the log still holds
+the hash it signed. Checking the signature and the whole chain is
+``plantcore audit verify``'s work.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated
 from uuid import UUID
@@ -26,6 +33,8 @@ from api.context import PlantContext
 from api.graphql.cursors import decode_position, encode_position
 from api.graphql.error_codes import NOT_FOUND, api_error
 from api.graphql.times import read_as_utc
+from audit.chain_state import read_chain_state
+from audit.checkpoints import last_checkpoint, last_published_checkpoint
 from audit.replay import AuditRecord, EventFilter, select_events
 from domain.permissions import Action
 
@@ -110,3 +119,55 @@ def _aggregate_id(raw: str) -> UUID:
         return UUID(raw)
     except ValueError:
         raise api_error(f"no aggregate {raw!r}", NOT_FOUND) from None
+
+
+@strawberry.type
+class AuditCheckpoint:
+    position: int = strawberry.field(description="The log position whose chain hash was signed.")
+    chain_hash: str = strawberry.field(description="The signed chain hash, hex.")
+    signed_at: datetime
+    key_id: str = strawberry.field(description="The signing key's id (docs/audit.md).")
+    source: str = strawberry.field(description="file (the plant core's) or nats (the signer's).")
+    holds: bool = strawberry.field(
+        description="Whether the log still holds this hash at this position: false means the"
+        " chain was rewritten since it was signed."
+    )
+
+
+@strawberry.type
+class AuditChain:
+    head_position: int | None = strawberry.field(description="The last event's position.")
+    head_hash: str | None = strawberry.field(description="Its chain hash, hex.")
+    last_checkpoint: AuditCheckpoint | None = strawberry.field(
+        description="The last signed checkpoint; null when none was signed yet."
+    )
+    events_since_checkpoint: int | None = strawberry.field(
+        description="Positions written after the last checkpoint's: not yet covered by one."
+    )
+
+
+async def audit_chain(info: strawberry.Info[PlantContext, None]) -> AuditChain:
+    await info.context.authorize(Action.READ_AUDIT)
+    services = info.context.services
+    source, checkpoint = "file", None
+    if services.audit_checkpoint_file is not None:
+        checkpoint = await asyncio.to_thread(last_checkpoint, services.audit_checkpoint_file)
+    if checkpoint is None:
+        source, checkpoint = "nats", await last_published_checkpoint(services.nats.jetstream())
+    state = await services.store_executor.call(read_chain_state, services.app, checkpoint)
+    signed = state.checkpoint
+    return AuditChain(
+        head_position=state.head_position,
+        head_hash=state.head_hash.hex() if state.head_hash is not None else None,
+        last_checkpoint=None
+        if signed is None
+        else AuditCheckpoint(
+            position=signed.position,
+            chain_hash=signed.chain_hash.hex(),
+            signed_at=signed.at,
+            key_id=signed.key_id,
+            source=source,
+            holds=bool(state.checkpoint_holds),
+        ),
+        events_since_checkpoint=state.events_since_checkpoint,
+    )

@@ -34,7 +34,7 @@ from api.graphql import history as history_resolvers
 from api.graphql import login as login_resolvers
 from api.graphql import operators as operator_resolvers
 from api.graphql.alarms import AlarmEvent, AlarmJournalPage, AlarmKpis, AlarmView
-from api.graphql.audit import AuditEventPage
+from api.graphql.audit import AuditChain, AuditEventPage
 from api.graphql.command_list import CommandEntry, CommandPage
 from api.graphql.commands import CommandStep, CommandTicket, CommandView
 from api.graphql.device_status import DeviceStatusUpdate
@@ -105,6 +105,10 @@ class Query:
     audit_events: AuditEventPage = strawberry.field(
         resolver=audit.audit_events,
         description="Stored events by aggregate, user, type and time, in log order. Auditors only.",
+    )
+    audit_chain: AuditChain = strawberry.field(
+        resolver=audit.audit_chain,
+        description="The event log's hash chain head and last signed checkpoint. Auditors only.",
     )
 
 

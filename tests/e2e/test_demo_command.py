@@ -31,7 +31,7 @@ from tests.support import (
 
 pytestmark = pytest.mark.e2e
 
-BANNER_FIELDS = ("GraphQL", "operator", "password", "TOTP secret", "audit")
+BANNER_FIELDS = ("HMI", "GraphQL", "operator", "password", "TOTP secret", "audit")
 
 
 # The plantcore command of the interpreter running the tests (the README's venv in CI).
@@ -140,6 +140,16 @@ async def test_demo_serves_the_simulators_live_speed_and_stops_on_ctrl_c(demo: D
             f' password: "{banner["password"]}") {{ accessToken }} }}'
         )
         token = login["data"]["login"]["accessToken"]
+
+        # The HMI at the printed URL, and the explorer (served by the demo) from its own files.
+        hmi = await http.get(banner["HMI"])
+        assert hmi.status_code == 200
+        assert '<script type="module" src="/js/main.js">' in hmi.text
+        assert "script-src 'self'" in hmi.headers["content-security-policy"]
+        assert hmi.headers["cache-control"] == "no-cache"
+        explorer = await http.get(graphql_url, headers={"Accept": "text/html"})
+        assert explorer.status_code == 200
+        assert "/vendor/graphiql/graphiql.min.js" in explorer.text
 
         async def live_speed() -> None:
             body = await post("{ devices { id tags { name value quality } } }", token)

@@ -11,37 +11,26 @@ it with a real TOTP code, sees the simulator's register change and the
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any
 
 import asyncpg
 import httpx
 import pyotp
 import pytest
-from nats.js import JetStreamContext
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.credentials import TokenSettings
-from api.secrets import SecretBox, generate_key
-from plantcore.db_init import InitialisedDatabase
-from plantcore.operators import Credentials, create_operator, enrol_with_token
-from plantcore.runtime import PlantRuntime, RuntimeConfig
-from plantfile.loader import load_plant_file
-from plantfile.plant import PlantConfig
-from plantfile.protocols.modbus import ModbusDevice
+from plantcore.operators import Credentials
+from plantcore.runtime import PlantRuntime
 from simulators.modbus_server import ModbusSimulator
+from tests.e2e.stack import Account, area_of, press_plant, running_plant
 from tests.graphql_client import GraphQLSocket
 from tests.support import (
-    delete_runtime_consumers,
     eventually,
     free_port,
-    runtime_event_stream,
     unique,
 )
 
@@ -61,29 +50,6 @@ TAG_UPDATES = (
 COMMAND_STATUS = (
     "subscription($id: ID!) { commandStatus(commandId: $id) { step status actor detail } }"
 )
-
-
-def press_plant(device: str, port: int) -> PlantConfig:
-    """The demo's plant file, its press renamed for this test and pointed at its simulator.
-
-    Its area is named after it too: alarm KPIs count by area, and a demo plant core
-    elsewhere on the machine's NATS publishes alarms of the demo's ``press-line``.
-    """
-    plant = load_plant_file("config/demo-plant.yaml")
-    press = next(d for d in plant.devices if isinstance(d, ModbusDevice))
-    press = press.model_copy(
-        update={
-            "id": device,
-            "area": area_of(device),
-            "modbus": press.modbus.model_copy(update={"port": port}),
-            "simulate": False,  # the test runs the simulator, to look into its model
-        }
-    )
-    return plant.model_copy(update={"devices": [press], "poll_seconds": 0.2})
-
-
-def area_of(device: str) -> str:
-    return f"{device}-line"
 
 
 @dataclass
@@ -113,72 +79,15 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(
-    plant_roles: InitialisedDatabase, nats_url: str, redis_url: str, js: JetStreamContext
-) -> AsyncIterator[Stack]:
+async def stack() -> AsyncIterator[Stack]:
     device = unique("press")
-    prefix = unique("e2e") + "-"
-    box = SecretBox.from_text(generate_key())
-    async with ModbusSimulator(port=free_port(), tick_seconds=0.05) as simulator:
-        runtime = PlantRuntime(
-            RuntimeConfig(
-                database_url=plant_roles.runtime_url,  # as in production
-                nats_url=nats_url,
-                redis_url=redis_url,
-                plant=press_plant(device, simulator.port),
-                tokens=TokenSettings(secret=unique("secret") * 4, audience="plantcore"),
-                secrets=box,
-                http_host="127.0.0.1",
-                http_port=0,
-                consumer_prefix=prefix,
-                events_stream=runtime_event_stream(prefix)[0],
-                events_subject_prefix=runtime_event_stream(prefix)[1],
-                # The shared stream holds other tests' telemetry; ours is all we need.
-                projections_start="new",
-            )
-        )
-        ready = asyncio.Event()
-
-        async def on_ready(_: PlantRuntime) -> None:
-            ready.set()
-
-        running = asyncio.create_task(runtime.run(on_ready))
-        try:
-            await _started(running, ready)
-            assert runtime.app is not None
-            password = "a long enough password"
-            grant = await asyncio.to_thread(
-                partial(create_operator, runtime.app),
-                username=unique("operator"),
-                full_name="End To End",
-                roles=["operator"],
-                scopes=[f"device:{device}"],
-                password=password,
-                actor="test",
-            )
-            # The operator enrols their own authenticator with the token they were given.
-            secret = await asyncio.to_thread(
-                partial(enrol_with_token, runtime.app, box),
-                username=grant.username,
-                enrolment_token=grant.enrolment_token,
-            )
-            operator = Credentials(grant.username, password, secret)
-            async with httpx.AsyncClient(base_url=runtime.api_url) as http:
-                yield Stack(runtime, simulator, device, operator, http)
-        finally:
-            running.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running
-            await delete_runtime_consumers(js, prefix)
-
-
-async def _started(running: asyncio.Task[None], ready: asyncio.Event) -> None:
-    waiting = asyncio.create_task(ready.wait())
-    await asyncio.wait({running, waiting}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    waiting.cancel()
-    if running.done():
-        running.result()  # raises what stopped the runtime
-    assert ready.is_set(), "the stack did not start within 30 s"
+    operator = {"operator": Account(["operator"], scopes=[f"device:{device}"])}
+    async with (
+        ModbusSimulator(port=free_port(), tick_seconds=0.05) as simulator,
+        running_plant(press_plant(device, simulator.port), operator) as plant,
+        httpx.AsyncClient(base_url=plant.url) as http,
+    ):
+        yield Stack(plant.runtime, simulator, device, plant.people["operator"], http)
 
 
 async def next_speed(updates: GraphQLSocket) -> dict[str, Any]:

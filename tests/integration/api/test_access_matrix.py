@@ -210,6 +210,7 @@ QUERIES: Mapping[str, Case] = {
         the_last_hour_of_the_device,
     ),
     "auditEvents": Case(A.READ_AUDIT, "{ auditEvents(first: 1) { hasNextPage } }", no_variables),
+    "auditChain": Case(A.READ_AUDIT, "{ auditChain { headPosition } }", no_variables),
 }
 
 MUTATIONS: Mapping[str, Case] = {

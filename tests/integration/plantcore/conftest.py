@@ -13,13 +13,11 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from api.credentials import TokenSettings
-from api.secrets import SecretBox, generate_key
 from domain.messages import STATUS_SUBJECT, ConnectionState, DeviceStatus
 from plantcore.db_init import InitialisedDatabase
-from plantcore.runtime import PlantRuntime, RuntimeConfig
+from plantcore.runtime import PlantRuntime
 from plantfile.loader import load_plant_file
-from tests.support import delete_runtime_consumers, runtime_event_stream, unique
+from tests.support import delete_runtime_consumers, runtime_config, unique
 
 RunPlant = Callable[..., Awaitable[PlantRuntime]]
 
@@ -60,20 +58,12 @@ async def run_plant(
 
     async def start(plant_file: Path, **options: Any) -> PlantRuntime:
         runtime = PlantRuntime(
-            RuntimeConfig(
-                database_url=plant_roles.runtime_url,
-                nats_url=nats_url,
-                redis_url=redis_url,
-                plant=load_plant_file(plant_file),
-                tokens=TokenSettings(secret=unique("secret") * 4, audience="plantcore"),
-                secrets=SecretBox.from_text(generate_key()),
-                http_host="127.0.0.1",
-                http_port=0,
-                consumer_prefix=prefix,
-                events_stream=runtime_event_stream(prefix)[0],
-                events_subject_prefix=runtime_event_stream(prefix)[1],
-                # The shared stream holds other tests' telemetry; ours is all we need.
-                projections_start="new",
+            runtime_config(
+                plant_roles.runtime_url,
+                nats_url,
+                redis_url,
+                load_plant_file(plant_file),
+                prefix,
                 plant_file=plant_file,
                 plant_file_poll_seconds=0.1,
                 **options,

@@ -12,13 +12,11 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.credentials import TokenSettings
-from api.secrets import SecretBox, generate_key
 from devices.nats_bridge import NatsTelemetrySink
 from devices.outbox import Outbox
 from domain.messages import STATUS_SUBJECT, ConnectionState, DeviceStatus
 from plantcore.db_init import InitialisedDatabase
-from plantcore.runtime import PlantRuntime, RuntimeConfig
+from plantcore.runtime import PlantRuntime
 from plantfile.plant import PlantConfig
 from plantfile.protocols.modbus import ModbusConnection, ModbusDevice, ModbusTag
 from simulators.modbus_server import ModbusSimulator
@@ -26,7 +24,7 @@ from tests.support import (
     delete_runtime_consumers,
     eventually,
     free_port,
-    runtime_event_stream,
+    runtime_config,
     unique,
 )
 
@@ -71,19 +69,12 @@ async def test_the_next_run_forwards_what_the_last_left_and_a_stop_sends_its_las
     try:
         async with ModbusSimulator(port=free_port(), tick_seconds=0.05) as simulator:
             runtime = PlantRuntime(
-                RuntimeConfig(
-                    database_url=plant_roles.runtime_url,
-                    nats_url=nats_url,
-                    redis_url=redis_url,
-                    plant=plant_of(device, simulator.port),
-                    tokens=TokenSettings(secret=unique("secret") * 4, audience="plantcore"),
-                    secrets=SecretBox.from_text(generate_key()),
-                    http_host="127.0.0.1",
-                    http_port=0,
-                    consumer_prefix=prefix,
-                    events_stream=runtime_event_stream(prefix)[0],
-                    events_subject_prefix=runtime_event_stream(prefix)[1],
-                    projections_start="new",
+                runtime_config(
+                    plant_roles.runtime_url,
+                    nats_url,
+                    redis_url,
+                    plant_of(device, simulator.port),
+                    prefix,
                     buffer_dir=buffer_dir,
                     buffer_max_bytes=BUFFER_BYTES,
                 )
