@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from api.credentials import TokenSettings
 from api.graphql.limits import DEFAULT_MAX_VARIABLES_BYTES
+from api.graphql.subject_hub import SubjectHub
 from api.history_limits import HistoryLimits
 from api.login_lane import LoginLane
 from api.rate_limit import CommandRateCounter, LoginThrottle
@@ -45,7 +46,8 @@ class Services:
     ``command_rate`` counts each user's command requests across API processes;
     ``login_throttle`` bounds the logins of each source address, and
     ``login_lane`` runs every Argon2 check and a login's store calls apart from
-    the commands' executor.
+    the commands' executor. ``hub`` holds the live views' NATS subscriptions,
+    one per subject for all of them (:mod:`api.graphql.subject_hub`).
     """
 
     app: PlantApplication
@@ -82,6 +84,10 @@ class Services:
     session_recheck_seconds: float = 15.0
     # Where the plant core's own checkpoints are written (auditChain reads the last one).
     audit_checkpoint_file: Path | None = None
+    hub: SubjectHub = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hub", SubjectHub(self.nats))
 
     @property
     def catalog(self) -> TagCatalog:

@@ -3,7 +3,8 @@
 The snapshot is each device's status as the live state holds it in Redis
 (``snapshot: true``; a device never seen has none yet), then every
 :class:`~domain.messages.DeviceStatus` on ``plant.status.<device>``, subscribed
-before the snapshot is read so that nothing is missed in between. A status not
+before the snapshot is read so that nothing is missed in between (one NATS
+subscription per device for the whole process, :mod:`.subject_hub`). A status not
 newer than the one already sent for its device is dropped (the overlap), and
 so is a heartbeat: the supervisor repeats its state every few seconds, which
 is no change.
@@ -27,7 +28,6 @@ from nats.aio.msg import Msg
 from api.context import PlantContext
 from api.graphql.device_selection import selected_devices
 from api.graphql.session import for_session
-from api.graphql.subjects_stream import subjects_stream
 from api.services import Services
 from domain.messages import STATUS_SUBJECT, ConnectionState, DeviceStatus, MalformedMessage
 from domain.permissions import Action
@@ -67,15 +67,14 @@ async def _statuses(
     services: Services, devices: Sequence[str]
 ) -> AsyncGenerator[DeviceStatusUpdate, None]:
     subjects = [STATUS_SUBJECT.format(device=device) for device in devices]
-    async with subjects_stream(services.nats, subjects) as messages:
+    async with services.hub.follow(subjects, _status) as messages:
         last_sent: dict[str, DeviceStatus] = {}
         for device in devices:
             status = await read_status(services.redis, device)
             if status is not None:
                 last_sent[device] = status
                 yield await _update(services.redis, status, snapshot=True)
-        async for message in messages:
-            status = _status(message)
+        async for _, status in messages:
             if status is None or not _changes(last_sent.get(status.device), status):
                 continue
             last_sent[status.device] = status

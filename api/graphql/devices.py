@@ -11,21 +11,27 @@ read; both values are null only for a tag never read.
 (:mod:`.device_selection`): it first sends a snapshot of every tag of each from
 Redis (``snapshot: true``), then each sample of their
 ``plant.telemetry.<device>`` read by core NATS subscriptions that open
-*before* the snapshot is read, so nothing is missed in between
-(:mod:`.subjects_stream`). Every sample is sent, changed or not; only samples
-not newer than what was already sent for a tag are dropped (the overlap
-between the snapshot and the stream), and a sample that lost its value (its
-supervisor was restarted while the device was away) holds the one sent
-before, as the live state in Redis does. A subscriber too slow for the stream
-loses the oldest pending messages (the NATS client's pending limit), never the
-connection.
+*before* the snapshot is read, so nothing is missed in between. Those
+subscriptions are the process's, one per device for all its subscribers
+(:mod:`.subject_hub`): each message is decoded once and each of its samples
+made into one :class:`TagUpdate`, executed once per distinct query
+(:mod:`.shared_render`) and handed to every subscription that lets it
+through. Every sample is sent, changed or not; only samples not newer than
+what was already sent for a tag are dropped (the overlap between the
+snapshot and the stream), and a sample that lost its value (its supervisor
+was restarted while the device was away) holds the one sent before, as the
+live state in Redis does. A subscriber too slow for the stream loses the
+oldest pending messages (:data:`.subject_hub.PENDING_MESSAGES_LIMIT` per
+device, logged), never the connection.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Hashable
+from dataclasses import field
 from datetime import datetime
+from typing import Any
 
 import strawberry
 from nats.aio.msg import Msg
@@ -35,7 +41,6 @@ from api.context import PlantContext
 from api.graphql.device_selection import selected_devices
 from api.graphql.error_codes import INVALID_ARGUMENT, api_error
 from api.graphql.session import for_session
-from api.graphql.subjects_stream import subjects_stream
 from api.services import Services
 from domain.catalog import TagLimits
 from domain.messages import (
@@ -166,6 +171,10 @@ class TagUpdate:
     ts: datetime
     value_timestamp: datetime | None = strawberry.field(description=_VALUE_TIMESTAMP)
     snapshot: bool
+    # Its executions, one per distinct query (:mod:`api.graphql.shared_render`).
+    renders: strawberry.Private[dict[Hashable, Any]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def from_model(cls, device: str, sample: Sample, *, snapshot: bool) -> TagUpdate:
@@ -217,30 +226,47 @@ def _chosen(
 
 
 async def _tag_updates(services: Services, devices: list[str]) -> AsyncGenerator[TagUpdate, None]:
-    subjects = {TELEMETRY_SUBJECT.format(device=device): device for device in devices}
-    async with subjects_stream(services.nats, list(subjects)) as messages:
+    subjects = [TELEMETRY_SUBJECT.format(device=device) for device in devices]
+    async with services.hub.follow(subjects, _updates) as messages:
         last_sent: dict[tuple[str, str], Sample] = {}
         for device in devices:
             for sample in await read_device(services.redis, device):
                 last_sent[device, sample.tag] = sample
                 yield TagUpdate.from_model(device, sample, snapshot=True)
-        async for message in messages:
-            device = subjects[message.subject]
-            for sample in _samples(message):
-                previous = last_sent.get((device, sample.tag))
-                if previous is not None:
-                    if sample.ts <= previous.ts:
-                        continue
-                    # As the live state does: a publisher restarted while its device is
-                    # away does not know the last value, the subscriber does.
-                    sample = sample.holding(previous)  # noqa: PLW2901
-                last_sent[device, sample.tag] = sample
-                yield TagUpdate.from_model(device, sample, snapshot=False)
+        async for _, updates in messages:
+            for sample, shared in updates:
+                update = _next_update(last_sent, sample, shared)
+                if update is not None:
+                    yield update
 
 
-def _samples(message: Msg) -> tuple[Sample, ...]:
+def _next_update(
+    last_sent: dict[tuple[str, str], Sample], sample: Sample, shared: TagUpdate
+) -> TagUpdate | None:
+    """What a subscriber is sent of ``sample``, given what it was sent before; None: nothing."""
+    key = (shared.device, sample.tag)
+    previous = last_sent.get(key)
+    if previous is None:
+        last_sent[key] = sample
+        return shared
+    if sample.ts <= previous.ts:
+        return None
+    # As the live state does: a publisher restarted while its device is away does
+    # not know the last value, the subscriber does.
+    held = sample.holding(previous)
+    last_sent[key] = held
+    return shared if held is sample else TagUpdate.from_model(shared.device, held, snapshot=False)
+
+
+_TELEMETRY_PREFIX = TELEMETRY_SUBJECT.format(device="")
+
+
+def _updates(message: Msg) -> tuple[tuple[Sample, TagUpdate], ...]:
+    """A telemetry message's samples, each with its update: decoded once for every subscriber."""
+    device = message.subject.removeprefix(_TELEMETRY_PREFIX)
     try:
-        return TelemetryBatch.decode(message.data).samples
+        samples = TelemetryBatch.decode(message.data).samples
     except MalformedMessage as exc:
         log.warning("dropping a malformed batch on %s: %s", message.subject, exc)
         return ()
+    return tuple((s, TagUpdate.from_model(device, s, snapshot=False)) for s in samples)

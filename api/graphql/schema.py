@@ -45,6 +45,7 @@ from api.graphql.limits import DEFAULT_MAX_VARIABLES_BYTES, query_limits
 from api.graphql.login import LoginResult, Me, Session
 from api.graphql.operators import OperatorView, PlantModeView
 from api.graphql.second_factor import EnrolmentToken, TotpEnrolment, TotpRecovery
+from api.graphql.shared_render import SharedRenderExecutor
 from api.services import DEFAULT_MAX_QUERY_COST, DEFAULT_MAX_QUERY_DEPTH
 
 
@@ -330,6 +331,7 @@ def build_schema(
         mutation=Mutation,
         subscription=Subscription,
         extensions=limits if introspection else [*limits, DisableIntrospection],
+        execution_context_class=SharedRenderExecutor,
     )
 
 

@@ -22,6 +22,7 @@ from domain.messages import (
 from projections.live_state import LIVE_KEY, STATUS_KEY, sample_json
 from tests.graphql_client import GraphQLSocket
 from tests.integration.api.conftest import OTHER_AREA, Plant, PlantFactory, other_device
+from tests.support import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -185,18 +186,27 @@ TAG_UPDATES = """subscription($device: String, $devices: [String!], $area: Strin
         device tag value quality snapshot } }"""
 
 
-async def test_tag_updates_follow_several_devices_in_one_subscription(
-    make_plant: PlantFactory, redis_client: aioredis.Redis
-) -> None:
+async def _two_devices_seen(
+    make_plant: PlantFactory, redis_client: aioredis.Redis, speeds: tuple[int, int]
+) -> tuple[Plant, str, list[str]]:
+    """A plant whose two devices have a speed in the live state; a token, their keys."""
     plant = await make_plant(dispatcher=False)
     token = await plant.login()
     first, second = plant.device, other_device(plant.device)
     then = datetime.now(UTC) - timedelta(seconds=5)
     keys = [LIVE_KEY.format(device=device) for device in (first, second)]
-    for key, value in zip(keys, (1000, 2000), strict=True):
+    for key, value in zip(keys, speeds, strict=True):
         await redis_client.hset(
             key, "speed", sample_json(Sample("speed", value, Quality.GOOD, "rpm", then))
         )
+    return plant, token, keys
+
+
+async def test_tag_updates_follow_several_devices_in_one_subscription(
+    make_plant: PlantFactory, redis_client: aioredis.Redis
+) -> None:
+    plant, token, keys = await _two_devices_seen(make_plant, redis_client, (1000, 2000))
+    first, second = plant.device, other_device(plant.device)
     now = datetime.now(UTC)
     socket = await GraphQLSocket.open(plant.ws_url, token)
     try:
@@ -246,6 +256,44 @@ async def test_tag_updates_of_an_area_leave_its_other_devices_out(
         (inside, 2000.0),
         (inside, 2001.0),
     ]
+
+
+async def test_subscribers_of_a_device_share_one_nats_subscription_and_get_only_their_own(
+    make_plant: PlantFactory, redis_client: aioredis.Redis
+) -> None:
+    plant, token, keys = await _two_devices_seen(make_plant, redis_client, (1000, 1000))
+    first, second = plant.device, other_device(plant.device)
+    hub = plant.services.hub
+    followed = [first, first, first, second]
+    sockets = [await GraphQLSocket.open(plant.ws_url, token) for _ in followed]
+    try:
+        for socket, device in zip(sockets, followed, strict=True):
+            await socket.subscribe(TAG_UPDATES, device=device)
+            await _next(socket, "tagUpdates")  # its snapshot: it follows its device now
+        assert hub.subscriptions() == 2  # one per device, not one per subscriber
+        assert [hub.followers(TELEMETRY_SUBJECT.format(device=d)) for d in (first, second)] == [
+            3,
+            1,
+        ]
+        now = datetime.now(UTC)
+        await _publish(plant, first, Sample("speed", 1001, Quality.GOOD, "rpm", now))
+        await _publish(plant, second, Sample("speed", 2001, Quality.GOOD, "rpm", now))
+        live = [await _next(socket, "tagUpdates") for socket in sockets]
+    finally:
+        for socket in sockets:
+            await socket.close()
+        await redis_client.delete(*keys)
+    assert [(u["device"], u["value"], u["snapshot"]) for u in live] == [
+        (first, 1001.0, False),
+        (first, 1001.0, False),
+        (first, 1001.0, False),
+        (second, 2001.0, False),  # the first device's sample never reached it
+    ]
+
+    async def closed() -> None:
+        assert hub.subscriptions() == 0  # the last subscriber of each device closed it
+
+    await eventually(closed)
 
 
 async def test_tag_updates_refuse_a_selection_that_names_nothing_or_too_much(
