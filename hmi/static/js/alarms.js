@@ -7,13 +7,13 @@ import { showTrail } from "./trail.js";
 
 const VIEW = "alarmId device condition kind priority area tag state active acknowledged chattering shelvedUntil raisedAt";
 const ACTIVE = `{ alarms(active: true) { ${VIEW} } }`;
-const EVENTS = "subscription { alarmEvents { alarmId device event state } }";
+const EVENTS = "subscription { alarmEvents { alarmId device area event state } }";
 const JOURNAL = `query($s: DateTime!, $u: DateTime!, $a: String, $n: Int!) {
   alarmJournal(since: $s, until: $u, first: $n, after: $a) {
     events { position alarmId device condition event actor at state } endCursor hasNextPage } }`;
-// Only the positions of one event's entries: cheap enough to ask for a long page.
+// Only the position and area of one event's entries: cheap enough to ask for a long page.
 const FLOODS = `query($s: DateTime!, $u: DateTime!, $e: String!) {
-  alarmJournal(since: $s, until: $u, event: $e, first: 500) { events { position } } }`;
+  alarmJournal(since: $s, until: $u, event: $e, first: 500) { events { position area event } } }`;
 const ACTIONS = {
   acknowledge: `mutation($id: ID!, $c: String!) { acknowledgeAlarm(alarmId: $id, comment: $c) { state } }`,
   shelve: `mutation($id: ID!, $r: String!, $m: Int!) { shelveAlarm(alarmId: $id, reason: $r, minutes: $m) { state } }`,
@@ -163,27 +163,31 @@ export function mount(container, { session, notify }) {
   }
   more.addEventListener("click", () => journalPage().catch((error) => notify(error.message)));
 
-  /** A flood is on when the last FloodStarted is newer than the last FloodEnded. */
+  /** An area floods when its last FloodStarted is newer than its last FloodEnded. */
+  const flooding = new Set();
   async function floodState() {
-    const latest = async (event) => {
-      const now = Date.now();
-      const page = (await session.query(FLOODS, { s: new Date(now - DAY_MS).toISOString(), u: new Date(now + 60000).toISOString(), e: event })).alarmJournal;
-      return page.events.at(-1)?.position ?? -1;
-    };
-    const [started, ended] = await Promise.all([latest("FloodStarted"), latest("FloodEnded")]);
-    showFlood(started > ended);
+    const now = Date.now();
+    const range = { s: new Date(now - DAY_MS).toISOString(), u: new Date(now + 60000).toISOString() };
+    const pages = await Promise.all(
+      ["FloodStarted", "FloodEnded"].map((e) => session.query(FLOODS, { ...range, e })),
+    );
+    const entries = pages.flatMap((page) => page.alarmJournal.events).sort((a, b) => a.position - b.position);
+    for (const entry of entries) floodIn(entry);
   }
-  function showFlood(on) {
-    flood.hidden = !on;
-    flood.textContent = on ? "Alarm flood: more alarms than an operator can handle; the most urgent first." : "";
+  function floodIn({ area, event }) {
+    if (event === "FloodStarted") flooding.add(area);
+    else if (event === "FloodEnded") flooding.delete(area);
+    else return;
+    flood.hidden = flooding.size === 0;
+    flood.textContent = flooding.size
+      ? `Alarm flood in ${[...flooding].sort().join(", ")}: more alarms than an operator can handle; the most urgent first.`
+      : "";
   }
 
   let queued = null;
   const stop = session.socket.subscribe(EVENTS, {}, {
     next: ({ data }) => {
-      const event = data.alarmEvents.event;
-      if (event === "FloodStarted") showFlood(true);
-      if (event === "FloodEnded") showFlood(false);
+      floodIn(data.alarmEvents);
       // A burst of events refreshes the list once.
       queued ??= setTimeout(() => {
         queued = null;
