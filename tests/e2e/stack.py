@@ -101,6 +101,10 @@ async def running_plant(
 
     ``options`` are further :class:`~plantcore.runtime.RuntimeConfig` fields.
     """
+    # Every test logs in from 127.0.0.1, and the per-address window is counted in Redis,
+    # which every plant core on the machine shares: the production 20 a minute would
+    # refuse a plant started right after another suite's logins.
+    options.setdefault("login_rate_per_minute", 240)
     prefix = unique("e2e") + "-"
     box = SecretBox.from_text(generate_key())
     client = await nats.connect(TEST_NATS_URL, connect_timeout=5, max_reconnect_attempts=0)
